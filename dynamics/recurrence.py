@@ -1,0 +1,175 @@
+"""The three recurrences, each one autograd Function with a hand-written BPTT backward.
+
+Row-vector convention: x_t (B, n_in), h_t (B, H). The input projections x_t W_x + b of all steps
+come in precomputed as `xp` (T, B, k·H), one matmul outside; the loops below do only the
+per-step recurrence. The backward loop carries d_t = ∂L/∂h_t, the *total* derivative through
+all later steps (Pascanu's dC/dh_t), and hands it to `sink.hidden_grad`: the diagnostic costs
+nothing because BPTT computes it anyway. Weight gradients are one matmul over all steps after
+the loop. Everything the backward needs per step that does not depend on d_t (activation
+derivatives, gate products) is computed for all steps at once before the loop, so the loop is a
+handful of in-place ops on preallocated buffers.
+"""
+import torch
+
+# φ applied in place, and φ' written in terms of the output h = φ(a).
+ACTIVATIONS = {
+    "tanh": (torch.tanh_, lambda h: 1 - h * h),
+    "sigmoid": (torch.sigmoid_, lambda h: h * (1 - h)),
+    "relu": (torch.relu_, lambda h: (h > 0).to(h.dtype)),
+    "linear": (None, None),
+}
+
+
+def previous(h0, hs):
+    """(h_{t-1}) for t = 0..T-1: the initial state followed by all but the last state."""
+    return torch.cat([h0.unsqueeze(0), hs[:-1]])
+
+
+def outer_sum(a, b):
+    """Σ_t a_tᵀ b_t over all steps and sequences: one (n, T·B) @ (T·B, m) matmul."""
+    return a.reshape(-1, a.shape[-1]).t() @ b.reshape(-1, b.shape[-1])
+
+
+class RNNRecurrence(torch.autograd.Function):
+    """h_t = φ(xp_t + h_{t-1} W_hh)."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, W_hh, activation, sink):
+        phi, _ = ACTIVATIONS[activation]
+        hs = torch.empty_like(xp)
+        h = h0
+        for t in range(xp.shape[0]):
+            torch.addmm(xp[t], h, W_hh, out=hs[t])
+            if phi is not None:
+                phi(hs[t])
+            h = hs[t]
+        ctx.save_for_backward(h0, hs, W_hh)
+        ctx.activation, ctx.sink = activation, sink
+        return hs
+
+    @staticmethod
+    def backward(ctx, grad_hs):
+        h0, hs, W_hh = ctx.saved_tensors
+        _, dphi = ACTIVATIONS[ctx.activation]
+        W_t = W_hh.t()
+        d = torch.empty_like(hs)                      # d_t = ∂L/∂h_t, total
+        u = d if dphi is None else torch.empty_like(hs)  # u_t = ∂L/∂a_t = d_t ⊙ φ'(a_t)
+        slope = None if dphi is None else dphi(hs)
+        d[-1] = grad_hs[-1]
+        for t in range(hs.shape[0] - 1, -1, -1):
+            if slope is not None:
+                torch.mul(d[t], slope[t], out=u[t])
+            if t > 0:  # d_{t-1} = g_{t-1} + u_t W_hhᵀ
+                torch.addmm(grad_hs[t - 1], u[t], W_t, out=d[t - 1])
+        ctx.sink.hidden_grad = d
+        return u, u[0] @ W_t, outer_sum(previous(h0, hs), u), None, None
+
+
+class GRURecurrence(torch.autograd.Function):
+    """z, r = σ(xp_zr + h_{t-1} [W_hz W_hr]);  h̃ = tanh(xp_h + (r ⊙ h_{t-1}) W_hh);
+    h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, W_hzr, W_hh, sink):
+        T, B, H3 = xp.shape
+        H = H3 // 3
+        zr = xp.new_empty(T, B, 2 * H)   # [z | r]
+        rh = xp.new_empty(T, B, H)       # r ⊙ h_{t-1}
+        cand = xp.new_empty(T, B, H)     # h̃
+        hs = xp.new_empty(T, B, H)
+        h = h0
+        for t in range(T):
+            torch.addmm(xp[t, :, :2 * H], h, W_hzr, out=zr[t]).sigmoid_()
+            torch.mul(zr[t, :, H:], h, out=rh[t])
+            torch.addmm(xp[t, :, 2 * H:], rh[t], W_hh, out=cand[t]).tanh_()
+            torch.lerp(h, cand[t], zr[t, :, :H], out=hs[t])  # h + z ⊙ (h̃ − h)
+            h = hs[t]
+        ctx.save_for_backward(h0, hs, zr, rh, cand, W_hzr, W_hh)
+        ctx.sink = sink
+        return hs, zr
+
+    @staticmethod
+    def backward(ctx, grad_hs, _grad_zr):
+        h0, hs, zr, rh, cand, W_hzr, W_hh = ctx.saved_tensors
+        T, B, H = hs.shape
+        hp = previous(h0, hs)
+        z, r = zr[..., :H], zr[..., H:]
+        # Step-independent factors: ∂L/∂a = d_t ⊙ (these), a the pre-activations.
+        k_cand = z * (1 - cand * cand)          # through h̃
+        k_z = (cand - hp) * z * (1 - z)         # through z
+        k_r = hp * r * (1 - r)                  # through r, times ∂L/∂(r ⊙ h)
+        keep = 1 - z                            # direct path h_{t-1} → h_t
+        Wzr_t, Whh_t = W_hzr.t(), W_hh.t()
+        d = torch.empty_like(hs)
+        da_zr = torch.empty_like(zr)
+        da_cand = torch.empty_like(hs)
+        d_rh = hs.new_empty(B, H)
+        d[-1] = grad_hs[-1]
+        dh0 = hs.new_empty(B, H)
+        for t in range(T - 1, -1, -1):
+            torch.mul(d[t], k_cand[t], out=da_cand[t])
+            torch.mm(da_cand[t], Whh_t, out=d_rh)
+            torch.mul(d[t], k_z[t], out=da_zr[t, :, :H])
+            torch.mul(d_rh, k_r[t], out=da_zr[t, :, H:])
+            out = d[t - 1] if t > 0 else dh0
+            if t > 0:   # d_{t-1} = g_{t-1} + d_t ⊙ (1 − z) + ∂(r⊙h) ⊙ r + [da_z da_r] [W_hz W_hr]ᵀ
+                torch.addcmul(grad_hs[t - 1], d[t], keep[t], out=out)
+            else:
+                torch.mul(d[t], keep[t], out=out)
+            out.addcmul_(d_rh, r[t]).addmm_(da_zr[t], Wzr_t)
+        ctx.sink.hidden_grad = d
+        dxp = torch.cat([da_zr, da_cand], dim=2)
+        return dxp, dh0, outer_sum(hp, da_zr), outer_sum(rh, da_cand), None
+
+
+class LSTMRecurrence(torch.autograd.Function):
+    """[i f o] = σ(·), c̃ = tanh(·) of xp_t + h_{t-1} W_h (columns i, f, o, c);
+    c_t = f ⊙ c_{t-1} + i ⊙ c̃;  h_t = o ⊙ tanh(c_t)."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, c0, W_h, sink):
+        T, B, H4 = xp.shape
+        H = H4 // 4
+        gates = xp.new_empty(T, B, 4 * H)
+        cs = xp.new_empty(T, B, H)
+        tanh_c = xp.new_empty(T, B, H)
+        hs = xp.new_empty(T, B, H)
+        h, c = h0, c0
+        for t in range(T):
+            g = torch.addmm(xp[t], h, W_h, out=gates[t])
+            g[:, :3 * H].sigmoid_()
+            g[:, 3 * H:].tanh_()
+            torch.mul(g[:, H:2 * H], c, out=cs[t]).addcmul_(g[:, :H], g[:, 3 * H:])
+            torch.mul(g[:, 2 * H:3 * H], torch.tanh(cs[t], out=tanh_c[t]), out=hs[t])
+            h, c = hs[t], cs[t]
+        ctx.save_for_backward(h0, c0, hs, cs, tanh_c, gates, W_h)
+        ctx.sink = sink
+        return hs, cs, gates
+
+    @staticmethod
+    def backward(ctx, grad_hs, _grad_cs, _grad_gates):
+        h0, c0, hs, cs, tanh_c, gates, W_h = ctx.saved_tensors
+        T, B, H = hs.shape
+        i, f, o, cc = (gates[..., k * H:(k + 1) * H] for k in range(4))
+        # ∂L/∂a_gate = ∂L/∂c_t ⊙ k_gate for i, f, c̃ and ∂L/∂h_t ⊙ k_o for o.
+        k = torch.cat([cc * i * (1 - i), previous(c0, cs) * f * (1 - f),
+                       tanh_c * o * (1 - o), i * (1 - cc * cc)], dim=2)
+        k_c = o * (1 - tanh_c * tanh_c)     # ∂c_t contribution of ∂L/∂h_t
+        W_t = W_h.t()
+        d = torch.empty_like(hs)
+        da = torch.empty_like(gates)
+        dc = hs.new_empty(B, H)
+        dc_carry = torch.zeros_like(dc)     # ∂L/∂c_t through c_{t+1}: dc_{t+1} ⊙ f_{t+1}
+        dh0 = hs.new_empty(B, H)
+        d[-1] = grad_hs[-1]
+        for t in range(T - 1, -1, -1):
+            torch.addcmul(dc_carry, d[t], k_c[t], out=dc)
+            torch.mul(k[t].view(B, 4, H), dc.unsqueeze(1), out=da[t].view(B, 4, H))
+            torch.mul(d[t], k[t, :, 2 * H:3 * H], out=da[t, :, 2 * H:3 * H])
+            torch.mul(dc, f[t], out=dc_carry)
+            if t > 0:   # d_{t-1} = g_{t-1} + ∂L/∂a_t W_hᵀ
+                torch.addmm(grad_hs[t - 1], da[t], W_t, out=d[t - 1])
+            else:
+                torch.mm(da[0], W_t, out=dh0)
+        ctx.sink.hidden_grad = d
+        return da, dh0, dc_carry, outer_sum(previous(h0, hs), da), None
