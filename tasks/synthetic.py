@@ -72,8 +72,8 @@ class Task:
     def _check(self, logits, y):
         want = {"last_softmax": 2, "softmax": 3, "last_linear": 2}[self.head]
         if logits.dim() != want or logits.shape[-1] != self.n_out:
-            raise ValueError(f"task {self.name} ({self.head}) needs logits of {want} dims ending in "
-                             f"{self.n_out}, got {tuple(logits.shape)}")
+            raise ValueError(f"task {self.name} ({self.head}) needs logits of {want} dims "
+                             f"ending in {self.n_out}, got {tuple(logits.shape)}")
         target = logits.shape if self.head == "last_linear" else logits.shape[:-1]
         if tuple(y.shape) != tuple(target):
             raise ValueError(f"task {self.name} ({self.head}): target shape {tuple(y.shape)} does "
