@@ -38,11 +38,11 @@ class RNNRecurrence(torch.autograd.Function):
         phi, _ = ACTIVATIONS[activation]
         hs = torch.empty_like(xp)
         h = h0
-        for t in range(xp.shape[0]):
-            torch.addmm(xp[t], h, W_hh, out=hs[t])
+        for xp_t, h_t in zip(xp.unbind(0), hs.unbind(0)):
+            torch.addmm(xp_t, h, W_hh, out=h_t)
             if phi is not None:
-                phi(hs[t])
-            h = hs[t]
+                phi(h_t)
+            h = h_t
         ctx.save_for_backward(h0, hs, W_hh)
         ctx.activation, ctx.sink = activation, sink
         return hs
@@ -56,11 +56,13 @@ class RNNRecurrence(torch.autograd.Function):
         u = d if dphi is None else torch.empty_like(hs)  # u_t = ∂L/∂a_t = d_t ⊙ φ'(a_t)
         slope = None if dphi is None else dphi(hs)
         d[-1] = grad_hs[-1]
+        D, U, G = d.unbind(0), u.unbind(0), grad_hs.unbind(0)
+        S = slope.unbind(0) if slope is not None else None
         for t in range(hs.shape[0] - 1, -1, -1):
-            if slope is not None:
-                torch.mul(d[t], slope[t], out=u[t])
+            if S is not None:
+                torch.mul(D[t], S[t], out=U[t])
             if t > 0:  # d_{t-1} = g_{t-1} + u_t W_hhᵀ
-                torch.addmm(grad_hs[t - 1], u[t], W_t, out=d[t - 1])
+                torch.addmm(G[t - 1], U[t], W_t, out=D[t - 1])
         ctx.sink.hidden_grad = d
         return u, u[0] @ W_t, outer_sum(previous(h0, hs), u), None, None
 
@@ -78,12 +80,14 @@ class GRURecurrence(torch.autograd.Function):
         cand = xp.new_empty(T, B, H)     # h̃
         hs = xp.new_empty(T, B, H)
         h = h0
-        for t in range(T):
-            torch.addmm(xp[t, :, :2 * H], h, W_hzr, out=zr[t]).sigmoid_()
-            torch.mul(zr[t, :, H:], h, out=rh[t])
-            torch.addmm(xp[t, :, 2 * H:], rh[t], W_hh, out=cand[t]).tanh_()
-            torch.lerp(h, cand[t], zr[t, :, :H], out=hs[t])  # h + z ⊙ (h̃ − h)
-            h = hs[t]
+        steps = zip(xp[..., :2 * H].unbind(0), xp[..., 2 * H:].unbind(0), zr.unbind(0), zr[..., :H].unbind(0),
+                    zr[..., H:].unbind(0), rh.unbind(0), cand.unbind(0), hs.unbind(0))
+        for xp_zr, xp_h, zr_t, z, r, rh_t, cand_t, h_t in steps:
+            torch.addmm(xp_zr, h, W_hzr, out=zr_t).sigmoid_()
+            torch.mul(r, h, out=rh_t)
+            torch.addmm(xp_h, rh_t, W_hh, out=cand_t).tanh_()
+            torch.lerp(h, cand_t, z, out=h_t)  # h + z ⊙ (h̃ − h)
+            h = h_t
         ctx.save_for_backward(h0, hs, zr, rh, cand, W_hzr, W_hh)
         ctx.sink = sink
         return hs, zr
@@ -106,17 +110,16 @@ class GRURecurrence(torch.autograd.Function):
         d_rh = hs.new_empty(B, H)
         d[-1] = grad_hs[-1]
         dh0 = hs.new_empty(B, H)
+        D, G, DA_zr, DA_z, DA_r, DA_c = (x.unbind(0) for x in (d, grad_hs, da_zr, da_zr[..., :H], da_zr[..., H:], da_cand))
+        K_c, K_z, K_r, Keep, R = (x.unbind(0) for x in (k_cand, k_z, k_r, keep, r))
         for t in range(T - 1, -1, -1):
-            torch.mul(d[t], k_cand[t], out=da_cand[t])
-            torch.mm(da_cand[t], Whh_t, out=d_rh)
-            torch.mul(d[t], k_z[t], out=da_zr[t, :, :H])
-            torch.mul(d_rh, k_r[t], out=da_zr[t, :, H:])
-            out = d[t - 1] if t > 0 else dh0
-            if t > 0:   # d_{t-1} = g_{t-1} + d_t ⊙ (1 − z) + ∂(r⊙h) ⊙ r + [da_z da_r] [W_hz W_hr]ᵀ
-                torch.addcmul(grad_hs[t - 1], d[t], keep[t], out=out)
-            else:
-                torch.mul(d[t], keep[t], out=out)
-            out.addcmul_(d_rh, r[t]).addmm_(da_zr[t], Wzr_t)
+            torch.mul(D[t], K_c[t], out=DA_c[t])
+            torch.mm(DA_c[t], Whh_t, out=d_rh)
+            torch.mul(D[t], K_z[t], out=DA_z[t])
+            torch.mul(d_rh, K_r[t], out=DA_r[t])
+            # d_{t-1} = g_{t-1} + d_t ⊙ (1 − z) + ∂(r⊙h) ⊙ r + [da_z da_r] [W_hz W_hr]ᵀ
+            out = torch.addcmul(G[t - 1], D[t], Keep[t], out=D[t - 1]) if t > 0 else torch.mul(D[0], Keep[0], out=dh0)
+            out.addcmul_(d_rh, R[t]).addmm_(DA_zr[t], Wzr_t)
         ctx.sink.hidden_grad = d
         dxp = torch.cat([da_zr, da_cand], dim=2)
         return dxp, dh0, outer_sum(hp, da_zr), outer_sum(rh, da_cand), None
@@ -135,13 +138,16 @@ class LSTMRecurrence(torch.autograd.Function):
         tanh_c = xp.new_empty(T, B, H)
         hs = xp.new_empty(T, B, H)
         h, c = h0, c0
-        for t in range(T):
-            g = torch.addmm(xp[t], h, W_h, out=gates[t])
-            g[:, :3 * H].sigmoid_()
-            g[:, 3 * H:].tanh_()
-            torch.mul(g[:, H:2 * H], c, out=cs[t]).addcmul_(g[:, :H], g[:, 3 * H:])
-            torch.mul(g[:, 2 * H:3 * H], torch.tanh(cs[t], out=tanh_c[t]), out=hs[t])
-            h, c = hs[t], cs[t]
+        steps = zip(xp.unbind(0), *(x.unbind(0) for x in (
+            gates, gates[..., :3 * H], gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H],
+            gates[..., 3 * H:], cs, tanh_c, hs)))
+        for xp_t, g, ifo, i, f, o, cc, c_t, tanh_t, h_t in steps:
+            torch.addmm(xp_t, h, W_h, out=g)
+            ifo.sigmoid_()
+            cc.tanh_()
+            torch.mul(f, c, out=c_t).addcmul_(i, cc)
+            torch.mul(o, torch.tanh(c_t, out=tanh_t), out=h_t)
+            h, c = h_t, c_t
         ctx.save_for_backward(h0, c0, hs, cs, tanh_c, gates, W_h)
         ctx.sink = sink
         return hs, cs, gates
@@ -162,14 +168,18 @@ class LSTMRecurrence(torch.autograd.Function):
         dc_carry = torch.zeros_like(dc)     # ∂L/∂c_t through c_{t+1}: dc_{t+1} ⊙ f_{t+1}
         dh0 = hs.new_empty(B, H)
         d[-1] = grad_hs[-1]
+        dc_wide = dc.unsqueeze(1)
+        D, G, DA, DA4, DA_o, K4, K_o, K_c, Fg = (x.unbind(0) for x in (
+            d, grad_hs, da, da.view(T, B, 4, H), da[..., 2 * H:3 * H], k.view(T, B, 4, H),
+            k[..., 2 * H:3 * H], k_c, f))
         for t in range(T - 1, -1, -1):
-            torch.addcmul(dc_carry, d[t], k_c[t], out=dc)
-            torch.mul(k[t].view(B, 4, H), dc.unsqueeze(1), out=da[t].view(B, 4, H))
-            torch.mul(d[t], k[t, :, 2 * H:3 * H], out=da[t, :, 2 * H:3 * H])
-            torch.mul(dc, f[t], out=dc_carry)
+            torch.addcmul(dc_carry, D[t], K_c[t], out=dc)       # ∂L/∂c_t
+            torch.mul(K4[t], dc_wide, out=DA4[t])              # i, f, c̃ (o is overwritten next)
+            torch.mul(D[t], K_o[t], out=DA_o[t])
+            torch.mul(dc, Fg[t], out=dc_carry)
             if t > 0:   # d_{t-1} = g_{t-1} + ∂L/∂a_t W_hᵀ
-                torch.addmm(grad_hs[t - 1], da[t], W_t, out=d[t - 1])
+                torch.addmm(G[t - 1], DA[t], W_t, out=D[t - 1])
             else:
-                torch.mm(da[0], W_t, out=dh0)
+                torch.mm(DA[0], W_t, out=dh0)
         ctx.sink.hidden_grad = d
         return da, dh0, dc_carry, outer_sum(previous(h0, hs), da), None

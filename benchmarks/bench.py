@@ -1,0 +1,102 @@
+"""One SGD step (forward, loss, backward with ∂L/∂h_t, update) of our cells against torch.nn.
+
+Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--repeats N] [--csv PATH]
+Both sides run interleaved in one process, so the ratio is measured under the same load.
+"""
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import dynamics
+
+SHAPES = [(20, 50, 150), (1000, 50, 150), (64, 256, 128)]  # (B, H, T)
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+N_IN, N_OUT = 8, 4
+
+
+class TorchModel(nn.Module):
+    """The same network on torch.nn's fused recurrence: rnn → linear head on the last step."""
+
+    def __init__(self, cell, H):
+        super().__init__()
+        self.rnn = CELLS[cell](N_IN, H)
+        self.head = nn.Linear(H, N_OUT)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][-1])
+
+
+def step_fn(model, x, y, ours):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(x).logits if ours else model(x)
+        nn.functional.cross_entropy(logits, y).backward()
+        if ours:
+            assert model.hidden_grad is not None
+        opt.step()
+    return step
+
+
+def timed(step, device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def bench(cell, B, H, T, device, repeats):
+    torch.manual_seed(0)
+    x = torch.randn(T, B, N_IN, device=device)
+    y = torch.randint(N_OUT, (B,), device=device)
+    ours = dynamics.build_model(cell, N_IN, H, N_OUT, "last_softmax", seed=0, device=device)
+    ref = TorchModel(cell, H).to(device)
+    steps = {"ours": step_fn(ours, x, y, True), "torch": step_fn(ref, x, y, False)}
+    for s in steps.values():  # warm-up
+        for _ in range(3):
+            s()
+    times = {k: [] for k in steps}
+    for _ in range(repeats):  # interleaved: both see the same machine load
+        for k, s in steps.items():
+            times[k].append(timed(s, device))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--csv", default="benchmarks/results.csv")
+    p.add_argument("--cells", default="rnn,gru,lstm")
+    args = p.parse_args()
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps")
+    print(f"{'device':6} {'cell':5} {'B':>5} {'H':>4} {'T':>4} {'ours ms':>9} {'torch.nn ms':>12} {'ratio':>6}")
+    rows = []
+    for device in devices:
+        for cell in args.cells.split(","):
+            for B, H, T in SHAPES:
+                t = bench(cell, B, H, T, device, args.repeats)
+                ratio = t["ours"] / t["torch"]
+                rows.append((device, cell, B, H, T, t["ours"] * 1e3, t["torch"] * 1e3, ratio))
+                print(f"{device:6} {cell:5} {B:5d} {H:4d} {T:4d} {t['ours'] * 1e3:9.2f} "
+                      f"{t['torch'] * 1e3:12.2f} {ratio:5.2f}x", flush=True)
+    with open(args.csv, "w") as f:
+        f.write("device,cell,B,H,T,ours_ms,torch_ms,ratio\n")
+        for r in rows:
+            f.write("%s,%s,%d,%d,%d,%.4f,%.4f,%.4f\n" % r)
+    print(f"wrote {args.csv}")
+
+
+if __name__ == "__main__":
+    main()
