@@ -1,0 +1,93 @@
+"""Diagnostics read off a training step: gradient norms, clipping, Ω, and per-check g_t,
+saturation and gate histograms, ρ(W_rec). All reductions stay on the device; a check moves
+one small set of tensors to the host.
+
+g_t = ‖∂L/∂h_t‖₂ per sequence; d(h) = 1 − |h| for tanh units, min(h, 1 − h) for sigmoid units
+and gates (0 means saturated).
+"""
+import numpy as np
+import torch
+
+LOG10_EDGES = np.arange(-20.0, 10.0 + 1e-9, 0.25)
+TANH_EDGES = np.linspace(0.0, 1.0, 51)
+SIGMOID_EDGES = np.linspace(0.0, 0.5, 51)
+VANISHING_FLOOR = 1e-20   # ‖d_k‖² below this: the pair is left out of Ω
+
+
+def hist_edges(model):
+    """The fixed bin edges of every histogram this model records."""
+    layer = model.layers[0]
+    edges = {"log10_grad": LOG10_EDGES}
+    if layer.cell != "rnn" or layer.activation == "tanh":
+        edges["saturation"] = TANH_EDGES
+    elif layer.activation == "sigmoid":
+        edges["saturation"] = SIGMOID_EDGES
+    for gate in {"rnn": "", "gru": "zr", "lstm": "ifo"}[layer.cell]:
+        edges[f"gate_{gate}"] = SIGMOID_EDGES
+    return edges
+
+
+def histogram(values, edges):
+    """Counts of `values` in the bins of `edges`, values outside clamped into the end bins."""
+    e = torch.as_tensor(edges, dtype=values.dtype, device=values.device)
+    idx = torch.bucketize(values.reshape(-1).clamp(e[0], e[-1]), e[1:-1], right=True)
+    return torch.bincount(idx, minlength=len(edges) - 1)
+
+
+def saturation(h, activation):
+    return torch.minimum(h, 1 - h) if activation == "sigmoid" else 1 - h.abs()
+
+
+def layer_diagnostics(hidden, hidden_grad, gates, activation, edges):
+    """Per-check diagnostics of one layer, as device tensors."""
+    g = hidden_grad.norm(dim=2)                       # (T, B)
+    out = {"grad_time": g.mean(dim=1), "g": g,
+           "hist": {"log10_grad": histogram(torch.log10(g.clamp_min(1e-30)), edges["log10_grad"])}}
+    if "saturation" in edges:
+        out["hist"]["saturation"] = histogram(saturation(hidden, activation), edges["saturation"])
+    for name, v in gates.items():
+        out["hist"][f"gate_{name}"] = histogram(torch.minimum(v, 1 - v), edges[f"gate_{name}"])
+    return out
+
+
+def clip_gradients(params, W_rec, cutoff, clip):
+    """Global-norm clipping, without a host sync. Rescale: g · c/‖g‖ when ‖g‖ > c. When ‖g‖ is
+    not finite or above 1e10 the step is not trusted (the reference rule): the gradient of the
+    recurrent matrix becomes 0.02 · W and every other gradient 0. Returns (‖g‖, ‖g‖ after,
+    clipped, nonfinite) as 0-dim tensors."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    bad = ~torch.isfinite(norm) | (norm > 1e10)
+    clipped = (norm > cutoff) & ~bad if clip == "rescale" else torch.zeros_like(bad)
+    scale = torch.where(clipped, cutoff / norm, torch.ones_like(norm))
+    torch._foreach_mul_(grads, scale)
+    for g in grads:
+        g.masked_fill_(bad, 0.0)
+    if W_rec is not None:
+        W_rec.grad.add_(W_rec.detach() * (0.02 * bad))
+    after = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return norm, after, clipped, bad
+
+
+def omega(hidden, hidden_grad, W_hh, activation):
+    """Pascanu's Ω and the share of kept (step, sequence) pairs ('steps in the past').
+    d_k = ∂L/∂h_k, u_k = d_k ⊙ φ'(a_k), r_k = ‖u_k W_hhᵀ‖² / ‖d_k‖², for k = 1..T−1;
+    Ω = Σ_k mean_b (r_k − 1)² / Σ_k share_k, pairs with ‖d_k‖² < 1e-20 counting 0.
+    Differentiable in W_hh only (d and h are constants)."""
+    from .recurrence import ACTIVATIONS
+    _, dphi = ACTIVATIONS[activation]
+    d = hidden_grad[1:].detach()
+    u = d if dphi is None else d * dphi(hidden[1:].detach())
+    dd = (d * d).sum(dim=2)                                   # (T−1, B)
+    keep = dd >= VANISHING_FLOOR
+    back = torch.matmul(u, W_hh.t())                          # u_k W_hhᵀ: d_k carried one step back
+    r = (back * back).sum(dim=2) / torch.where(keep, dd, torch.ones_like(dd))
+    term = torch.where(keep, (r - 1) ** 2, torch.zeros_like(r))
+    share = keep.to(d.dtype).mean(dim=1)                      # (T−1,)
+    total = share.sum()
+    value = term.mean(dim=1).sum() / total.clamp_min(torch.finfo(d.dtype).tiny)
+    return value, total / max(len(share), 1)
+
+
+def singular_max(W):
+    return torch.linalg.matrix_norm(W.detach().double().cpu(), ord=2).item()

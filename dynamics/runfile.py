@@ -1,0 +1,164 @@
+"""The run file (schema dynamics-run/1, docs/run-file.md): one HDF5 file per run.
+
+The writer creates every growing dataset up front, then switches to SWMR so that readers can open
+the file while it grows; rows are appended and the file flushed at every check. Attributes and
+the /final group cannot change under SWMR, so `close()` reopens the file normally for them.
+"""
+import datetime
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+SCHEMA = "dynamics-run/1"
+ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
+                "steps_in_past", "seq_len", "lr", "step_time")
+CHECK_COLUMNS = ("iter", "train_loss", "valid_loss", "valid_error", "rho", "sigma_max", "wall_time")
+TEXT_COLUMNS = ("valid_bpc", "valid_ppl", "chars_per_sec")
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit():
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def growing(group, name, width=None, dtype="f8", fill=np.nan):
+    shape, maxshape, chunks = ((0,), (None,), (1024,)) if width is None else \
+        ((0, width), (None, None), (16, max(width, 1)))
+    return group.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=dtype,
+                                fillvalue=fill)
+
+
+def append_rows(ds, rows):
+    rows = np.asarray(rows)
+    n = ds.shape[0]
+    if ds.ndim == 2 and rows.shape[1] > ds.shape[1]:
+        ds.resize(rows.shape[1], axis=1)
+    ds.resize(n + rows.shape[0], axis=0)
+    if ds.ndim == 2:
+        ds[n:, :rows.shape[1]] = rows
+    else:
+        ds[n:] = rows
+
+
+class RunFile:
+    """Appends to /iter and /check; `layout` names the histograms and per-layer groups."""
+
+    def __init__(self, path, config, command, hist_edges, n_layers, text=False, n_prompts=0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".h5.part")
+        try:
+            self._create(tmp, config, command, hist_edges, n_layers, text, n_prompts)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        tmp.replace(self.path)   # a run file appears whole or not at all
+        self._open()
+
+    def _create(self, tmp, config, command, hist_edges, n_layers, text, n_prompts):
+        with h5py.File(tmp, "w", libver="latest") as f:
+            f.attrs.update(schema=SCHEMA, name=config.name, status="running", config=config.to_json(),
+                           command=command, created=now(), finished="", torch_version=str(torch.__version__),
+                           dynamics_version=version(), git_commit=git_commit(), device=config.device,
+                           error="", cell=config.cell, task=config.task,
+                           recurrent_matrix="W_hc" if config.cell == "lstm" else "W_hh")
+            it = f.create_group("iter")
+            for name in ITER_COLUMNS:
+                growing(it, name)
+            check = f.create_group("check")
+            for name in CHECK_COLUMNS + (TEXT_COLUMNS if text else ()):
+                growing(check, name)
+            for l in range(n_layers):
+                group = check if l == n_layers - 1 else check.create_group(f"layers/{l}")
+                growing(group, "grad_time", width=1)
+                hist = group.create_group("hist")
+                for q, edges in hist_edges.items():
+                    growing(hist, q, width=len(edges) - 1, dtype="i8", fill=0)
+                    hist.create_dataset(f"{q}_edges", data=edges)
+            if n_prompts:
+                growing(check, "samples", width=n_prompts, dtype=h5py.string_dtype(), fill=None)
+
+    @classmethod
+    def resume(cls, path, n_iters, n_checks):
+        """Reopen a run file and cut it back to a checkpoint: n_iters updates, n_checks checks."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        with h5py.File(self.path, "a", libver="latest") as f:
+            def cut(name, obj):
+                if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
+                    obj.resize(n_iters if name.startswith("iter/") else n_checks, axis=0)
+            f.visititems(cut)
+            f.attrs.update(status="running", error="", finished="")
+            if "final" in f:
+                del f["final"]
+        self._open()
+        return self
+
+    def _open(self):
+        self.f = h5py.File(self.path, "a", libver="latest")
+        self.f.swmr_mode = True
+
+    def write_start(self, weights):
+        """/start/weights must exist before SWMR starts: written by a short normal reopen."""
+        self.f.close()
+        with h5py.File(self.path, "a", libver="latest") as f:
+            if "start" not in f:
+                for k, v in weights.items():
+                    f.create_dataset(f"start/weights/{k}", data=to_numpy(v))
+        self._open()
+
+    def append_iters(self, columns):
+        for name, values in columns.items():
+            append_rows(self.f["iter"][name], values)
+
+    def append_check(self, row, layers, samples=None):
+        """row: {column: value}; layers: per layer (top last) {"grad_time": (T,), "hist": {q: counts}}."""
+        for name, value in row.items():
+            append_rows(self.f["check"][name], [value])
+        for l, diag in enumerate(layers):
+            group = self.f["check"] if l == len(layers) - 1 else self.f[f"check/layers/{l}"]
+            append_rows(group["grad_time"], diag["grad_time"][None, :])
+            for q, counts in diag["hist"].items():
+                append_rows(group["hist"][q], counts[None, :])
+        if samples is not None:
+            append_rows(self.f["check/samples"], np.array([samples], dtype=object))
+        self.f.flush()
+
+    def counts(self):
+        return self.f["iter/loss"].shape[0], self.f["check/iter"].shape[0]
+
+    def close(self, status, error="", final_weights=None, final_sample=None):
+        """Close the SWMR handle, then record the status and the /final group."""
+        if getattr(self, "f", None) is None:
+            return
+        self.f.close()
+        self.f = None
+        with h5py.File(self.path, "a", libver="latest") as f:
+            f.attrs.update(status=status, error=error, finished=now())
+            if final_weights is not None:
+                if "final" in f:
+                    del f["final"]
+                for k, v in final_weights.items():
+                    f.create_dataset(f"final/weights/{k}", data=to_numpy(v))
+                for k, v in (final_sample or {}).items():
+                    f.create_dataset(f"final/sample/{k}", data=to_numpy(v), compression="gzip")
+
+
+def to_numpy(v):
+    return v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
+
+
+def version():
+    from . import __version__
+    return __version__

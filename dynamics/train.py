@@ -1,0 +1,304 @@
+"""The training loop: batch → forward → loss → BPTT → Ω → clipping → update → record.
+
+Per update the loop keeps a few 0-dim device tensors (loss, norms, flags, Ω); every check it
+moves them to the host in one go, evaluates, reads the diagnostics of that update's batch, appends
+to the run file and saves a checkpoint from which `resume` continues bit-identically.
+"""
+import signal
+import threading
+import time
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import probes
+from .config import task_options
+from .errors import InputError
+from .model import build_model
+from .runfile import RunFile
+
+SOLVED_ERROR = 1e-4   # percent
+
+
+class Synthetic:
+    """Batches of a synthetic task, and validation on fresh sequences in chunks."""
+
+    def __init__(self, config, device, dtype):
+        import tasks
+        self.c, self.device, self.dtype = config, device, dtype
+        self.task = tasks.get(config.task, **task_options(config))
+        self.n_in, self.n_out, self.head = self.task.n_in, self.task.n_out, self.task.head
+        self.rng = np.random.default_rng(config.seed)            # training batches
+        self.eval_rng = np.random.default_rng([config.seed, 1])  # validation sequences
+
+    def length(self, rng):
+        lo, hi = self.c.min_length, self.c.max_length
+        return lo if lo == hi else lo + int(rng.integers(hi - lo))
+
+    def tensors(self, x, y):
+        x = torch.from_numpy(x).to(self.device, self.dtype)
+        y = torch.from_numpy(y).to(self.device)
+        return x, (y.to(self.dtype) if y.is_floating_point() else y)
+
+    def batch(self):
+        return self.tensors(*self.task.generate(self.c.batch_size, self.length(self.rng), self.rng))
+
+    def loss(self, logits, y):
+        return self.task.loss(logits, y)
+
+    @torch.no_grad()
+    def evaluate(self, model):
+        """Mean loss and error (percent) over eval_batch_size fresh sequences."""
+        total, loss, wrong = 0, 0.0, 0.0
+        while total < self.c.eval_batch_size:
+            n = min(self.c.chunk_batch_size, self.c.eval_batch_size - total)
+            x, y = self.tensors(*self.task.generate(n, self.length(self.eval_rng), self.eval_rng))
+            logits = model(x).logits
+            loss += self.task.loss(logits, y).item() * n
+            wrong += self.task.error(logits, y).item() * n
+            total += n
+        return {"valid_loss": loss / total, "valid_error": 100.0 * wrong / total}
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        self.eval_rng.bit_generator.state = state["eval_rng"]
+
+
+def make_source(config, device, dtype):
+    if config.task == "text":
+        from .text import Text
+        return Text(config, device, dtype)
+    return Synthetic(config, device, dtype)
+
+
+def make_optimizer(config, params):
+    c = config
+    if c.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=c.lr, weight_decay=c.weight_decay)
+    if c.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+    if c.optimizer == "adam":
+        return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+    return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+
+
+def resolve_device(name):
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device={name!r} is not allowed: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+class Run:
+    """One training run: the model, optimiser, data source, and what it records."""
+
+    def __init__(self, config):
+        self.c = c = config
+        self.device = resolve_device(c.device)
+        self.dtype = getattr(torch, c.dtype)
+        torch.manual_seed(c.seed)
+        self.source = make_source(c, self.device, self.dtype)
+        self.model = build_model(
+            c.cell, self.source.n_in, c.n_hidden, self.source.n_out, self.source.head, c.activation, c.init,
+            n_layers=c.n_layers, vocab_size=getattr(self.source, "vocab_size", None), dropout=c.dropout,
+            tie_weights=c.tie_weights, forget_bias=c.forget_bias, seed=c.seed, device=self.device, dtype=self.dtype)
+        self.params = [p for p in self.model.parameters()]
+        self.opt = make_optimizer(c, self.params)
+        self.edges = probes.hist_edges(self.model)
+        self.iters, self.checks, self.elapsed = 0, 0, 0.0
+        self.pending, self.host = [], []
+        self.sample = None
+
+    # -- one update -------------------------------------------------------------------------
+    def step(self):
+        c, model = self.c, self.model
+        t0 = time.perf_counter()
+        x, y = self.source.batch()
+        self.opt.zero_grad(set_to_none=False)
+        out = model(x, **self.source.forward_args()) if hasattr(self.source, "forward_args") else model(x)
+        loss = self.source.loss(out.logits, y)
+        loss.backward()
+        nan = loss.new_tensor(float("nan"))
+        omega, past = nan, nan
+        if c.alpha > 0:
+            layer = model.layers[0]
+            W = layer.W_h.detach().requires_grad_()
+            omega, past = probes.omega(out.hidden, layer.hidden_grad, W, layer.activation)
+            (grad,) = torch.autograd.grad(omega, W)
+            layer.W_h.grad.add_(grad, alpha=c.alpha)
+            omega = omega.detach()
+        recurrent = self.model.layers[0].W_h if c.cell == "rnn" else None
+        norm, after, clipped, bad = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
+        self.opt.step()
+        self.iters += 1
+        self.pending.append(torch.stack([loss.detach(), norm, after, clipped.to(norm.dtype),
+                                         bad.to(norm.dtype), omega.to(norm.dtype), past.to(norm.dtype)]))
+        self.host.append((x.shape[0], self.opt.param_groups[0]["lr"], time.perf_counter() - t0))
+        return out
+
+    # -- one check --------------------------------------------------------------------------
+    def check(self, t_start):
+        rows = torch.stack(self.pending).double().cpu().numpy()   # the one transfer of the interval
+        host = np.asarray(self.host, dtype=float)
+        self.pending, self.host = [], []
+        iter_columns = {"loss": rows[:, 0], "grad_norm": rows[:, 1], "grad_norm_clipped": rows[:, 2],
+                        "clipped": rows[:, 3], "nonfinite": rows[:, 4], "omega": rows[:, 5],
+                        "steps_in_past": rows[:, 6], "seq_len": host[:, 0], "lr": host[:, 1],
+                        "step_time": host[:, 2]}
+        self.model.eval()
+        valid = self.source.evaluate(self.model)
+        self.model.train()
+        W = self.model.recurrent_matrix()
+        row = {"iter": self.iters, "train_loss": float(np.mean(rows[:, 0])),
+               "rho": self.model.rho(), "sigma_max": probes.singular_max(W), **valid}
+        layers = []
+        if self.c.diagnostics:
+            for l, (hidden, gates) in enumerate(self.model.layer_outputs):
+                layer = self.model.layers[l]
+                d = probes.layer_diagnostics(hidden.detach(), layer.hidden_grad, {k: v.detach() for k, v in gates.items()},
+                                             layer.activation, self.edges)
+                layers.append({"grad_time": d["grad_time"].double().cpu().numpy(),
+                               "hist": {q: v.cpu().numpy() for q, v in d["hist"].items()}})
+            hidden, gates = self.model.layer_outputs[-1]
+            self.sample = {"g": d["g"], "h": hidden.detach(), **{k: v.detach() for k, v in gates.items()}}
+            self.sample = {k: v.cpu() for k, v in self.sample.items()}
+        self.checks += 1
+        row["wall_time"] = self.elapsed + time.perf_counter() - t_start
+        return iter_columns, row, layers
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "source": self.source.state_dict(),
+                "torch_rng": torch.get_rng_state(), "iters": self.iters, "checks": self.checks,
+                "elapsed": self.elapsed, "sample": self.sample}
+
+    def load_state_dict(self, s):
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        self.source.load_state_dict(s["source"])
+        torch.set_rng_state(s["torch_rng"])
+        self.iters, self.checks, self.elapsed, self.sample = s["iters"], s["checks"], s["elapsed"], s["sample"]
+
+
+def checkpoint_path(config):
+    return config.run_path.with_name(f"{config.name}_checkpoint.pt")
+
+
+def save_atomic(obj, path):
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+class Stop(Exception):
+    """Raised by the SIGTERM handler so that the run closes as interrupted."""
+
+
+def train(config, command="", force=False, resume=False, progress=True, after_check=None):
+    """Run `config` to the end and return the run file's path. The file is never overwritten
+    without `force`; `resume` continues from the last checkpoint."""
+    path, ckpt = config.run_path, checkpoint_path(config)
+    if force and resume:
+        raise InputError("--force and --resume are not allowed together: choose one")
+    if path.exists() and not (force or resume):
+        raise InputError(f"run file {str(path)!r} exists: use --resume to continue it or --force to overwrite it")
+    run = Run(config)
+    if resume and path.exists():
+        if not ckpt.exists():
+            raise InputError(f"--resume: no checkpoint {str(ckpt)!r} beside {str(path)!r}")
+        state = torch.load(ckpt, weights_only=False)
+        check_same_config(path, config)
+        run.load_state_dict(state)
+        if hasattr(run.source, "after_resume"):
+            run.source.after_resume(run.model)
+        if run_status(path) == "solved" or run.iters >= config.max_iters:
+            return path   # nothing left to do; a larger max_iters continues a finished run
+        recorder = RunFile.resume(path, state["iters"], state["checks"])
+    else:
+        recorder = RunFile(path, config, command, run.edges, config.n_layers,
+                           text=config.task == "text", n_prompts=len(getattr(run.source, "prompts", ())))
+        recorder.write_start(run.model.weights())
+        if ckpt.exists():
+            ckpt.unlink()
+
+    status, error = "interrupted", ""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_term(signum, frame):
+            raise Stop()
+        previous = signal.signal(signal.SIGTERM, on_term)
+    bar = tqdm(total=config.max_iters, initial=run.iters, disable=not progress, unit="it",
+               desc=config.name, dynamic_ncols=True, leave=True)
+    t_start = time.perf_counter()
+    try:
+        status = "finished"
+        while run.iters < config.max_iters:
+            run.step()
+            bar.update(1)
+            if run.iters % config.check_freq == 0 or run.iters == config.max_iters:
+                columns, row, layers = run.check(t_start)
+                recorder.append_iters(columns)
+                recorder.append_check(row, layers, getattr(run.source, "last_samples", None))
+                run.elapsed += time.perf_counter() - t_start
+                t_start = time.perf_counter()
+                save_atomic(run.state_dict(), ckpt)
+                bar.set_postfix_str(f"loss {row['train_loss']:.4g} | gnorm {np.nanmax(columns['grad_norm']):.2e} | "
+                                    f"valid {row['valid_loss']:.4g}, {row['valid_error']:.3g}%", refresh=False)
+                if after_check is not None:
+                    after_check(run, row)
+                if row["valid_error"] < SOLVED_ERROR and np.isfinite(row["valid_loss"]):
+                    status = "solved"
+                    break
+    except (KeyboardInterrupt, Stop):
+        status = "interrupted"
+    except Exception as e:
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        # rows of an unfinished interval are dropped: the file ends at the last checkpoint
+        final = run.model.weights() if status in ("finished", "solved") else None
+        recorder.close(status, error, final, run.sample if final is not None else None)
+        if final is not None:
+            write_npz(path)
+    return path
+
+
+def run_status(path):
+    with h5py.File(path, "r") as f:
+        return f.attrs["status"]
+
+
+def check_same_config(path, config):
+    import json
+    with h5py.File(path, "r") as f:
+        recorded = json.loads(f.attrs["config"])
+    now = json.loads(config.to_json())
+    changed = [k for k in now if k not in ("max_iters", "device") and recorded.get(k) != now[k]]
+    if changed:
+        k = changed[0]
+        raise InputError(f"--resume: {k}={now[k]!r} differs from the run file's {k}={recorded.get(k)!r}")
+
+
+def write_npz(path):
+    """runs/<name>_final_state.npz with the reference code's keys, read back from the run file."""
+    with h5py.File(path, "r") as f:
+        out = {"train_nll": f["check/train_loss"][:], "valid_error": f["check/valid_error"][:],
+               "gradient_norm": f["iter/grad_norm"][:], "gradient_norm_clipped": f["iter/grad_norm_clipped"][:],
+               "rho_Whh": f["check/rho"][:], "Omega": f["iter/omega"][:]}
+        out.update({k: v[:] for k, v in f["final/weights"].items()})
+        if "grad_time" in f["check"] and f["check/grad_time"].shape[0]:
+            out["g_t"] = f["check/grad_time"][-1]
+        sample = f.get("final/sample")
+        if sample is not None:
+            if "h" in sample:
+                h = sample["h"][:]
+                activation = __import__("json").loads(f.attrs["config"])["activation"]
+                out["saturation"] = np.minimum(h, 1 - h) if activation == "sigmoid" else 1 - np.abs(h)
+            out.update({f"gate_{k}": v[:] for k, v in sample.items() if k not in ("g", "h")})
+    np.savez(path.with_name(f"{path.stem}_final_state.npz"), **out)
