@@ -1,0 +1,386 @@
+"""Read a run file (HDF5, schema `dynamics-run/1`, docs/run-file.md) or a final-state NPZ into a
+`Snapshot`: plain numpy arrays, consistent in length, detached from the file.
+
+A run file may still be written while it is read. `load` opens it in SWMR mode, reads every
+dataset's current length first, and cuts all /check arrays to the smallest row count K and all
+/iter arrays to the smallest N, so the snapshot never mixes rows of different checks.
+Every failure becomes one `InputError` line that names the path and the problem.
+"""
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dynamics.errors import InputError
+
+SCHEMA = "dynamics-run/1"
+STATUSES = ("running", "finished", "solved", "interrupted", "failed")
+
+#: Bin edges the writer uses (docs/run-file.md); used to histogram the raw arrays of an NPZ.
+LOG10_GRAD_EDGES = np.linspace(-20.0, 10.0, 121)
+SATURATION_EDGES = np.linspace(0.0, 1.0, 51)
+GATE_EDGES = np.linspace(0.0, 0.5, 51)
+
+GATES = ("z", "r", "i", "f", "o")
+
+
+@dataclass
+class Layer:
+    """The per-check gradient data of one recurrent layer."""
+    grad_time: np.ndarray | None = None              # (K, T_max)
+    hists: dict = field(default_factory=dict)        # q -> (K, bins) counts
+    edges: dict = field(default_factory=dict)        # q -> (bins + 1,)
+
+
+@dataclass
+class Snapshot:
+    """Everything a figure or a verdict needs from one run, as numpy arrays.
+
+    `iter` columns have N rows (one per SGD update), `check` columns, `grad_time`, the
+    histograms and `samples` K rows (one per check). `layers[0]` is the unprefixed layer nearest
+    the input; stacked models add `layers[l]` for l >= 1. Figures put the `iter` arrays on
+    `iter_x` and the check arrays on `check_x` (both iteration numbers for a run file).
+    """
+    path: str
+    source: str                                      # "h5" or "npz"
+    attrs: dict
+    config: dict
+    iter: dict
+    check: dict
+    layers: dict                                     # l -> Layer
+    samples: np.ndarray | None
+    start_weights: dict
+    final_weights: dict
+    final_sample: dict
+    iter_x: np.ndarray
+    check_x: np.ndarray
+    iter_xlabel: str = "iteration (SGD update)"
+    check_xlabel: str = "iteration (SGD update)"
+
+    # --- the layer-0 data under the names of the schema
+    @property
+    def grad_time(self):
+        return self.layers[0].grad_time if 0 in self.layers else None
+
+    @property
+    def hists(self):
+        return self.layers[0].hists if 0 in self.layers else {}
+
+    @property
+    def edges(self):
+        return self.layers[0].edges if 0 in self.layers else {}
+
+    # --- root attributes
+    @property
+    def name(self):
+        return str(self.attrs.get("name") or _stem(self.path))
+
+    @property
+    def status(self):
+        return str(self.attrs.get("status") or "unknown")
+
+    @property
+    def error(self):
+        return str(self.attrs.get("error") or "")
+
+    @property
+    def cell(self):
+        return str(self.attrs.get("cell") or self.cfg("cell") or "?")
+
+    @property
+    def task(self):
+        return str(self.attrs.get("task") or self.cfg("task") or "?")
+
+    @property
+    def recurrent_matrix(self):
+        name = self.attrs.get("recurrent_matrix")
+        if name:
+            return str(name)
+        return "W_hc" if self.cell == "lstm" else "W_hh"
+
+    @property
+    def n_iter(self):
+        return len(self.iter_x)
+
+    @property
+    def n_check(self):
+        return len(self.check_x)
+
+    @property
+    def iterations_done(self):
+        """SGD updates done: the last /iter row, or the last check's iteration."""
+        if self.n_iter and self.source == "h5":
+            return int(self.iter_x[-1])
+        if "iter" in self.check and self.n_check:
+            return int(self.check["iter"][-1])
+        return self.n_iter
+
+    @property
+    def gates(self):
+        """Gate names with a histogram, in the order z r i f o."""
+        return [g for g in GATES if f"gate_{g}" in self.hists]
+
+    def cfg(self, *keys, default=None):
+        """The first config value found under any of `keys` (also inside nested sections)."""
+        for key in keys:
+            if key in self.config:
+                return self.config[key]
+        for key in keys:
+            for value in self.config.values():
+                if isinstance(value, dict) and key in value:
+                    return value[key]
+        return default
+
+
+def load(path):
+    """A `Snapshot` of the run file or final-state NPZ at `path`; `InputError` if unreadable."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a run file")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK"):
+        return _load_npz(path)
+    return _load_h5(path)
+
+
+# ----------------------------------------------------------------------------------- HDF5
+
+def _open_h5(path):
+    import h5py
+    errors = []
+    for kwargs in ({"libver": "latest", "swmr": True}, {}, {"locking": False}):
+        try:
+            return h5py.File(path, "r", **kwargs)
+        except Exception as exc:    # noqa: BLE001 - every h5py failure is reported the same way
+            errors.append(exc)
+    exc = errors[1] if len(errors) > 1 else errors[0]
+    text = _one_line(exc)
+    if "signature" in text.lower():
+        raise InputError(f"{path}: not an HDF5 file (expected a dynamics run file or an NPZ)")
+    if "truncat" in text.lower() or "eof" in text.lower():
+        raise InputError(f"{path}: truncated HDF5 file, cannot be read ({text})")
+    raise InputError(f"{path}: cannot open as HDF5 ({text})")
+
+
+def _load_h5(path):
+    f = _open_h5(path)
+    try:
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        schema = attrs.get("schema")
+        if schema != SCHEMA:
+            what = "has no schema attribute" if schema is None else f"has schema {schema!r}"
+            raise InputError(f"{path}: not a dynamics run file ({what}; expected {SCHEMA!r})")
+        snap = _read_groups(f, path, attrs)
+    except InputError:
+        raise
+    except Exception as exc:        # noqa: BLE001 - a corrupt dataset can raise almost anything
+        raise InputError(f"{path}: corrupt or truncated run file ({_one_line(exc)})") from None
+    finally:
+        try:
+            f.close()
+        except Exception:           # noqa: BLE001
+            pass
+    return snap
+
+
+def _datasets(group, prefix=""):
+    """{relative path: dataset} below `group`, refreshed to their current length (SWMR)."""
+    import h5py
+    out = {}
+    if group is None:
+        return out
+    for key, item in group.items():
+        if isinstance(item, h5py.Dataset):
+            try:
+                item.refresh()
+            except Exception:       # noqa: BLE001 - not opened in SWMR mode
+                pass
+            out[prefix + key] = item
+        elif isinstance(item, h5py.Group):
+            out.update(_datasets(item, prefix + key + "/"))
+    return out
+
+
+def _read_groups(f, path, attrs):
+    config = {}
+    if attrs.get("config"):
+        try:
+            config = json.loads(attrs["config"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: the config attribute is not valid JSON") from None
+        if not isinstance(config, dict):
+            config = {"config": config}
+
+    it = _datasets(f.get("iter"))
+    ch = _datasets(f.get("check"))
+    # Row counts: the shortest dataset wins, so a half-written row is never used.
+    n = min((d.shape[0] for d in it.values() if d.ndim >= 1), default=0)
+    per_check = {k: d for k, d in ch.items() if d.ndim >= 1 and not k.endswith("_edges")}
+    k_rows = min((d.shape[0] for d in per_check.values()), default=0)
+
+    iter_cols = {k: np.asarray(d[:n], dtype=float) for k, d in it.items() if d.ndim == 1}
+    check_cols = {k: np.asarray(d[:k_rows], dtype=float) for k, d in ch.items()
+                  if "/" not in k and d.ndim == 1 and k != "samples"}
+
+    layers = {}
+    for key, d in ch.items():
+        parts = key.split("/")
+        if parts[0] == "layers" and len(parts) >= 3:
+            try:
+                l_index = int(parts[1])
+            except ValueError:
+                continue
+            rest = parts[2:]
+        elif parts[0] in ("grad_time", "hist"):
+            l_index, rest = 0, parts
+        else:
+            continue
+        layer = layers.setdefault(l_index, Layer())
+        if rest == ["grad_time"]:
+            layer.grad_time = np.asarray(d[:k_rows], dtype=float)
+        elif len(rest) == 2 and rest[0] == "hist":
+            q = rest[1]
+            if q.endswith("_edges"):
+                layer.edges[q[:-len("_edges")]] = np.asarray(d[()], dtype=float)
+            else:
+                layer.hists[q] = np.asarray(d[:k_rows], dtype=float)
+    for layer in layers.values():     # a histogram without its edges cannot be drawn
+        layer.hists = {q: h for q, h in layer.hists.items()
+                       if q in layer.edges and h.ndim == 2 and h.shape[1] == len(layer.edges[q]) - 1}
+    layers.setdefault(0, Layer())
+
+    samples = None
+    if "samples" in ch:
+        d = ch["samples"]
+        try:
+            samples = np.asarray(d.asstr()[:k_rows], dtype=object)
+        except (TypeError, ValueError, AttributeError):
+            samples = np.vectorize(_plain, otypes=[object])(d[:k_rows])
+        if samples.ndim == 1:
+            samples = samples[:, None]
+
+    def weights(group):
+        return {k: np.asarray(d[()]) for k, d in _datasets(group).items()}
+
+    start = weights(f.get("start/weights"))
+    final = weights(f.get("final/weights"))
+    sample = weights(f.get("final/sample"))
+
+    check_x = check_cols["iter"] if "iter" in check_cols else np.arange(1, k_rows + 1, dtype=float)
+    return Snapshot(path=path, source="h5", attrs=attrs, config=config, iter=iter_cols,
+                    check=check_cols, layers=layers, samples=samples, start_weights=start,
+                    final_weights=final, final_sample=sample,
+                    iter_x=np.arange(1, n + 1, dtype=float), check_x=np.asarray(check_x, float),
+                    check_xlabel="iteration (SGD update)" if "iter" in check_cols else "check number")
+
+
+# ------------------------------------------------------------------------------------ NPZ
+
+_NPZ_CHECK = {"train_nll": "train_loss", "valid_error": "valid_error", "rho_Whh": "rho"}
+_NPZ_SERIES = {"gradient_norm": "grad_norm", "gradient_norm_clipped": "grad_norm_clipped",
+               "Omega": "omega"}
+
+
+def _load_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: np.asarray(z[k]) for k in z.files}
+    except Exception as exc:        # noqa: BLE001
+        raise InputError(f"{path}: corrupt or unreadable NPZ file ({_one_line(exc)})") from None
+    known = set(_NPZ_CHECK) | set(_NPZ_SERIES) | {"g_t", "saturation"}
+    if not known & set(data):
+        raise InputError(f"{path}: not a final-state NPZ (none of the keys "
+                         f"train_nll valid_error gradient_norm rho_Whh g_t saturation)")
+
+    check = {new: data[old].astype(float).ravel() for old, new in _NPZ_CHECK.items() if old in data}
+    k_rows = min((len(v) for v in check.values()), default=0)
+    check = {k: v[:k_rows] for k, v in check.items()}
+    series = {new: data[old].astype(float).ravel() for old, new in _NPZ_SERIES.items() if old in data}
+    n = min((len(v) for v in series.values()), default=0)
+    series = {k: v[:n] for k, v in series.items()}
+    if "grad_norm" in series and "grad_norm_clipped" in series:
+        g, gc = series["grad_norm"], series["grad_norm_clipped"]
+        with np.errstate(invalid="ignore"):
+            series["clipped"] = (gc < g * (1 - 1e-9)).astype(float)
+        series["nonfinite"] = (~np.isfinite(g)).astype(float)
+    has_final = any(k in data for k in ("g_t", "saturation")) or any(k.startswith("gate_") for k in data)
+    if has_final and k_rows == 0:
+        k_rows = 1
+    check_x = np.arange(1, k_rows + 1, dtype=float)
+    if n and n == k_rows:          # the reference code keeps one value per check
+        iter_x, iter_label = check_x, "check number"
+    else:
+        iter_x, iter_label = np.arange(1, n + 1, dtype=float), "update"
+
+    def last_row(values, fill):
+        out = np.full((k_rows, len(values)), fill)
+        out[-1] = values
+        return out
+
+    layer = Layer()
+    if "g_t" in data:
+        g = data["g_t"].astype(float).ravel()
+        layer.grad_time = last_row(g, np.nan)
+    if "saturation" in data:
+        d = np.abs(data["saturation"].astype(float)).ravel()
+        counts = _histogram(d, SATURATION_EDGES)
+        layer.hists["saturation"] = last_row(counts, 0.0)
+        layer.edges["saturation"] = SATURATION_EDGES
+    sample = {}
+    for key, value in data.items():
+        if key.startswith("gate_") and key[5:] in GATES:
+            v = value.astype(float)
+            sample[key[5:]] = v
+            counts = _histogram(np.minimum(v, 1 - v).ravel(), GATE_EDGES)
+            layer.hists[key] = last_row(counts, 0.0)
+            layer.edges[key] = GATE_EDGES
+    reserved = known | set(_NPZ_SERIES) | {k for k in data if k.startswith("gate_")}
+    final = {k: v for k, v in data.items() if k not in reserved and v.ndim in (1, 2)
+             and (k.startswith("W_") or k.startswith("b_") or k == "E")}
+    cell = "lstm" if "W_hc" in final else "gru" if "W_hz" in final else "rnn"
+    name = _stem(path)
+    attrs = {"schema": SCHEMA, "name": name, "status": "unknown", "cell": cell,
+             "recurrent_matrix": "W_hc" if cell == "lstm" else "W_hh"}
+    return Snapshot(path=path, source="npz", attrs=attrs, config={}, iter=series, check=check,
+                    layers={0: layer}, samples=None, start_weights={}, final_weights=final,
+                    final_sample=sample, iter_x=iter_x, check_x=check_x,
+                    iter_xlabel=iter_label, check_xlabel="check number")
+
+
+def _histogram(values, edges):
+    """Counts on fixed `edges`; values outside go to the first or last bin, NaN is dropped."""
+    values = values[np.isfinite(values)]
+    values = np.clip(values, edges[0], edges[-1])
+    return np.histogram(values, bins=edges)[0].astype(float)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+def _stem(path):
+    base = os.path.basename(os.fspath(path))
+    for suffix in ("_final_state.npz", ".npz", ".h5", ".hdf5"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return os.path.splitext(base)[0]
+
+
+def _plain(value):
+    """An attribute value as a Python str/float/int/list."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.shape == ():
+            return _plain(value[()])
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
