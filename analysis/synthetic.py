@@ -1,0 +1,245 @@
+"""Synthetic run files with known contents, written exactly to the `dynamics-run/1` schema
+(docs/run-file.md). Used by the tests and to demonstrate the figures without training:
+
+    python -m analysis.synthetic runs/demo.h5 --cell gru
+
+The default run tells a typical story: g_t decays exponentially going back in time (faster as
+training goes on), some steps are clipped, a few are non-finite, ρ rises from 0.95 to 1.2.
+"""
+import json
+import math
+
+import numpy as np
+
+from .read import GATE_EDGES, LOG10_GRAD_EDGES, SATURATION_EDGES, SCHEMA
+
+ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
+                "steps_in_past", "seq_len", "lr", "step_time")
+CELL_GATES = {"rnn": (), "gru": ("z", "r"), "lstm": ("i", "f", "o")}
+CELL_WEIGHTS = {
+    "rnn": ("W_xh", "W_hh", "b_h"),
+    "gru": ("W_xz", "W_hz", "b_z", "W_xr", "W_hr", "b_r", "W_xh", "W_hh", "b_h"),
+    "lstm": ("W_xi", "W_hi", "b_i", "W_xf", "W_hf", "b_f", "W_xo", "W_ho", "b_o",
+             "W_xc", "W_hc", "b_c"),
+}
+RECURRENT = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc"}
+TASK_SHAPE = {"torder": (6, 4), "torder3": (6, 8), "add": (2, 1), "mul": (2, 1), "mem": (7, 6),
+              "perm": (100, 100), "text": (65, 65)}
+
+
+def _matrix_with_rho(rng, n, rho):
+    W = rng.normal(size=(n, n))
+    return W * (rho / np.abs(np.linalg.eigvals(W)).max())
+
+
+def _dataset(group, name, data, dtype=float):
+    data = np.asarray(data, dtype=dtype)
+    maxshape = (None,) + data.shape[1:]
+    chunks = (max(1, min(len(data), 256)),) + data.shape[1:] if data.ndim else None
+    return group.create_dataset(name, data=data, maxshape=maxshape, chunks=chunks)
+
+
+def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_freq=20,
+              n_hidden=16, n_layers=1, batch=8, min_length=50, max_length=100,
+              activation="tanh", init="smart_tanh", lr=0.01, clipstyle="rescale", cutoff=1.0,
+              alpha=0.0, rho=(0.95, 1.2), decay=(0.02, 0.12), nonfinite_steps=(137, 301, 302),
+              status="finished", error="", seed=0, swmr=False):
+    """Write a run file and return its path (or, with `swmr=True`, the h5py File still open
+    for writing in SWMR mode; the caller closes it).
+
+    `decay` is the per-step slope of log10 g_t going back in time at the first and at the last
+    check; `rho` the spectral radius of the recurrent matrix at the start and at the end."""
+    import h5py
+    rng = np.random.default_rng(seed)
+    name = name or str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    n_in, n_out = TASK_SHAPE.get(task, (4, 4))
+    K = n_iter // check_freq
+    T_max = max_length
+    config = {"task": task, "cell": cell, "activation": activation, "init": init,
+              "n_hidden": n_hidden, "n_layers": n_layers, "lr": lr, "clipstyle": clipstyle,
+              "cutoff": cutoff, "alpha": alpha, "min_length": min_length,
+              "max_length": max_length, "bs": batch, "checkFreq": check_freq,
+              "maxiters": n_iter, "seed": seed, "name": name}
+
+    f = h5py.File(path, "w", libver="latest")
+    a = f.attrs
+    a["schema"] = SCHEMA
+    a["name"] = name
+    a["status"] = status
+    a["config"] = json.dumps(config)
+    a["command"] = f"dynamics train --task {task} --cell {cell} --name {name}"
+    a["created"] = "2026-01-01T00:00:00"
+    a["finished"] = "" if status == "running" else "2026-01-01T01:00:00"
+    a["torch_version"] = "2.13.0"
+    a["dynamics_version"] = "0.1.0"
+    a["git_commit"] = "0" * 40
+    a["device"] = "cpu"
+    a["error"] = error
+    a["cell"] = cell
+    a["task"] = task
+    a["recurrent_matrix"] = RECURRENT[cell]
+
+    # ---- per update
+    t = np.arange(1, n_iter + 1)
+    progress = t / n_iter
+    chance = math.log(max(n_out, 2))
+    loss = chance * (1 - 0.8 * progress ** 2) + 0.05 * rng.normal(size=n_iter)
+    grad_norm = np.exp(rng.normal(np.log(0.4), 0.5, size=n_iter))
+    spikes = rng.random(n_iter) < 0.03
+    grad_norm[spikes] *= 10 ** rng.uniform(2, 4, size=spikes.sum())
+    nonfinite = np.zeros(n_iter)
+    for s in nonfinite_steps:
+        if 1 <= s <= n_iter:
+            nonfinite[s - 1] = 1
+            grad_norm[s - 1] = np.inf if s % 2 else np.nan
+    if clipstyle == "rescale":
+        clipped = (np.isfinite(grad_norm) & (grad_norm > cutoff)).astype(float)
+        clipped_norm = np.minimum(grad_norm, cutoff)
+    else:
+        clipped = np.zeros(n_iter)
+        clipped_norm = grad_norm.copy()
+    clipped_norm[nonfinite > 0] = 0.02 * rho[0] * math.sqrt(n_hidden)
+    if alpha > 0:
+        omega = 4.0 * np.exp(-3 * progress) + 0.05 * rng.random(n_iter)
+        steps_in_past = np.clip(0.3 + 0.6 * progress + 0.03 * rng.normal(size=n_iter), 0, 1)
+    else:
+        omega = np.full(n_iter, np.nan)
+        steps_in_past = np.full(n_iter, np.nan)
+    seq_len = rng.integers(min_length, max_length + 1, size=n_iter)
+    it = f.create_group("iter")
+    for col, values in zip(ITER_COLUMNS, (loss, grad_norm, clipped_norm, clipped, nonfinite,
+                                          omega, steps_in_past, seq_len, np.full(n_iter, lr),
+                                          0.01 + 0.002 * rng.random(n_iter))):
+        _dataset(it, col, values)
+
+    # ---- per check
+    ck = f.create_group("check")
+    iters = check_freq * np.arange(1, K + 1)
+    p = iters / n_iter
+    valid_loss = chance * (1 - 0.8 * p ** 2) + 0.01 * rng.normal(size=K)
+    cols = {
+        "iter": iters,
+        "train_loss": valid_loss + 0.02 * rng.normal(size=K),
+        "valid_loss": valid_loss,
+        "valid_error": np.clip(75 * (1 - p ** 2) + rng.normal(size=K), 0, 100),
+        "rho": rho[0] + (rho[1] - rho[0]) * p + 0.005 * rng.normal(size=K),
+        "sigma_max": 1.4 * (rho[0] + (rho[1] - rho[0]) * p),
+        "wall_time": 0.012 * iters + 3 * np.arange(1, K + 1),
+    }
+    if task == "text":
+        cols["valid_bpc"] = valid_loss / math.log(2)
+        cols["valid_ppl"] = np.exp(valid_loss)
+        cols["chars_per_sec"] = 2.0e4 + 500 * rng.normal(size=K)
+    for col, values in cols.items():
+        _dataset(ck, col, values)
+
+    def layer_data(group, decay_pair, offset):
+        gt = np.full((K, T_max), np.nan)
+        hist = np.zeros((K, len(LOG10_GRAD_EDGES) - 1), dtype=np.int64)
+        for k in range(K):
+            Tk = int(rng.integers(min_length, max_length + 1))
+            rate = decay_pair[0] + (decay_pair[1] - decay_pair[0]) * (k + 1) / K
+            steps = np.arange(Tk)
+            log_g = -1.0 + offset - rate * (Tk - 1 - steps)
+            gt[k, :Tk] = 10 ** (log_g + 0.05 * rng.normal(size=Tk))
+            per_seq = log_g[None, :] + 0.3 * rng.normal(size=(batch, Tk))
+            hist[k] = np.histogram(np.clip(per_seq, -20, 9.999), LOG10_GRAD_EDGES)[0]
+        _dataset(group, "grad_time", gt)
+        h = group.require_group("hist")
+        _dataset(h, "log10_grad", hist, np.int64)
+        h.create_dataset("log10_grad_edges", data=LOG10_GRAD_EDGES)
+
+    layer_data(ck, decay, 0.0)
+    hist = ck["hist"]
+    scale = 0.6 + 2.0 * np.arange(1, K + 1) / K
+    sat = np.zeros((K, 50), dtype=np.int64)
+    for k in range(K):
+        sat[k] = np.histogram(1 - np.abs(np.tanh(rng.normal(0, scale[k], 4000))), SATURATION_EDGES)[0]
+    _dataset(hist, "saturation", sat, np.int64)
+    hist.create_dataset("saturation_edges", data=SATURATION_EDGES)
+    gate_mean = {"z": -0.5, "r": 0.5, "i": 0.0, "f": 2.5, "o": 0.5}
+    for g in CELL_GATES[cell]:
+        counts = np.zeros((K, 50), dtype=np.int64)
+        for k in range(K):
+            v = 1 / (1 + np.exp(-rng.normal(gate_mean[g], scale[k], 4000)))
+            counts[k] = np.histogram(np.minimum(v, 1 - v), GATE_EDGES)[0]
+        _dataset(hist, f"gate_{g}", counts, np.int64)
+        hist.create_dataset(f"gate_{g}_edges", data=GATE_EDGES)
+    for l in range(1, n_layers):
+        layer_data(ck.create_group(f"layers/{l}"), (decay[0] * 0.5, decay[1] * 0.5), 0.5 * l)
+    if task == "text":
+        prompts = ["ROMEO:", "First Citizen:"]
+        text = np.array([[f"{pr} the {('king ' * (k % 3 + 1)).strip()} is here at check {k}"
+                          for pr in prompts] for k in range(K)], dtype=object)
+        ck.create_dataset("samples", data=text, dtype=h5py.string_dtype(), maxshape=(None, 2),
+                          chunks=(16, 2))
+
+    # ---- weights and the final sample
+    for group_name, r in (("start/weights", rho[0]), ("final/weights", rho[1])):
+        g = f.create_group(group_name)
+        for l in range(n_layers):
+            suffix = f"_l{l}" if l else ""
+            for w in CELL_WEIGHTS[cell]:
+                if w.startswith("b_"):
+                    data = np.zeros(n_hidden)
+                elif w == RECURRENT[cell]:
+                    data = _matrix_with_rho(rng, n_hidden, r)
+                elif w.startswith("W_x"):
+                    data = 0.1 * rng.normal(size=(n_in if l == 0 else n_hidden, n_hidden))
+                else:
+                    data = 0.1 * rng.normal(size=(n_hidden, n_hidden))
+                g.create_dataset(w + suffix, data=data.astype(np.float32))
+        g.create_dataset("W_hy", data=0.1 * rng.normal(size=(n_hidden, n_out)).astype(np.float32))
+        g.create_dataset("b_y", data=np.zeros(n_out, np.float32))
+    s = f.create_group("final/sample")
+    T = max_length
+    s.create_dataset("g", data=10 ** (-1 - decay[1] * np.arange(T)[::-1, None]
+                                     + 0.1 * rng.normal(size=(T, batch))))
+    s.create_dataset("h", data=np.tanh(rng.normal(0, scale[-1], size=(T, batch, n_hidden))))
+    for g in CELL_GATES[cell]:
+        s.create_dataset(g, data=1 / (1 + np.exp(-rng.normal(gate_mean[g], scale[-1],
+                                                               size=(T, batch, n_hidden)))))
+    if swmr:
+        f.swmr_mode = True
+        f.flush()
+        return f
+    f.close()
+    return path
+
+
+def write_npz(path, *, cell="rnn", K=20, T=60, n_hidden=8, seed=0):
+    """A final-state NPZ with the keys of docs/run-file.md (one value per check)."""
+    rng = np.random.default_rng(seed)
+    data = {
+        "train_nll": np.linspace(1.4, 0.3, K),
+        "valid_error": np.linspace(70, 5, K),
+        "gradient_norm": np.exp(rng.normal(0, 1, K)),
+        "rho_Whh": np.linspace(0.95, 1.1, K),
+        "Omega": np.full(K, np.nan),
+        "g_t": 10 ** (-1 - 0.1 * np.arange(T)[::-1]),
+        "saturation": 1 - np.abs(np.tanh(rng.normal(0, 1.5, size=(T, 4, n_hidden)))),
+    }
+    data["gradient_norm_clipped"] = np.minimum(data["gradient_norm"], 1.0)
+    for w in CELL_WEIGHTS[cell]:
+        data[w] = (_matrix_with_rho(rng, n_hidden, 1.1) if w == RECURRENT[cell]
+                   else rng.normal(size=(n_hidden,) if w.startswith("b_") else (n_hidden, n_hidden)))
+    for g in CELL_GATES[cell]:
+        data[f"gate_{g}"] = 1 / (1 + np.exp(-rng.normal(0, 2, size=(T, 4, n_hidden))))
+    np.savez(path, **data)
+    return path
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description="Write a synthetic dynamics run file.")
+    parser.add_argument("path")
+    parser.add_argument("--cell", default="rnn", choices=sorted(CELL_GATES))
+    parser.add_argument("--task", default="torder")
+    parser.add_argument("--alpha", type=float, default=0.0)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    write_run(args.path, cell=args.cell, task=args.task, alpha=args.alpha, n_layers=args.layers,
+              n_iter=args.iters, seed=args.seed)
+    print(args.path)
