@@ -149,12 +149,7 @@ class Run:
                         "clipped": rows[:, 3], "nonfinite": rows[:, 4], "omega": rows[:, 5],
                         "steps_in_past": rows[:, 6], "seq_len": host[:, 0], "lr": host[:, 1],
                         "step_time": host[:, 2]}
-        self.model.eval()
-        valid = self.source.evaluate(self.model)
-        self.model.train()
-        W = self.model.recurrent_matrix()
-        row = {"iter": self.iters, "train_loss": float(np.mean(rows[:, 0])),
-               "rho": self.model.rho(), "sigma_max": probes.singular_max(W), **valid}
+        # diagnostics first: they read this update's batch, before validation runs the model again
         layers = []
         if self.c.diagnostics:
             for l, (hidden, gates) in enumerate(self.model.layer_outputs):
@@ -166,6 +161,12 @@ class Run:
             hidden, gates = self.model.layer_outputs[-1]
             self.sample = {"g": d["g"], "h": hidden.detach(), **{k: v.detach() for k, v in gates.items()}}
             self.sample = {k: v.cpu() for k, v in self.sample.items()}
+        self.model.eval()
+        valid = self.source.evaluate(self.model)
+        self.model.train()
+        W = self.model.recurrent_matrix()
+        row = {"iter": self.iters, "train_loss": float(np.mean(rows[:, 0])),
+               "rho": self.model.rho(), "sigma_max": probes.singular_max(W), **valid}
         self.checks += 1
         row["wall_time"] = self.elapsed + time.perf_counter() - t_start
         return iter_columns, row, layers
