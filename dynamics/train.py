@@ -106,6 +106,8 @@ class Run:
             c.cell, self.source.n_in, c.n_hidden, self.source.n_out, self.source.head, c.activation, c.init,
             n_layers=c.n_layers, vocab_size=getattr(self.source, "vocab_size", None), dropout=c.dropout,
             tie_weights=c.tie_weights, forget_bias=c.forget_bias, seed=c.seed, device=self.device, dtype=self.dtype)
+        if hasattr(self.source, "attach"):   # a source that carries the model's state between batches
+            self.source.attach(self.model)
         self.params = [p for p in self.model.parameters()]
         self.opt = make_optimizer(c, self.params)
         self.edges = probes.hist_edges(self.model)
