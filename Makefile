@@ -1,0 +1,39 @@
+# dynamics: install, test, benchmark, and one target per preset run (runs/<NAME>.toml → runs/<NAME>.h5).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3
+RUNS   := A1 A2 A3 A4 A5 B1 B2 C0 C1
+ARGS   ?=
+
+.PHONY: install test bench golden runs report fig7-quick clean-runs $(PRESETS)
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[dev]'
+
+test:
+	$(BIN)/pytest
+
+bench:
+	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+golden:  # only when a change of the golden numbers is intended
+	$(BIN)/python tests/golden_steps.py
+
+# A preset run; an existing run file is continued (--resume), never overwritten.
+$(PRESETS):
+	@if [ -f runs/$@.h5 ]; then $(BIN)/dynamics train runs/$@.toml --resume $(ARGS); \
+	 else $(BIN)/dynamics train runs/$@.toml $(ARGS); fi
+
+runs: $(RUNS)
+
+report:
+	$(BIN)/dynamics report $(wildcard runs/*.h5) -o report/report.pdf
+
+fig7-quick:
+	$(BIN)/dynamics sweep runs/sweeps/fig7-quick.toml --workers 2
+	$(BIN)/dynamics success runs/fig7-quick/ -o runs/fig7-quick/success.png
+
+clean-runs:  # removes run outputs (not presets)
+	rm -f runs/*.h5 runs/*.npz runs/*.pt
