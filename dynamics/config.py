@@ -49,6 +49,7 @@ class Config:
     alpha: float = 0.0                # Ω weight; 0 switches the regulariser off
     seed: int = 52
     device: str = "cpu"
+    threads: int = 1                  # CPU threads; these small recurrences gain nothing from more
     dtype: str = "float32"
     diagnostics: bool = True          # per-check g_t, histograms, saturation, ρ
     sample_chars: int = 200           # text: characters sampled per prompt at each check
@@ -167,7 +168,7 @@ def validate(c):
     choice("dtype", DTYPES)
     choice("batching", BATCHING)
     positive("n_hidden", "n_layers", "batch_size", "eval_batch_size", "chunk_batch_size", "check_freq",
-             "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars")
+             "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars", "threads")
     for key in ("alpha", "weight_decay", "momentum", "embedding"):
         if getattr(c, key) < 0:
             raise bad_value(key, getattr(c, key), "a number >= 0")

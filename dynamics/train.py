@@ -100,6 +100,7 @@ class Run:
         self.c = c = config
         self.device = resolve_device(c.device)
         self.dtype = getattr(torch, c.dtype)
+        torch.set_num_threads(c.threads)
         torch.manual_seed(c.seed)
         self.source = make_source(c, self.device, self.dtype)
         self.model = build_model(
@@ -282,7 +283,7 @@ def check_same_config(path, config):
     with h5py.File(path, "r") as f:
         recorded = json.loads(f.attrs["config"])
     now = json.loads(config.to_json())
-    changed = [k for k in now if k not in ("max_iters", "device") and recorded.get(k) != now[k]]
+    changed = [k for k in now if k not in ("max_iters", "device", "threads") and recorded.get(k) != now[k]]
     if changed:
         k = changed[0]
         raise InputError(f"--resume: {k}={now[k]!r} differs from the run file's {k}={recorded.get(k)!r}")
