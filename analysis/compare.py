@@ -62,7 +62,7 @@ def _grad_norm(key, what):
             pos = np.where(np.isfinite(y) & (y > 0), y, np.nan)
             ax.plot(s.iter_x, stats.smooth_log(pos, win), color=color, lw=1.3)
             c = s.cfg("cutoff")
-            if key == "grad_norm_clipped" and c and s.cfg("clipstyle", "clip") not in ("none", ""):
+            if key == "grad_norm_clipped" and c and s.cfg("clip", "clipstyle") not in ("none", ""):
                 ax.axhline(float(c), color=color, ls=":", lw=1.0)
         ax.set_yscale("log")
         readable_log_axis(ax)

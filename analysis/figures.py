@@ -56,9 +56,20 @@ def new_figure(width, height):
     return fig
 
 
+def freeze(fig, dpi=DPI):
+    """Run the constrained layout once and keep it: savefig would otherwise lay the figure out
+    again in a dry-run draw and once more in the real one (most of the cost of a dashboard)."""
+    fig.set_dpi(dpi)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine(None)
+    return fig
+
+
 def save(fig, path, dpi=DPI):
     """Write `fig` to `path` (format from the suffix); the size is exactly figsize × dpi."""
-    fig.savefig(path, dpi=dpi)
+    freeze(fig, dpi).savefig(path, dpi=dpi)
     return path
 
 
@@ -75,7 +86,7 @@ def config_parts(snap):
     init = c("init")
     if init:
         parts["init"] = f"init {init}"
-    style = c("clipstyle", "clip", "clipping")
+    style = c("clip", "clipstyle", "clipping")
     cutoff = c("cutoff", "clip_cutoff")
     if style is not None or cutoff is not None:
         clipping_on = style not in ("", "none", False) and cutoff not in (None, 0)
@@ -94,7 +105,8 @@ def config_parts(snap):
         parts["length"] = f"T {c('seq_len', 'bptt')}"
     lr = c("lr", "learning_rate")
     if lr is not None:
-        parts["lr"] = f"lr {fmt_num(float(lr))}"
+        opt = c("optimizer")
+        parts["lr"] = (f"{opt} " if opt and opt != "sgd" else "") + f"lr {fmt_num(float(lr))}"
     return parts
 
 
@@ -518,7 +530,7 @@ def draw_grad_norm(ax, snap):
         twin.tick_params(axis="y", colors=COLORS["clip"])
         ax.plot([], [], color=COLORS["clip"], lw=0.9, label=clip_label + ", share on right axis")
     cutoff = snap.cfg("cutoff", "clip_cutoff")
-    style = snap.cfg("clipstyle", "clip", "clipping")
+    style = snap.cfg("clip", "clipstyle", "clipping")
     if cutoff and style not in (None, "none", "", False):
         ax.axhline(float(cutoff), color="k", ls="--", lw=0.9, label=f"cutoff c = {fmt_num(float(cutoff))}")
     nonfinite = it.get("nonfinite")

@@ -149,19 +149,47 @@ def load(path):
 
 # ----------------------------------------------------------------------------------- HDF5
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_superblock(path):
+    """Fail fast on a file that is not HDF5 or is shorter than its superblock says: an SWMR
+    reader does not check the end of file and would retry unreadable metadata for minutes."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(48)
+    if not head.startswith(HDF5_SIGNATURE):
+        return                      # maybe a user block; h5py decides
+    version = head[8] if len(head) > 8 else None
+    if version in (2, 3) and len(head) >= 12:
+        width = head[9]
+        start = 12 + 2 * width      # base address, superblock extension, then end-of-file address
+        if width in (2, 4, 8) and len(head) >= start + width:
+            eof = int.from_bytes(head[start:start + width], "little")
+            if eof > size:
+                raise InputError(f"{path}: truncated HDF5 file ({size} of {eof} bytes), cannot be read")
+
+
 def _open_h5(path):
+    """Open read-only. A plain open first: it checks the file's end and fails fast on damage.
+    A file that a run is still writing refuses a plain open (it is marked open for writing);
+    that one is opened as an SWMR reader, which sees every row the writer has flushed."""
     import h5py
+    _check_superblock(path)
     errors = []
-    for kwargs in ({"libver": "latest", "swmr": True}, {}, {"locking": False}):
+    for kwargs in ({}, {"libver": "latest", "swmr": True}, {"locking": False}):
         try:
             return h5py.File(path, "r", **kwargs)
         except Exception as exc:    # noqa: BLE001 - every h5py failure is reported the same way
             errors.append(exc)
-    exc = errors[1] if len(errors) > 1 else errors[0]
-    text = _one_line(exc)
-    if "signature" in text.lower():
+            text = _one_line(exc).lower()
+            if "signature" in text or "truncat" in text or "eof" in text:
+                break
+    text = _one_line(errors[0])
+    low = text.lower()
+    if "signature" in low:
         raise InputError(f"{path}: not an HDF5 file (expected a dynamics run file or an NPZ)")
-    if "truncat" in text.lower() or "eof" in text.lower():
+    if "truncat" in low or "eof" in low:
         raise InputError(f"{path}: truncated HDF5 file, cannot be read ({text})")
     raise InputError(f"{path}: cannot open as HDF5 ({text})")
 
@@ -226,17 +254,23 @@ def _read_groups(f, path, attrs):
     check_cols = {k: np.asarray(d[:k_rows], dtype=float) for k, d in ch.items()
                   if "/" not in k and d.ndim == 1 and k != "samples"}
 
+    # docs/run-file.md: the unprefixed datasets are layer 0 and /check/layers/<l> holds l >= 1.
+    # A file with /check/layers/0 numbers the other way round: the prefixed groups are the lower
+    # layers 0 .. L-2 and the unprefixed datasets the top layer L-1. Both read the same here:
+    # layers[0] is always the layer nearest the input.
+    prefixed = set()
+    for key in ch:
+        parts = key.split("/")
+        if parts[0] == "layers" and len(parts) >= 3 and parts[1].isdigit():
+            prefixed.add(int(parts[1]))
+    top = max(prefixed) + 1 if 0 in prefixed else 0
     layers = {}
     for key, d in ch.items():
         parts = key.split("/")
-        if parts[0] == "layers" and len(parts) >= 3:
-            try:
-                l_index = int(parts[1])
-            except ValueError:
-                continue
-            rest = parts[2:]
+        if parts[0] == "layers" and len(parts) >= 3 and parts[1].isdigit():
+            l_index, rest = int(parts[1]), parts[2:]
         elif parts[0] in ("grad_time", "hist"):
-            l_index, rest = 0, parts
+            l_index, rest = top, parts
         else:
             continue
         layer = layers.setdefault(l_index, Layer())
@@ -252,6 +286,7 @@ def _read_groups(f, path, attrs):
         layer.hists = {q: h for q, h in layer.hists.items()
                        if q in layer.edges and h.ndim == 2 and h.shape[1] == len(layer.edges[q]) - 1}
     layers.setdefault(0, Layer())
+    layers = dict(sorted(layers.items()))
 
     samples = None
     if "samples" in ch:

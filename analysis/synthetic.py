@@ -41,14 +41,16 @@ def _dataset(group, name, data, dtype=float):
 
 def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_freq=20,
               n_hidden=16, n_layers=1, batch=8, min_length=50, max_length=100,
-              activation="tanh", init="smart_tanh", lr=0.01, clipstyle="rescale", cutoff=1.0,
+              activation="tanh", init="smart_tanh", lr=0.01, clip="rescale", cutoff=1.0,
               alpha=0.0, rho=(0.95, 1.2), decay=(0.02, 0.12), nonfinite_steps=(137, 301, 302),
-              status="finished", error="", seed=0, swmr=False):
+              status="finished", error="", seed=0, swmr=False, top_layer_unprefixed=False):
     """Write a run file and return its path (or, with `swmr=True`, the h5py File still open
     for writing in SWMR mode; the caller closes it).
 
     `decay` is the per-step slope of log10 g_t going back in time at the first and at the last
-    check; `rho` the spectral radius of the recurrent matrix at the start and at the end."""
+    check; `rho` the spectral radius of the recurrent matrix at the start and at the end.
+    `top_layer_unprefixed` writes a stacked model with /check/layers/0 .. L-2 and the top layer
+    unprefixed instead of the documented layer 0 unprefixed and /check/layers/1 .. L-1."""
     import h5py
     rng = np.random.default_rng(seed)
     name = name or str(path).rsplit("/", 1)[-1].rsplit(".", 1)[0]
@@ -56,10 +58,10 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
     K = n_iter // check_freq
     T_max = max_length
     config = {"task": task, "cell": cell, "activation": activation, "init": init,
-              "n_hidden": n_hidden, "n_layers": n_layers, "lr": lr, "clipstyle": clipstyle,
-              "cutoff": cutoff, "alpha": alpha, "min_length": min_length,
-              "max_length": max_length, "bs": batch, "checkFreq": check_freq,
-              "maxiters": n_iter, "seed": seed, "name": name}
+              "n_hidden": n_hidden, "n_layers": n_layers, "optimizer": "sgd", "lr": lr,
+              "clip": clip, "cutoff": cutoff, "alpha": alpha, "min_length": min_length,
+              "max_length": max_length, "batch_size": batch, "check_freq": check_freq,
+              "max_iters": n_iter, "seed": seed, "name": name}
 
     f = h5py.File(path, "w", libver="latest")
     a = f.attrs
@@ -92,7 +94,7 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
         if 1 <= s <= n_iter:
             nonfinite[s - 1] = 1
             grad_norm[s - 1] = np.inf if s % 2 else np.nan
-    if clipstyle == "rescale":
+    if clip == "rescale":
         clipped = (np.isfinite(grad_norm) & (grad_norm > cutoff)).astype(float)
         clipped_norm = np.minimum(grad_norm, cutoff)
     else:
@@ -149,7 +151,16 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
         _dataset(h, "log10_grad", hist, np.int64)
         h.create_dataset("log10_grad_edges", data=LOG10_GRAD_EDGES)
 
-    layer_data(ck, decay, 0.0)
+    # Layer l decays at a slower rate and starts higher, so per-layer curves differ.
+    def layer_decay(l):
+        return (decay[0] / (1 + l), decay[1] / (1 + l))
+
+    first = [l for l in range(n_layers)]
+    base = n_layers - 1 if top_layer_unprefixed else 0
+    layer_data(ck, layer_decay(base), 0.5 * base)
+    for l in first:
+        if l != base:
+            layer_data(ck.create_group(f"layers/{l}"), layer_decay(l), 0.5 * l)
     hist = ck["hist"]
     scale = 0.6 + 2.0 * np.arange(1, K + 1) / K
     sat = np.zeros((K, 50), dtype=np.int64)
@@ -165,8 +176,6 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
             counts[k] = np.histogram(np.minimum(v, 1 - v), GATE_EDGES)[0]
         _dataset(hist, f"gate_{g}", counts, np.int64)
         hist.create_dataset(f"gate_{g}_edges", data=GATE_EDGES)
-    for l in range(1, n_layers):
-        layer_data(ck.create_group(f"layers/{l}"), (decay[0] * 0.5, decay[1] * 0.5), 0.5 * l)
     if task == "text":
         prompts = ["ROMEO:", "First Citizen:"]
         text = np.array([[f"{pr} the {('king ' * (k % 3 + 1)).strip()} is here at check {k}"
@@ -236,10 +245,11 @@ if __name__ == "__main__":
     parser.add_argument("--cell", default="rnn", choices=sorted(CELL_GATES))
     parser.add_argument("--task", default="torder")
     parser.add_argument("--alpha", type=float, default=0.0)
+    parser.add_argument("--clip", default="rescale", choices=("rescale", "none"))
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    write_run(args.path, cell=args.cell, task=args.task, alpha=args.alpha, n_layers=args.layers,
+    write_run(args.path, cell=args.cell, task=args.task, alpha=args.alpha, clip=args.clip, n_layers=args.layers,
               n_iter=args.iters, seed=args.seed)
     print(args.path)

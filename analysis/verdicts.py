@@ -165,7 +165,8 @@ def rho(snap):
     if r is not None and len(r):
         above = np.flatnonzero(np.isfinite(r) & (r >= 1.0))
         if len(above) and (start < 1.0 or r[0] < 1.0):
-            text += f", at or above 1 from iteration {int(snap.check_x[above[0]])}"
+            word = "iteration" if snap.check_xlabel.startswith("iteration") else "check"
+            text += f", at or above 1 from {word} {int(snap.check_x[above[0]])}"
     return Verdict("rho", end, text)
 
 
