@@ -5,7 +5,7 @@
     figure_grad_time      g_t against t at checks spread over training; per layer
     figure_saturation     hidden saturation 1 - |h| at the end, and over training
     figure_gates          gate saturation min(v, 1 - v) per gate, and over training
-    figure_training       validation error, training and validation loss
+    figure_training       validation error, training and validation loss (LM: bpc, perplexity)
     figure_grad_norm      global gradient norm before/after clipping, clipped and non-finite steps
     figure_spectrum       ρ and σ_max of the recurrent matrix; its eigenvalues at start and end
     figure_omega          Ω and steps in the past
@@ -116,7 +116,7 @@ def config_line(snap):
 
 
 def title(snap, what, width_in):
-    status = snap.status
+    status = "final-state NPZ" if snap.source == "npz" else snap.status
     if status == "running":
         status = f"running, snapshot at iteration {snap.iterations_done}"
     head = f"{snap.name} ({status}): {what}" if what else f"{snap.name} ({status})"
@@ -310,12 +310,14 @@ def draw_grad_time(ax, snap):
         ax.plot(t, 10 ** (fit[1] + fit[0] * t), "k:", lw=1.3, label=label)
         ax.legend(loc="best", fontsize="small")
     ax.set_yscale("log")
-    sm = cm.ScalarMappable(norm=norm, cmap=cmap)
-    cb = ax.get_figure(root=False).colorbar(sm, ax=ax, pad=0.01)
-    cb.set_label(f"{snap.check_xlabel} of the check")
+    if len(rows) > 1:
+        sm = cm.ScalarMappable(norm=norm, cmap=cmap)
+        cb = ax.get_figure(root=False).colorbar(sm, ax=ax, pad=0.01)
+        cb.set_label(f"{snap.check_xlabel} of the check")
     ax.set_xlabel("time step t (0 = first input)")
     ax.set_ylabel(G_LABEL + "\n(batch mean)")
-    ax.set_title(f"Gradient through time, {len(rows)} checks")
+    ax.set_title(f"Gradient through time, {len(rows)} checks" if len(rows) > 1
+                 else f"Gradient through time, {_at(snap, rows[0])}")
 
 
 def draw_grad_time_layers(ax, snap):
@@ -345,6 +347,12 @@ def _d_label(edges, what="h"):
     return r"$d(v) = \min(v, 1-v)$"
 
 
+def _pad_x(ax, edges):
+    """x limits a little beyond the bin edges, so a bar in an end bin is not hidden by the frame."""
+    pad = 0.015 * (edges[-1] - edges[0])
+    ax.set_xlim(edges[0] - pad, edges[-1] + pad)
+
+
 def draw_saturation(ax, snap):
     counts, edges, k = stats.final_hist(snap, "saturation")
     share = 100 * counts / counts.sum()
@@ -354,7 +362,7 @@ def draw_saturation(ax, snap):
                label=f"saturated, d < {V.SATURATION_D:g}: {fmt_pct(s, 1)}")
     ax.legend(loc="best", fontsize="small", title=f"last check ({_at(snap, k)})",
               title_fontsize="small")
-    ax.set_xlim(edges[0], edges[-1])
+    _pad_x(ax, edges)
     ax.set_ylim(0, share.max() * 1.3)
     ax.set_xlabel(_d_label(edges) + "  (0 = saturated)")
     ax.set_ylabel(f"share of unit activations\n(% per {edges[1] - edges[0]:g}-wide bin)")
@@ -386,7 +394,7 @@ def draw_gates(ax, snap):
         ax.stairs(share, edges, color=GATE_COLORS[g], lw=1.6,
                   label=f"gate {g}: {fmt_pct(s, 1)} below {V.SATURATION_D:g}")
     ax.axvspan(edges[0], V.SATURATION_D, color=COLORS["band"], alpha=0.12, lw=0)
-    ax.set_xlim(edges[0], edges[-1])
+    _pad_x(ax, edges)
     ax.set_ylim(0, top * 1.35)
     ax.legend(loc="best", fontsize="small", title="last check", title_fontsize="small")
     ax.set_xlabel(_d_label(edges, "v") + "  (0 = shut or fully open)")
@@ -408,7 +416,7 @@ def draw_saturation_share(ax, snap):
         y = [100 * stats.share_below(snap.hists[q][k], snap.edges[q], V.SATURATION_D) for k in keep]
         ax.plot(snap.check_x[keep], y, color=color, ls=ls, marker="." if len(keep) < 60 else None,
                 label=label)
-    ax.set_ylim(0, None)
+    ax.set_ylim(0, max(5.0, ax.get_ylim()[1]))
     ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(snap.check_xlabel)
     ax.set_ylabel(f"share saturated, d < {V.SATURATION_D:g} (%)")
@@ -477,6 +485,31 @@ def draw_loss(ax, snap):
     ax.set_title("Training and validation loss")
 
 
+def _has_lm(snap):
+    return _finite(snap.check.get("valid_bpc")) or _finite(snap.check.get("valid_ppl"))
+
+
+def draw_lm(ax, snap):
+    x = snap.check_x
+    marker = "." if len(x) < 80 else None
+    handles = []
+    bpc = snap.check.get("valid_bpc")
+    if _finite(bpc):
+        handles += ax.plot(x, bpc, color=COLORS["valid"], marker=marker, lw=1.4,
+                           label=f"bits per character (final {bpc[np.isfinite(bpc)][-1]:.4g})")
+        ax.set_ylabel("validation bits per character")
+    ppl = snap.check.get("valid_ppl")
+    if _finite(ppl):
+        other = ax.twinx() if _finite(bpc) else ax
+        handles += other.plot(x, ppl, color="#e377c2", ls="--", marker=marker, lw=1.2,
+                              label=f"perplexity per character (final {ppl[np.isfinite(ppl)][-1]:.4g})")
+        other.set_ylabel("validation perplexity per character")
+    _x_limits(ax, snap, x)
+    ax.legend(handles=handles, loc="best", fontsize="small")
+    ax.set_xlabel(snap.check_xlabel)
+    ax.set_title("Language model: validation bpc and perplexity", fontsize="medium")
+
+
 # ------------------------------------------------------------------------- gradient norms
 
 def _has_grad_norm(snap):
@@ -496,14 +529,17 @@ def draw_grad_norm(ax, snap):
         if _finite(y):
             series.append((np.where(np.isfinite(y) & (y > 0), y, np.nan), color, label))
     vals = [pos for pos, _, _ in series]
+    if len(series) == 2 and np.allclose(series[0][0], series[1][0], equal_nan=True):
+        series[1] = (series[1][0], series[1][1], "after clipping (= before: nothing clipped)")
+    widths = [2.4, 1.2]           # "after" drawn thinner on top, so that both stay visible
     if dense:          # every update thin and pale first, the running means on top
         for pos, color, _ in series:
             ax.plot(*stats.envelope(x, pos), color=color, lw=0.4, alpha=0.3, rasterized=True)
-        for pos, color, label in series:
-            ax.plot(x, stats.smooth_log(pos, win), color=color, lw=1.6, label=label)
+        for (pos, color, label), lw in zip(series, widths):
+            ax.plot(x, stats.smooth_log(pos, win), color=color, lw=lw, label=label)
     else:
-        for pos, color, label in series:
-            ax.plot(x, pos, color=color, lw=1.0, marker=".", ms=3, label=label)
+        for (pos, color, label), lw in zip(series, widths):
+            ax.plot(x, pos, color=color, lw=lw, marker="." if lw < 2 else None, ms=3, label=label)
     if dense:
         ax.plot([], [], color="grey", lw=1.5, label=f"bold: geometric mean of {win} updates")
         ax.plot([], [], color="grey", lw=0.4, label="thin: every update")
@@ -659,6 +695,7 @@ def draw_past(ax, snap):
 PANELS = {p.key: p for p in (
     Panel("valid_error", _has_error, draw_valid_error),
     Panel("loss", _has_loss, draw_loss),
+    Panel("lm", _has_lm, draw_lm),
     Panel("grad_norm", _has_grad_norm, draw_grad_norm, span=2),
     Panel("grad_hist", _has_final("log10_grad"), draw_grad_hist),
     Panel("grad_hist_evolution", _has_evolution("log10_grad"), draw_grad_hist_evolution),
@@ -676,7 +713,7 @@ PANELS = {p.key: p for p in (
 
 #: figure name -> (title, panels); the dashboard shows them all in this order.
 FIGURES = {
-    "training": ("validation error and loss", ["valid_error", "loss"]),
+    "training": ("validation error and loss", ["valid_error", "loss", "lm"]),
     "grad_norm": ("gradient norm and clipping", ["grad_norm"]),
     "grad_hist": ("distribution of log10 g_t", ["grad_hist", "grad_hist_evolution"]),
     "grad_time": ("gradient through time", ["grad_time", "grad_time_layers"]),
