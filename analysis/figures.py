@@ -805,6 +805,8 @@ FIGURE_FUNCTIONS = {
 def summary_lines(snap):
     s = stats.summary(snap)
     lines = [f"iterations done: {s['iterations']} ({s['checks']} checks)"]
+    if not s["iterations"] and not s["checks"]:
+        lines.append("nothing recorded yet: no updates and no checks")
     if math.isfinite(s["final_valid_error"]):
         lines.append(f"valid error: final {s['final_valid_error']:.3g}%, best "
                      f"{s['best_valid_error']:.3g}% at {int(s['best_valid_error_iter'])}")
@@ -820,6 +822,17 @@ def summary_lines(snap):
     if math.isfinite(s["wall_time"]):
         lines.append(f"wall time: {stats.fmt_duration(s['wall_time'])}")
     return lines
+
+
+def _bullets(lines, width, max_chars=400):
+    """Bullet lines wrapped to `width` characters; a very long one (a traceback) is cut."""
+    out = []
+    for line in lines:
+        line = " ".join(line.split())
+        if len(line) > max_chars:
+            line = line[:max_chars - 1] + "…"
+        out += textwrap.wrap(line, width, initial_indent="• ", subsequent_indent="   ") or ["•"]
+    return "\n".join(out)
 
 
 def _pack(keys, ncols):
@@ -845,23 +858,22 @@ def dashboard_layout(snap, ncols=4):
 def figure_dashboard(snap, ncols=4):
     """All available panels on one page, with the summary numbers and the verdicts."""
     rows = dashboard_layout(snap, ncols)
-    verdict_list = V.verdicts(snap)
-    summary = summary_lines(snap)
-    n_text = max(len(summary), len(verdict_list), 1)
+    chars = int(PANEL_W * ncols / 2 * 9.5)        # characters that fit in half the page
+    summary = _bullets(summary_lines(snap), chars)
+    verdict_lines = _bullets([v.text for v in V.verdicts(snap)] or ["none"], chars)
+    n_text = max(summary.count("\n"), verdict_lines.count("\n")) + 1
     text_h = 0.45 + 0.21 * n_text
     width = PANEL_W * ncols
     height = PANEL_H * len(rows) + text_h + 1.0
     fig = new_figure(width, height)
-    subs = fig.subfigures(len(rows) + 1, 1, height_ratios=[PANEL_H] * len(rows) + [text_h],
-                          hspace=0.0)
+    subs = np.atleast_1d(fig.subfigures(len(rows) + 1, 1,
+                                        height_ratios=[PANEL_H] * len(rows) + [text_h], hspace=0.0))
     for sub, row in zip(subs, rows):
         _draw_row(sub, snap, row, ncols)
     left, right = subs[-1].subfigures(1, 2, wspace=0.0)
-    for part, head, lines in ((left, "Final figures", summary),
-                              (right, "Verdicts", [v.text for v in verdict_list] or ["none"])):
+    for part, head, text in ((left, "Final figures", summary), (right, "Verdicts", verdict_lines)):
         part.text(0.02, 0.98, head, fontweight="bold", va="top", ha="left")
-        part.text(0.02, 0.98, "\n" + "\n".join("• " + ln for ln in lines), va="top", ha="left",
-                  linespacing=1.45)
+        part.text(0.02, 0.98, "\n" + text, va="top", ha="left", linespacing=1.45)
     fig.suptitle(title(snap, "training dashboard", width), fontsize="x-large")
     return fig
 

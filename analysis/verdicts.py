@@ -61,7 +61,11 @@ class Verdict:
 def status(snap):
     s = snap.status
     if s == "failed":
-        return Verdict("failed", math.nan, f"failed: {snap.error or 'no error recorded'}")
+        lines = [ln.strip() for ln in snap.error.splitlines() if ln.strip()]
+        if lines and lines[0].startswith("Traceback"):
+            lines = lines[-1:]                  # the exception itself, not the stack
+        error = " ".join(" ".join(lines).split()) or "no error recorded"
+        return Verdict("failed", math.nan, f"failed: {error}")
     if s == "solved":
         it = snap.iterations_done
         return Verdict("solved", float(it), f"solved at iteration {it} (valid error < 1e-4 %)")

@@ -284,6 +284,26 @@ def test_stall_at_chance(tmp_path):
     assert V.stalled(load(path)).text.startswith("stalled at chance")
 
 
+def test_a_failed_run_with_nothing_recorded(tmp_path):
+    path = write_run(tmp_path / "f.h5", status="failed", **SMALL,
+                     error="Traceback (most recent call last):\n  File x.py\nValueError: boom")
+    with h5py.File(path, "a") as f:                 # failed before the first update
+        for group in ("iter", "check"):
+            for ds in f[group].values():
+                if isinstance(ds, h5py.Dataset) and ds.maxshape[0] is None:
+                    ds.resize(0, axis=0)
+        del f["final"]
+    s = load(path)
+    assert s.n_iter == 0 and s.n_check == 0
+    assert [v.text for v in V.verdicts(s)][0] == "failed: ValueError: boom"
+    assert figures.dashboard_layout(s) == [["eigenvalues"]]       # only the start weights
+    assert [n for n, fn in figures.FIGURE_FUNCTIONS.items() if fn(s) is not None] == ["spectrum"]
+    assert_size(figures.save(figures.figure_dashboard(s), tmp_path / "d.png"), figures.figure_dashboard(s),
+                dpi=figures.DPI)
+    result = cli("info", path)
+    assert result.exit_code == 0 and "failed: ValueError: boom" in result.output
+
+
 # ---------------------------------------------------------------------- info and report
 
 def test_info_prints_config_figures_and_verdicts(runs):
