@@ -155,10 +155,6 @@ def _log_if_spans(ax, *arrays, decades=1.5):
     return False
 
 
-def _is_long(snap, x):
-    return len(x) > 2000
-
-
 def _check_edges(x):
     """Cell edges around the check positions x, for a heat map."""
     x = np.asarray(x, float)

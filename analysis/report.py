@@ -10,7 +10,6 @@ import math
 import os
 import textwrap
 
-import numpy as np
 import pandas as pd
 
 from . import stats, verdicts as V

@@ -155,10 +155,9 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
     def layer_decay(l):
         return (decay[0] / (1 + l), decay[1] / (1 + l))
 
-    first = [l for l in range(n_layers)]
     base = n_layers - 1 if top_layer_unprefixed else 0
     layer_data(ck, layer_decay(base), 0.5 * base)
-    for l in first:
+    for l in range(n_layers):
         if l != base:
             layer_data(ck.create_group(f"layers/{l}"), layer_decay(l), 0.5 * l)
     hist = ck["hist"]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from analysis import commands, figures, stats, verdicts as V
 from analysis.compare import figure_compare
 from analysis.read import load
-from analysis.report import report_plan, write_report
+from analysis.report import report_plan
 from analysis.synthetic import write_npz, write_run
 
 DPI = 30                                   # small images keep the tests fast
