@@ -150,7 +150,9 @@ def gate(snap, name):
     if not share >= SATURATED_MIN_SHARE:
         return None
     text = f"gate {name} saturated: {fmt_pct(share)} with min(v, 1 − v) < {SATURATION_D:g}"
-    v = snap.final_sample.get(name)
+    # /final/sample holds one layer's activations; which one is not recorded, so the near-0 /
+    # near-1 split is given only where there is a single layer.
+    v = snap.final_sample.get(name) if len(snap.layers) == 1 else None
     if v is not None and v.size:
         v = v[np.isfinite(v)]
         if v.size:
