@@ -17,7 +17,7 @@ from .recurrence import ACTIVATIONS, GRURecurrence, LSTMRecurrence, RNNRecurrenc
 Output = namedtuple("Output", "logits hidden gates")
 
 # Column blocks of the fused parameters, and the name of each block's equation.
-GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "o", "c")}
+GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
 RECURRENT = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc"}
 HEADS = ("last_softmax", "softmax", "last_linear")
 
@@ -54,21 +54,21 @@ class Recurrent(nn.Module):
         """x (T, B, n_in) → hidden (T, B, H), gates {name: (T, B, H)}, final state (detached)."""
         T, B, _ = x.shape
         H = self.n_hidden
-        xp = torch.addmm(self.b, x.reshape(T * B, -1), self.W_x).view(T, B, -1)
         if state is None:
             zero = x.new_zeros(B, H)
             state = (zero, zero) if self.cell == "lstm" else (zero,)
+        if self.cell == "lstm":   # takes x itself: its forward runs torch's fused kernel
+            hs, cs, g = LSTMRecurrence.apply(x, state[0], state[1], self.W_x, self.b, self.W_h, self)
+            gates = {name: g[..., j * H:(j + 1) * H] for j, name in enumerate("ifco") if name != "c"}
+            return hs, gates, (hs[-1].detach(), cs[-1].detach())
+        xp = torch.addmm(self.b, x.reshape(T * B, -1), self.W_x).view(T, B, -1)
         if self.cell == "rnn":
             hs = RNNRecurrence.apply(xp, state[0], self.W_h, self.activation, self)
             gates, final = {}, (hs[-1],)
-        elif self.cell == "gru":
+        else:
             W_hzr, W_hh = self.W_h[:, :2 * H].contiguous(), self.W_h[:, 2 * H:].contiguous()
             hs, zr = GRURecurrence.apply(xp, state[0], W_hzr, W_hh, self)
             gates, final = {"z": zr[..., :H], "r": zr[..., H:]}, (hs[-1],)
-        else:
-            hs, cs, g = LSTMRecurrence.apply(xp, state[0], state[1], self.W_h, self)
-            gates = {name: g[..., j * H:(j + 1) * H] for j, name in enumerate("ifo")}
-            final = (hs[-1], cs[-1])
         return hs, gates, tuple(s.detach() for s in final)
 
 

@@ -114,9 +114,12 @@ def test_gradcheck_recurrence(cell):
         Whh = torch.randn(H, H, dtype=F64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda a, b, c, d: GRURecurrence.apply(a, b, c, d, sink)[0], (xp, h0, Wzr, Whh))
     else:
+        x = torch.randn(T, B, 2, dtype=F64, requires_grad=True)
         c0 = torch.randn(B, H, dtype=F64, requires_grad=True)
+        W_x = torch.randn(2, 4 * H, dtype=F64, requires_grad=True)
+        b = torch.randn(4 * H, dtype=F64, requires_grad=True)
         W = torch.randn(H, 4 * H, dtype=F64, requires_grad=True)
-        assert torch.autograd.gradcheck(lambda a, b, c, d: LSTMRecurrence.apply(a, b, c, d, sink)[0], (xp, h0, c0, W))
+        assert torch.autograd.gradcheck(lambda *a: LSTMRecurrence.apply(*a, sink)[0], (x, h0, c0, W_x, b, W))
 
 
 @pytest.mark.parametrize("lam", [0.5, 1.0, 1.5])
@@ -139,11 +142,7 @@ def test_linear_rnn_closed_form(lam):
 
 
 def torch_layout(W_x, W_h, b, cell):
-    """Our row-vector, fused (i f o c) tensors in torch.nn's layout: W_ih = W_xᵀ, gate order i f g o."""
-    if cell == "lstm":
-        H = W_h.shape[0]
-        order = lambda M: torch.cat([M[..., k * H:(k + 1) * H] for k in (0, 1, 3, 2)], -1)
-        W_x, W_h, b = order(W_x), order(W_h), order(b)
+    """Our row-vector fused tensors in torch.nn's layout: W_ih = W_xᵀ (the gate order i f c o is torch's i f g o)."""
     return W_x.t(), W_h.t(), b
 
 
@@ -187,7 +186,7 @@ def test_weights_are_views():
     assert model.recurrent_matrix().data_ptr() == model.layers[0].W_h[:, 8:].data_ptr()
     lstm = dynamics.build_model("lstm", 2, 4, 1, "last_linear", seed=0, forget_bias=1.0)
     assert (lstm.weights()["b_f"] == 1).all() and (lstm.weights()["b_i"] == 0).all()
-    assert lstm.recurrent_matrix().data_ptr() == lstm.layers[0].W_h[:, 12:].data_ptr()
+    assert lstm.recurrent_matrix().data_ptr() == lstm.layers[0].W_h[:, 8:12].data_ptr()
 
 
 def test_smart_tanh_and_rho():
