@@ -198,7 +198,28 @@ def save_atomic(obj, path):
 
 
 class Stop(Exception):
-    """Raised by the SIGTERM handler so that the run closes as interrupted."""
+    """A stop was asked for (SIGINT, SIGTERM): the run closes as interrupted."""
+
+
+class StopSignals:
+    """SIGINT and SIGTERM set a flag that the loop reads between updates, so that a signal
+    never lands between writing a check and saving its checkpoint."""
+
+    def __init__(self):
+        self.requested, self.previous = False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self.request)
+        return self
+
+    def request(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def train(config, command="", force=False, resume=False, progress=True, after_check=None):
@@ -229,47 +250,42 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
             ckpt.unlink()
 
     status, error = "interrupted", ""
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        def on_term(signum, frame):
-            raise Stop()
-        previous = signal.signal(signal.SIGTERM, on_term)
     bar = tqdm(total=config.max_iters, initial=run.iters, disable=not progress, unit="it",
                desc=config.name, dynamic_ncols=True, leave=True)
     t_start = time.perf_counter()
-    try:
-        status = "finished"
-        while run.iters < config.max_iters:
-            run.step()
-            bar.update(1)
-            if run.iters % config.check_freq == 0 or run.iters == config.max_iters:
-                columns, row, layers = run.check(t_start)
-                recorder.append_iters(columns)
-                recorder.append_check(row, layers, getattr(run.source, "last_samples", None))
-                run.elapsed += time.perf_counter() - t_start
-                t_start = time.perf_counter()
-                save_atomic(run.state_dict(), ckpt)
-                bar.set_postfix_str(f"loss {row['train_loss']:.4g} | gnorm {np.nanmax(columns['grad_norm']):.2e} | "
-                                    f"valid {row['valid_loss']:.4g}, {row['valid_error']:.3g}%", refresh=False)
-                if after_check is not None:
-                    after_check(run, row)
-                if row["valid_error"] < SOLVED_ERROR and np.isfinite(row["valid_loss"]):
-                    status = "solved"
-                    break
-    except (KeyboardInterrupt, Stop):
-        status = "interrupted"
-    except Exception as e:
-        status, error = "failed", f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        # rows of an unfinished interval are dropped: the file ends at the last checkpoint
-        final = run.model.weights() if status in ("finished", "solved") else None
-        recorder.close(status, error, final, run.sample if final is not None else None)
-        if final is not None:
-            write_npz(path)
+    with StopSignals() as signals, bar:
+        try:
+            status = "finished"
+            while run.iters < config.max_iters:
+                if signals.requested:
+                    raise Stop()
+                run.step()
+                bar.update(1)
+                if run.iters % config.check_freq == 0 or run.iters == config.max_iters:
+                    columns, row, layers = run.check(t_start)
+                    recorder.append_iters(columns)
+                    recorder.append_check(row, layers, getattr(run.source, "last_samples", None))
+                    run.elapsed += time.perf_counter() - t_start
+                    t_start = time.perf_counter()
+                    save_atomic(run.state_dict(), ckpt)
+                    bar.set_postfix_str(f"loss {row['train_loss']:.4g} | gnorm {np.nanmax(columns['grad_norm']):.2e}"
+                                        f" | valid {row['valid_loss']:.4g}, {row['valid_error']:.3g}%", refresh=False)
+                    if after_check is not None:
+                        after_check(run, row)
+                    if row["valid_error"] < SOLVED_ERROR and np.isfinite(row["valid_loss"]):
+                        status = "solved"
+                        break
+        except (KeyboardInterrupt, Stop):
+            status = "interrupted"
+        except Exception as e:
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            # rows of an unfinished interval are dropped: the file ends at the last checkpoint
+            final = run.model.weights() if status in ("finished", "solved") else None
+            recorder.close(status, error, final, run.sample if final is not None else None)
+            if final is not None:
+                write_npz(path)
     return path
 
 
