@@ -195,13 +195,12 @@ class LSTMRecurrence(torch.autograd.Function):
         dh0 = hs.new_empty(B, H)
         d[-1] = grad_hs[-1]
         dc_wide = dc.unsqueeze(1)
-        D, G, DA, DA3, DA_o, K3, K_o, K_c, Fg = (t.unbind(0) for t in (
-            d, grad_hs, da, da[..., :3 * H].unflatten(-1, (3, H)), da[..., 3 * H:],
-            k[..., :3 * H].unflatten(-1, (3, H)), k[..., 3 * H:], k_c, f))
+        D, G, DA, DA4, DA_o, K4, K_o, K_c, Fg = (t.unbind(0) for t in (
+            d, grad_hs, da, da.view(T, B, 4, H), da[..., 3 * H:], k.view(T, B, 4, H), k[..., 3 * H:], k_c, f))
         for t in range(T - 1, -1, -1):
             torch.addcmul(dc_carry, D[t], K_c[t], out=dc)       # ∂L/∂c_t
-            torch.mul(K3[t], dc_wide, out=DA3[t])              # i, f, c̃
-            torch.mul(D[t], K_o[t], out=DA_o[t])               # o
+            torch.mul(K4[t], dc_wide, out=DA4[t])              # i, f, c̃ (contiguous, so no copy) ...
+            torch.mul(D[t], K_o[t], out=DA_o[t])               # ... then o in place
             torch.mul(dc, Fg[t], out=dc_carry)
             if t > 0:   # d_{t-1} = g_{t-1} + ∂L/∂a_t W_hᵀ
                 torch.addmm(G[t - 1], DA[t], W_t, out=D[t - 1])
