@@ -133,7 +133,7 @@ def plot_success(folder, output=None):
         for i, m in enumerate(present):
             cells = data[(init, m)]
             xs = np.array(sorted(cells), dtype=float)
-            shift = (i - (len(present) - 1) / 2) * 0.06 * step     # keep the error bars apart
+            shift = (i - (len(present) - 1) / 2) * 0.08 * step     # keep the error bars apart
             k = np.array([cells[L]["k"] for L in sorted(cells)])
             n = np.array([cells[L]["n"] for L in sorted(cells)])
             low, high = wilson(k, n)
@@ -150,7 +150,9 @@ def plot_success(folder, output=None):
             if med:
                 bottom.errorbar(xs_med, med, yerr=[lo, hi], color=colors[m], marker="s", ms=5, lw=1.6, capsize=3,
                                 elinewidth=1, label=m)
-        top.set_title(init)
+        if not any(cells[L]["iters"] for m in present for cells in [data[(init, m)]] for L in cells):
+            bottom.text(0.5, 0.5, "no run solved", transform=bottom.transAxes, ha="center", va="center", color="0.4")
+        top.set_title(f"init: {init}")
         top.set_ylim(-4, 104)
         top.grid(alpha=0.3)
         bottom.grid(alpha=0.3)
@@ -163,8 +165,8 @@ def plot_success(folder, output=None):
         bottom.set_xlabel("sequence length (fixed per run)" if fixed else "min_length (lengths up to max_length)")
         bottom.set_xticks(lengths)
         if j == 0:
-            top.set_ylabel("runs solved (%)")
-            bottom.set_ylabel("iterations to solve\n(median, quartiles; dots: runs)")
+            top.set_ylabel("success rate (% of seeds solved)")
+            bottom.set_ylabel("iterations to solve\n(median and quartiles; dots: runs)")
     handles, labels = [], []
     for ax in axes[0]:
         for h, l in zip(*ax.get_legend_handles_labels()):

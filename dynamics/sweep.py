@@ -21,16 +21,24 @@ files works on it. Every point is validated before anything runs.
 
 Execution: one Dask task per run, on a LocalCluster of N single-threaded worker processes or on
 an existing scheduler (`--scheduler ADDRESS`, which needs the run folder on a shared file system).
-A rerun skips finished and solved runs, resumes interrupted ones from their checkpoint and starts
-failed ones afresh. `summary.csv` beside the run files is rewritten as each run finishes.
+Reruns are cheap and safe: finished and solved runs are skipped (not submitted), interrupted ones
+resume from their checkpoint, failed ones start afresh (as with `train --force`), and a run file
+made with other settings stops the sweep up front (`--force` reruns everything). Ctrl-C or SIGTERM
+ends the running runs at their next check as `interrupted`. A run whose process was killed outright
+leaves a file HDF5 will not reopen for writing; such a run starts afresh. One sweep at a time may
+write a folder.
+
+`summary.csv` beside the run files has one row per run, rewritten as each run finishes: the name,
+the grid labels (and the keys that table entries set), then status, solved, solve_iter (the
+iteration of the check that solved), iterations, final/best valid error (percent), final valid
+loss, max_grad_norm (of the finite ones), clipped_share, nonfinite, wall_time (the run's own
+seconds) and error, all read from the run files.
 """
 import csv
-import dataclasses
 import json
 import logging
 import os
 import re
-import socket
 import threading
 import time
 import tomllib
@@ -45,7 +53,6 @@ from .errors import InputError
 
 SPEC_KEYS = ("name", "base", "description", "set", "grid")
 LENGTH = "length"          # shortcut axis and [set] key: min_length = max_length = value
-SOLVED_ERROR = 1e-4        # percent, as in dynamics.train
 IGNORED_IN_COMPARISON = ("name", "out_dir", "device", "max_iters")
 NUMBERS = ("status", "solved", "solve_iter", "iterations", "final_valid_error", "best_valid_error",
            "final_valid_loss", "max_grad_norm", "clipped_share", "nonfinite", "wall_time", "error")
@@ -257,6 +264,7 @@ def plan(point, force=False):
 def summarize(path):
     """The summary row of a run file: status and the numbers of its checks and updates."""
     import numpy as np
+    from .train import SOLVED_ERROR
     with open_run(path) as f:
         status = str(f.attrs["status"])
         error = str(f.attrs.get("error", ""))
@@ -379,7 +387,7 @@ def summary_row(point, columns, numbers):
 
 def write_summary(path, columns, rows):
     """Rewrite the CSV atomically: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
@@ -395,35 +403,25 @@ def read_summary(path):
 
 # -- one sweep at a time per folder --------------------------------------------------------------
 class Lock:
+    """An exclusive lock on the run folder (flock on the folder itself: nothing is written, and
+    the lock goes with the process that held it)."""
+
     def __init__(self, folder):
-        self.path = Path(folder) / ".sweep.lock"
+        self.folder = Path(folder)
+        self.fd = None
 
     def __enter__(self):
-        host = socket.gethostname()
-        if self.path.exists():
-            try:
-                other_host, pid = self.path.read_text().split()
-                pid = int(pid)
-            except ValueError:
-                other_host, pid = "", 0
-            if other_host == host and pid != os.getpid() and alive(pid):
-                raise InputError(f"another sweep (pid {pid}) is running in {str(self.path.parent)!r}: "
-                                 f"wait for it or stop it first")
-        self.path.write_text(f"{host} {os.getpid()}\n")
+        import fcntl
+        self.fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise InputError(f"another sweep is running in {str(self.folder)!r}: wait for it or stop it first") from None
         return self
 
     def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        os.close(self.fd)   # releases the lock
 
 
 # -- the sweep -----------------------------------------------------------------------------------
@@ -519,7 +517,7 @@ def run_sweep(spec_path, workers=None, scheduler=None, out_dir=None, force=False
             client.register_plugin(StopOnClose(ignore_sigint=cluster is not None))
             nthreads = sum(client.nthreads().values()) or 1
             result.workers = len(client.nthreads())
-            for p in todo:
+            for p in sorted(todo, key=cost, reverse=True):   # longest first: no long run left alone at the end
                 futures[client.submit(run_task, p.config, result.modes[p.name], command, sweep_id, pure=False)] = p
             show_progress(bar, result, len(futures), nthreads)
             for future in as_completed(list(futures)):
@@ -545,6 +543,12 @@ def run_sweep(spec_path, workers=None, scheduler=None, out_dir=None, force=False
                 cluster.close()
             result.wall = time.perf_counter() - t_start
     return result
+
+
+def cost(point):
+    """A rough guess at a run's time, for the order of submission: updates × mean length."""
+    c = point.config
+    return c.max_iters * (c.min_length + c.max_length) * (1.5 if c.alpha > 0 else 1.0)
 
 
 STOP_WAIT = 120   # seconds to wait for the running runs to reach a check after Ctrl-C

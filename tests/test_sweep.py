@@ -7,10 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
-from dynamics import config as cfg
 from dynamics import sweep as sw
 from dynamics.errors import InputError
-from dynamics.success import plot_success, table, wilson
+from dynamics.success import table, wilson
 
 BASE = """task = "torder"
 n_hidden = 50
@@ -110,6 +109,16 @@ def test_cli_prints_one_line_and_exits_2_for_a_bad_spec(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "clip='sometimes'" in err
+
+
+def test_one_sweep_at_a_time_per_folder(tmp_path):
+    with sw.Lock(tmp_path):
+        with pytest.raises(InputError, match="another sweep is running"):
+            with sw.Lock(tmp_path):
+                pass
+    with sw.Lock(tmp_path):      # released on exit
+        pass
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- running, rerunning, failing --------------------------------------------------------------
