@@ -475,16 +475,18 @@ def run_sweep(spec_path, workers=None, scheduler=None, out_dir=None, force=False
         def record(p, numbers):
             rows[p.name] = summary_row(p, columns, numbers)
 
-        for p in points:
-            record(p, read_numbers(p) if result.modes[p.name] != "force" else {"status": "queued"})
-        write_summary(result.summary, columns, rows.values())
+        def record_all():
+            for p in points:
+                record(p, read_numbers(p) if result.modes[p.name] != "force" else {"status": "queued"})
+            write_summary(result.summary, columns, rows.values())
+
         todo = [p for p in points if result.modes[p.name] != "skip"]
         if not todo:
+            record_all()
             result.wall = time.perf_counter() - t_start
             return result
-
         cluster = None
-        if client is None:
+        if client is None:   # before anything is written: a scheduler that cannot be reached stops here
             t0 = time.perf_counter()
             client, cluster = make_client(workers or os.cpu_count() or 1, scheduler)
             result.start_time = time.perf_counter() - t0
@@ -514,6 +516,7 @@ def run_sweep(spec_path, workers=None, scheduler=None, out_dir=None, force=False
         previous = on_sigterm_raise_interrupt()
         try:
             from dask.distributed import as_completed
+            record_all()
             client.register_plugin(StopOnClose(ignore_sigint=cluster is not None))
             nthreads = sum(client.nthreads().values()) or 1
             result.workers = len(client.nthreads())
@@ -590,6 +593,8 @@ def report(result):
     """The closing lines of a sweep: what ran, what failed, and where the time went."""
     n = len(result.points)
     skipped = sum(1 for m in result.modes.values() if m == "skip")
+    if not result.results:
+        return [f"{result.out_dir}: {n} runs, all already done; nothing to run", f"summary: {result.summary}"]
     lines = [f"{result.out_dir}: {n} runs; {skipped} already done, {len(result.results)} run now: "
              f"{result.count('solved')} solved, {result.count('finished')} finished, "
              f"{result.count('interrupted')} interrupted, {result.count('failed')} failed"]
