@@ -342,6 +342,8 @@ def run_task(config, mode, command="", sweep_id=""):
         if stopping(sweep_id):
             raise KeyboardInterrupt   # train() records it as `interrupted`
 
+    path = config.run_path
+    before = path.stat().st_mtime_ns if path.exists() else None
     t1 = time.perf_counter()
     error = ""
     try:
@@ -351,15 +353,16 @@ def run_task(config, mode, command="", sweep_id=""):
         error = f"{type(e).__name__}: {e}".splitlines()[0]
     t2 = time.perf_counter()
     row = {}
-    if config.run_path.exists():
+    written = path.exists() and path.stat().st_mtime_ns != before
+    if path.exists() and (written or not error):
         try:
-            row = summarize(config.run_path)
+            row = summarize(path)
         except (OSError, KeyError, ValueError) as e:
             error = error or f"run file unreadable: {type(e).__name__}: {e}"
-    if error and row.get("status") != "failed":
+    if error and not (written and row.get("status") == "failed"):
         row = {}   # the error came before this run's file was written: old numbers do not apply
-    if error:
-        row.update(status="failed", solved=False, error=row.get("error") or error)
+    if error or not row:
+        row.update(status="failed", solved=False, error=row.get("error") or error or "no run file written")
     return {"name": config.name, "status": row["status"], "error": row.get("error", ""), "row": row,
             "setup_time": t1 - t0, "train_time": t2 - t1, "task_time": time.perf_counter() - t0,
             "pid": os.getpid()}

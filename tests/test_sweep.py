@@ -173,6 +173,18 @@ def test_a_failing_run_is_recorded_and_the_others_complete_then_a_rerun_retries_
     assert sw.read_summary(out / "summary.csv")[1]["status"] == "finished"
 
 
+def test_a_run_that_fails_before_its_file_exists_is_recorded_as_failed(tmp_path, client):
+    spec = write_spec(tmp_path, 'device = ["cpu", "cuda:99"]')
+    out = tmp_path / "out"
+    result = sw.run_sweep(spec, out_dir=out, client=client, progress=False)
+    assert result.results["device=cpu"]["status"] == "finished"
+    failed = result.results["device=cuda_99"]
+    assert failed["status"] == "failed" and "cuda" in failed["error"].lower()
+    assert not (out / "device=cuda_99.h5").exists()
+    row = sw.read_summary(out / "summary.csv")[1]
+    assert row["status"] == "failed" and row["error"] == failed["error"] and row["iterations"] == ""
+
+
 def test_an_interrupted_run_is_resumed_from_its_checkpoint(tmp_path, client):
     from dynamics.train import train
     spec = write_spec(tmp_path, "seed = [4]", sets="max_iters = 30")
