@@ -1,7 +1,8 @@
 """One SGD step (forward, loss, backward with ∂L/∂h_t, update) of our cells against torch.nn.
 
-Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--repeats N] [--csv PATH]
+Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
 Both sides run interleaved in one process, so the ratio is measured under the same load.
+CPU threads default to 1, as in training (config key `threads`).
 """
 import argparse
 import platform
@@ -76,7 +77,9 @@ def main():
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--csv", default="benchmarks/results.csv")
     p.add_argument("--cells", default="rnn,gru,lstm")
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
