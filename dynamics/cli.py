@@ -47,7 +47,7 @@ def add_analysis_commands(group):
         from analysis import commands
     except ImportError:
         return
-    for name in ("info", "plot", "compare", "report", "success"):
+    for name in ("info", "plot", "compare", "report"):
         command = getattr(commands, name, None)
         if command is not None:
             group.add_command(command, name)
@@ -64,6 +64,7 @@ def add_optional(group, module, name):
 add_analysis_commands(cli)
 add_optional(cli, "sample", "sample")
 add_optional(cli, "sweep", "sweep")
+add_optional(cli, "sweep", "success")
 
 
 def main(args=None):
