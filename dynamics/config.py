@@ -118,15 +118,20 @@ def parse_sets(pairs):
     return out
 
 
-def read_preset(path):
+def read_toml(path, key="preset"):
+    """A TOML file as a dict; a missing or malformed file is bad input named by `key`."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"preset={str(path)!r} is not allowed: no such file")
+        raise InputError(f"{key}={str(path)!r} is not allowed: no such file")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"preset={str(path)!r} is not allowed: not valid TOML ({e})") from None
-    values = {canonical(k): v for k, v in raw.items()}
+        raise InputError(f"{key}={str(path)!r} is not allowed: not valid TOML ({e})") from None
+
+
+def read_preset(path):
+    path = Path(path)
+    values = {canonical(k): v for k, v in read_toml(path).items()}
     values.setdefault("name", path.stem)
     return values
 

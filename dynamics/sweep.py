@@ -41,7 +41,6 @@ import os
 import re
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -139,12 +138,7 @@ def parse_axis(name, entries, where):
 def load_spec(path):
     """Read and check a sweep spec; `base` is resolved relative to the spec file's folder."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"spec={str(path)!r} is not allowed: no such file")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"spec={str(path)!r} is not allowed: not valid TOML ({e})") from None
+    raw = cfg.read_toml(path, "spec")
     unknown = [k for k in raw if k not in SPEC_KEYS]
     if unknown:
         raise InputError(f"{path}: key {unknown[0]!r} is not allowed: one of {', '.join(SPEC_KEYS)}")
