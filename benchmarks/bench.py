@@ -71,6 +71,48 @@ def bench(cell, B, H, T, device, repeats):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+class TorchLM(nn.Module):
+    """A character language model on torch.nn.LSTM: embedding → stacked LSTM → linear head."""
+
+    def __init__(self, vocab, H, layers):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, H)
+        self.rnn = nn.LSTM(H, H, layers)
+        self.head = nn.Linear(H, vocab)
+
+    def forward(self, x):
+        return self.head(self.rnn(self.embed(x))[0])
+
+
+def bench_lm(device, repeats, vocab=65, H=256, layers=2, B=32, T=100):
+    """Characters per second of one Adam step of a 2-layer LSTM language model."""
+    torch.manual_seed(0)
+    x = torch.randint(vocab, (T, B), device=device)
+    y = torch.randint(vocab, (T, B), device=device)
+    ours = dynamics.build_model("lstm", H, H, vocab, "softmax", n_layers=layers, vocab_size=vocab, seed=0,
+                                device=device)
+    ref = TorchLM(vocab, H, layers).to(device)
+
+    def step_fn(model, is_ours):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            logits = model(x).logits if is_ours else model(x)
+            nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1)).backward()
+            opt.step()
+        return step
+    steps = {"ours": step_fn(ours, True), "torch": step_fn(ref, False)}
+    for s in steps.values():
+        for _ in range(2):
+            s()
+    times = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, s in steps.items():
+            times[k].append(timed(s, device))
+    return {k: B * T / statistics.median(v) for k, v in times.items()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
@@ -94,6 +136,11 @@ def main():
                 rows.append((device, cell, B, H, T, t["ours"] * 1e3, t["torch"] * 1e3, ratio))
                 print(f"{device:6} {cell:5} {B:5d} {H:4d} {T:4d} {t['ours'] * 1e3:9.2f} "
                       f"{t['torch'] * 1e3:12.2f} {ratio:5.2f}x", flush=True)
+        lm = bench_lm(device, max(5, args.repeats // 3))
+        ratio = lm["torch"] / lm["ours"]
+        rows.append((device, "lm-lstm", 32, 256, 100, 1e3 * 3200 / lm["ours"], 1e3 * 3200 / lm["torch"], ratio))
+        print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100: ours {lm['ours']:,.0f} chars/s, "
+              f"torch.nn {lm['torch']:,.0f} chars/s ({ratio:.2f}x the time)", flush=True)
     with open(args.csv, "w") as f:
         f.write("device,cell,B,H,T,ours_ms,torch_ms,ratio\n")
         for r in rows:
