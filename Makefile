@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3
-RUNS   := A1 A2 A3 A4 A5 B1 B2 C0 C1
+RUNS   := $(PRESETS)
 ARGS   ?=
 
 .PHONY: install test bench golden runs report fig7-quick clean-runs $(PRESETS)
