@@ -24,11 +24,15 @@ def read_config(path):
     path = Path(path)
     if not path.is_file():
         raise bad_value("run", str(path), "no such run file")
-    try:
-        with h5py.File(path, "r") as f:
-            task, recorded = f.attrs.get("task"), f.attrs.get("config")
-    except OSError:
-        raise bad_value("run", str(path), "not a run file (HDF5)") from None
+    for kwargs in ({}, {"libver": "latest", "swmr": True}):   # the second for a run still writing
+        try:
+            with h5py.File(path, "r", **kwargs) as f:
+                task, recorded = f.attrs.get("task"), f.attrs.get("config")
+            break
+        except OSError:
+            pass
+    else:
+        raise bad_value("run", str(path), "not a run file (HDF5)")
     if recorded is None:
         raise bad_value("run", str(path), "not a run file (it has no config)")
     values = json.loads(recorded)
