@@ -150,8 +150,8 @@ class LSTMRecurrence(torch.autograd.Function):
     def forward(ctx, x, h0, c0, W_x, b, W_h, sink):
         T, B, _ = x.shape
         H = W_h.shape[0]
-        hs, _, _ = torch.lstm(x, (h0[None], c0[None]), (W_x.t(), W_h.t(), b, torch.zeros_like(b)),
-                              True, 1, 0.0, False, False, False)
+        weights = (W_x.t().contiguous(), W_h.t().contiguous(), b, torch.zeros_like(b))  # torch.nn.LSTM's layout
+        hs, _, _ = torch.lstm(x, (h0[None], c0[None]), weights, True, 1, 0.0, False, False, False)
         h_all = torch.cat([h0[None], hs])
         gates = torch.addmm(b, x.reshape(T * B, -1), W_x).view(T, B, 4 * H)
         gates.view(T * B, 4 * H).addmm_(h_all[:-1].reshape(T * B, H), W_h)
