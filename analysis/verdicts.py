@@ -78,30 +78,27 @@ def status(snap):
     return None
 
 
-def vanishing(snap, layer=0):
+def _log10_mass(snap, layer, kind, share_of, bound, min_share, label, side):
+    """A verdict on the share of the final log10 g_t histogram beyond `bound`."""
     fh = stats.final_hist(snap, "log10_grad", layer)
     if fh is None:
         return None
-    share = stats.share_below(fh[0], fh[1], VANISHING_LOG10)
-    if not share >= VANISHING_MIN_SHARE:
+    share = share_of(fh[0], fh[1], bound)
+    if not share >= min_share:
         return None
     where = f" (layer {layer})" if layer else ""
-    return Verdict("vanishing" + (f"_l{layer}" if layer else ""), share,
-                   f"vanishing{where}: {fmt_pct(share)} of log10 g_t mass below "
-                   f"{VANISHING_LOG10:g} at the end")
+    return Verdict(kind + (f"_l{layer}" if layer else ""), share,
+                   f"{label}{where}: {fmt_pct(share)} of log10 g_t mass {side} {bound:g} at the end")
+
+
+def vanishing(snap, layer=0):
+    return _log10_mass(snap, layer, "vanishing", stats.share_below, VANISHING_LOG10, VANISHING_MIN_SHARE,
+                       "vanishing", "below")
 
 
 def growing(snap, layer=0):
-    fh = stats.final_hist(snap, "log10_grad", layer)
-    if fh is None:
-        return None
-    share = stats.share_above(fh[0], fh[1], GROWING_LOG10)
-    if not share >= GROWING_MIN_SHARE:
-        return None
-    where = f" (layer {layer})" if layer else ""
-    return Verdict("growing" + (f"_l{layer}" if layer else ""), share,
-                   f"large g_t{where}: {fmt_pct(share)} of log10 g_t mass above "
-                   f"{GROWING_LOG10:g} at the end")
+    return _log10_mass(snap, layer, "growing", stats.share_above, GROWING_LOG10, GROWING_MIN_SHARE,
+                       "large g_t", "above")
 
 
 def exploding(snap):
