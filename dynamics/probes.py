@@ -53,7 +53,8 @@ def layer_diagnostics(hidden, hidden_grad, gates, activation, edges):
 def clip_gradients(params, W_rec, cutoff, clip):
     """Global-norm clipping, without a host sync. Rescale: g · c/‖g‖ when ‖g‖ > c. When ‖g‖ is
     not finite or above 1e10 the step is not trusted (the reference rule): the gradient of the
-    recurrent matrix becomes 0.02 · W and every other gradient 0. Returns (‖g‖, ‖g‖ after,
+    recurrent matrix becomes 0.02 · W and every other gradient 0 (W_rec None, as for the gated
+    cells, which the reference rule does not cover: all gradients 0). Returns (‖g‖, ‖g‖ after,
     clipped, nonfinite) as 0-dim tensors."""
     grads = [p.grad for p in params if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
