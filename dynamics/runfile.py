@@ -54,25 +54,25 @@ def append_rows(ds, rows):
 class RunFile:
     """Appends to /iter and /check; `layout` names the histograms and per-layer groups."""
 
-    def __init__(self, path, config, command, hist_edges, n_layers, text=False, n_prompts=0):
+    def __init__(self, path, config, command, hist_edges, n_layers, text=False, n_prompts=0, attrs=None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".h5.part")
         try:
-            self._create(tmp, config, command, hist_edges, n_layers, text, n_prompts)
+            self._create(tmp, config, command, hist_edges, n_layers, text, n_prompts, attrs or {})
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         tmp.replace(self.path)   # a run file appears whole or not at all
         self._open()
 
-    def _create(self, tmp, config, command, hist_edges, n_layers, text, n_prompts):
+    def _create(self, tmp, config, command, hist_edges, n_layers, text, n_prompts, attrs):
         with h5py.File(tmp, "w", libver="latest") as f:
             f.attrs.update(schema=SCHEMA, name=config.name, status="running", config=config.to_json(),
                            command=command, created=now(), finished="", torch_version=str(torch.__version__),
                            dynamics_version=version(), git_commit=git_commit(), device=config.device,
                            error="", cell=config.cell, task=config.task,
-                           recurrent_matrix="W_hc" if config.cell == "lstm" else "W_hh")
+                           recurrent_matrix="W_hc" if config.cell == "lstm" else "W_hh", **attrs)
             it = f.create_group("iter")
             for name in ITER_COLUMNS:
                 growing(it, name)

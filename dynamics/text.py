@@ -67,6 +67,8 @@ class Text:
         c = config
         self.corpus = Corpus.load(c.text or None)
         self.vocab_size = self.n_out = self.corpus.vocab_size
+        # recorded in the run file: which text, exactly
+        self.provenance = {"corpus": self.corpus.source, "corpus_sha256": self.corpus.sha256}
         self.n_in = c.embedding or c.n_hidden
         window, streams = c.min_length, (c.batch_size if c.batching == "stream" else 1)
         most = len(self.corpus.train) // streams - 1     # a window needs window + 1 characters

@@ -244,7 +244,8 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
         recorder = RunFile.resume(path, state["iters"], state["checks"])
     else:
         recorder = RunFile(path, config, command, run.edges, config.n_layers,
-                           text=config.task == "text", n_prompts=len(getattr(run.source, "prompts", ())))
+                           text=config.task == "text", n_prompts=len(getattr(run.source, "prompts", ())),
+                           attrs=getattr(run.source, "provenance", {}))
         recorder.write_start(run.model.weights())
         if ckpt.exists():
             ckpt.unlink()

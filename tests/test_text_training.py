@@ -210,3 +210,20 @@ def test_bad_text_input_exits_2_without_a_run_file(tmp_path, capsys, content, me
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_run_file_records_the_corpus(tmp_path):
+    import hashlib
+    import h5py
+    from dynamics import config as cfg
+    from dynamics.train import train
+    text = "the quick brown fox jumps over the lazy dog.\n" * 200
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(text)
+    c = cfg.make(dict(task="text", text=str(corpus), cell="rnn", n_hidden=8, batch_size=4, min_length=8,
+                      max_length=8, max_iters=2, check_freq=2, eval_batch_size=64, sample_chars=5,
+                      out_dir=str(tmp_path), name="prov"))
+    path = train(c, progress=False)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["corpus_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+        assert str(corpus) in f.attrs["corpus"]
