@@ -94,6 +94,10 @@ class RunFile:
         """Reopen a run file and cut it back to a checkpoint: n_iters updates, n_checks checks."""
         self = cls.__new__(cls)
         self.path = Path(path)
+        try:
+            h5py.File(self.path, "a", libver="latest").close()
+        except OSError:
+            rewrite(self.path)
         with h5py.File(self.path, "a", libver="latest") as f:
             def cut(name, obj):
                 if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
@@ -153,6 +157,26 @@ class RunFile:
                     f.create_dataset(f"final/weights/{k}", data=to_numpy(v))
                 for k, v in (final_sample or {}).items():
                     f.create_dataset(f"final/sample/{k}", data=to_numpy(v), compression="gzip")
+
+
+def read_only(path):
+    """Open a run file for reading, also one that a writer holds (or held, until it was killed)."""
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        return h5py.File(path, "r", libver="latest", swmr=True)
+
+
+def rewrite(path):
+    """Copy a run file into a fresh one. A writer killed outright (SIGKILL, power loss) leaves the
+    file marked as open for SWMR writing, which HDF5 refuses to open for writing again; a reader
+    still sees every flushed row, and the copy (chunking and resizability kept) is clean."""
+    tmp = path.with_suffix(".h5.part")
+    with h5py.File(path, "r", libver="latest", swmr=True) as src, h5py.File(tmp, "w", libver="latest") as dst:
+        dst.attrs.update(dict(src.attrs))
+        for name in src:
+            src.copy(src[name], dst, name=name)
+    tmp.replace(path)
 
 
 def to_numpy(v):

@@ -60,14 +60,15 @@ def init_label(config):
 
 def collect(folder):
     """One record per run file of the folder: its config and its summary numbers."""
-    from .sweep import open_run, summarize
+    from .runfile import read_only
+    from .sweep import summarize
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"folder={str(folder)!r} is not allowed: no such folder")
     runs = []
     for path in sorted(folder.glob("*.h5")):
         try:
-            with open_run(path) as f:
+            with read_only(path) as f:
                 config = json.loads(f.attrs["config"])
             runs.append({"path": path, "config": config, **summarize(path)})
         except (OSError, KeyError, ValueError):

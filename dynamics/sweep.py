@@ -24,9 +24,8 @@ an existing scheduler (`--scheduler ADDRESS`, which needs the run folder on a sh
 Reruns are cheap and safe: finished and solved runs are skipped (not submitted), interrupted ones
 resume from their checkpoint, failed ones start afresh (as with `train --force`), and a run file
 made with other settings stops the sweep up front (`--force` reruns everything). Ctrl-C or SIGTERM
-ends the running runs at their next check as `interrupted`. A run whose process was killed outright
-leaves a file HDF5 will not reopen for writing; such a run starts afresh. One sweep at a time may
-write a folder.
+ends the running runs at their next check as `interrupted`; a run whose process was killed outright
+resumes from its checkpoint too. One sweep at a time may write a folder.
 
 `summary.csv` beside the run files has one row per run, rewritten as each run finishes: the name,
 the grid labels (and the keys that table entries set), then status, solved, solve_iter (the
@@ -49,6 +48,7 @@ import click
 
 from . import config as cfg
 from .errors import InputError
+from .runfile import read_only
 
 SPEC_KEYS = ("name", "base", "description", "set", "grid")
 LENGTH = "length"          # shortcut axis and [set] key: min_length = max_length = value
@@ -197,30 +197,11 @@ def expand(spec, out_dir=None):
 
 
 # -- what to do with each point -----------------------------------------------------------------
-def open_run(path):
-    """A run file for reading: normally, or in SWMR mode when a writer holds it (or died holding it)."""
-    import h5py
-    try:
-        return h5py.File(path, "r")
-    except OSError:
-        return h5py.File(path, "r", swmr=True)
-
-
-def writable(path):
-    """False when the file's writer died without closing it: HDF5 then refuses a normal open."""
-    import h5py
-    try:
-        with h5py.File(path, "r"):
-            return True
-    except OSError:
-        return False
-
-
 def plan(point, force=False):
     """'skip', 'resume', 'fresh' (no file yet) or 'force' (start again over an existing file).
 
     finished/solved → skip (a finished run whose max_iters grew is continued); running or
-    interrupted with a checkpoint → resume; failed, or a file that cannot be resumed → force.
+    interrupted (or killed) with a checkpoint → resume; failed, or no checkpoint → force.
     A run file made with a different config is an error: the sweep never mixes settings silently."""
     from .train import checkpoint_path
     c = point.config
@@ -230,7 +211,7 @@ def plan(point, force=False):
     if force:
         return "force"
     try:
-        with open_run(path) as f:
+        with read_only(path) as f:
             status = str(f.attrs["status"])
             recorded = json.loads(f.attrs["config"])
             done = int(f["check/iter"][-1]) if f["check/iter"].shape[0] else 0
@@ -249,7 +230,7 @@ def plan(point, force=False):
         return "skip"
     if status == "finished":
         return "resume" if done < c.max_iters and ckpt.exists() else "skip"
-    if ckpt.exists() and writable(path):
+    if ckpt.exists():
         return "resume"
     return "force"
 
@@ -259,7 +240,7 @@ def summarize(path):
     """The summary row of a run file: status and the numbers of its checks and updates."""
     import numpy as np
     from .train import SOLVED_ERROR
-    with open_run(path) as f:
+    with read_only(path) as f:
         status = str(f.attrs["status"])
         error = str(f.attrs.get("error", ""))
         check, it = f["check"], f["iter"]

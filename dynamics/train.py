@@ -17,7 +17,7 @@ from . import probes
 from .config import task_options
 from .errors import InputError
 from .model import build_model
-from .runfile import RunFile
+from .runfile import RunFile, read_only
 
 SOLVED_ERROR = 1e-4   # percent
 
@@ -291,13 +291,13 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
 
 
 def run_status(path):
-    with h5py.File(path, "r") as f:
+    with read_only(path) as f:
         return f.attrs["status"]
 
 
 def check_same_config(path, config):
     import json
-    with h5py.File(path, "r") as f:
+    with read_only(path) as f:
         recorded = json.loads(f.attrs["config"])
     now = json.loads(config.to_json())
     changed = [k for k in now if k not in ("max_iters", "device", "threads") and recorded.get(k) != now[k]]

@@ -282,3 +282,39 @@ def test_preset_and_set_precedence(tmp_path):
     preset.write_text('task = "mem"\nnhid = 12\ncheckFreq = 7\n')
     c = cfg.load(preset, cfg.parse_sets(["n_hidden=9", "maxiters=33"]))
     assert (c.name, c.task, c.n_hidden, c.check_freq, c.max_iters) == ("p", "mem", 9, 7, 33)
+
+
+def test_resume_after_sigkill(tmp_path):
+    """A writer killed outright leaves the file marked open; resume copies it clean and goes on,
+    giving the numbers of an uninterrupted run."""
+    full = train(make(tmp_path / "full", name="k", max_iters=40), progress=False)
+    out = tmp_path / "part"
+    code = ("from dynamics import config as cfg; from dynamics.train import train; import time\n"
+            "from dynamics.train import Run\n"
+            "step = Run.step\n"
+            "def slow(self):\n"
+            "    time.sleep(0.02)\n"
+            "    return step(self)\n"
+            "Run.step = slow\n"
+            f"train(cfg.make({{**{TINY!r}, 'out_dir': {str(out)!r}, 'name': 'k', 'max_iters': 40}}), progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    path = out / "k.h5"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            with h5py.File(path, "r", libver="latest", swmr=True) as f:
+                if f["check/iter"].shape[0] >= 2:
+                    break
+        except (OSError, KeyError):
+            pass
+    proc.kill()
+    proc.wait(timeout=30)
+    with pytest.raises(OSError):
+        h5py.File(path, "a", libver="latest").close()   # what HDF5 does to a killed writer's file
+    train(make(out, name="k", max_iters=40), resume=True, progress=False)
+    attrs, resumed = read(path)
+    _, reference = read(full)
+    assert attrs["status"] == "finished"
+    for k in ("iter/loss", "iter/grad_norm", "check/valid_loss", "check/grad_time", "final/weights/W_hh"):
+        assert np.array_equal(resumed[k], reference[k], equal_nan=True), k
