@@ -99,7 +99,9 @@ def config_parts(snap):
     if hidden is not None:
         parts["hidden"] = f"H={hidden}"
     lo, hi = c("min_length"), c("max_length")
-    if lo is not None and hi is not None:
+    if lo is not None and c("task") == "text":   # a text run's window is min_length
+        parts["length"] = f"T {lo}"
+    elif lo is not None and hi is not None:
         parts["length"] = f"T {lo}–{hi}" if lo != hi else f"T {lo}"
     elif c("seq_len", "bptt") is not None:
         parts["length"] = f"T {c('seq_len', 'bptt')}"
