@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import click
-import h5py
 import numpy as np
 import torch
 
 from .errors import InputError, bad_value
 from .model import build_model
+from .runfile import read_only
 from .sampling import _check, generate
 from .text import step_fn
 
@@ -24,15 +24,11 @@ def read_config(path):
     path = Path(path)
     if not path.is_file():
         raise bad_value("run", str(path), "no such run file")
-    for kwargs in ({}, {"libver": "latest", "swmr": True}):   # the second for a run still writing
-        try:
-            with h5py.File(path, "r", **kwargs) as f:
-                task, recorded = f.attrs.get("task"), f.attrs.get("config")
-            break
-        except OSError:
-            pass
-    else:
-        raise bad_value("run", str(path), "not a run file (HDF5)")
+    try:
+        with read_only(path) as f:
+            task, recorded = f.attrs.get("task"), f.attrs.get("config")
+    except OSError:
+        raise bad_value("run", str(path), "not a run file (HDF5)") from None
     if recorded is None:
         raise bad_value("run", str(path), "not a run file (it has no config)")
     values = json.loads(recorded)

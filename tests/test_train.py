@@ -197,22 +197,26 @@ def test_interrupt_and_resume_equal_uninterrupted(tmp_path):
             assert np.array_equal(resumed[k], reference[k], equal_nan=True), k
 
 
+def wait_for_checks(path, n, timeout=60):
+    """Poll a run file that another process writes until it holds n checks."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.05)
+        try:
+            with h5py.File(path, "r", libver="latest", swmr=True) as f:
+                if f["check/iter"].shape[0] >= n:
+                    return
+        except (OSError, KeyError):
+            pass
+
+
 def test_sigterm_closes_as_interrupted(tmp_path):
     code = ("from dynamics.cli import main; main(['train', '--task', 'torder', '--nhid', '8', '--bs', '5', "
             "'--ebs', '20', '--cbs', '20', '--checkFreq', '5', '--min-length', '10', '--max-length', '10', "
             f"'--maxiters', '1000000', '--quiet', '--name', 'term', '--out-dir', {str(tmp_path)!r}])")
     proc = subprocess.Popen([sys.executable, "-c", code])
     path = tmp_path / "term.h5"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.2)
-        if path.exists():
-            try:
-                with h5py.File(path, "r", libver="latest", swmr=True) as f:
-                    if f["check/iter"].shape[0] >= 2:
-                        break
-            except OSError:
-                pass
+    wait_for_checks(path, 2)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     attrs, data = read(path)
@@ -299,15 +303,7 @@ def test_resume_after_sigkill(tmp_path):
             f"train(cfg.make({{**{TINY!r}, 'out_dir': {str(out)!r}, 'name': 'k', 'max_iters': 40}}), progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code])
     path = out / "k.h5"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.05)
-        try:
-            with h5py.File(path, "r", libver="latest", swmr=True) as f:
-                if f["check/iter"].shape[0] >= 2:
-                    break
-        except (OSError, KeyError):
-            pass
+    wait_for_checks(path, 2)
     proc.kill()
     proc.wait(timeout=30)
     with pytest.raises(OSError):
