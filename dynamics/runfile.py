@@ -5,7 +5,9 @@ the file while it grows; rows are appended and the file flushed at every check. 
 the /final group cannot change under SWMR, so `close()` reopens the file normally for them.
 """
 import datetime
+import errno
 import subprocess
+import time
 from pathlib import Path
 
 import h5py
@@ -54,19 +56,20 @@ def append_rows(ds, rows):
 class RunFile:
     """Appends to /iter and /check; `layout` names the histograms and per-layer groups."""
 
-    def __init__(self, path, config, command, hist_edges, n_layers, text=False, n_prompts=0, attrs=None):
+    def __init__(self, path, config, command, hist_edges, n_layers, start_weights, text=False, n_prompts=0,
+                 attrs=None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".h5.part")
         try:
-            self._create(tmp, config, command, hist_edges, n_layers, text, n_prompts, attrs or {})
+            self._create(tmp, config, command, hist_edges, n_layers, start_weights, text, n_prompts, attrs or {})
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         tmp.replace(self.path)   # a run file appears whole or not at all
         self._open()
 
-    def _create(self, tmp, config, command, hist_edges, n_layers, text, n_prompts, attrs):
+    def _create(self, tmp, config, command, hist_edges, n_layers, start_weights, text, n_prompts, attrs):
         with h5py.File(tmp, "w", libver="latest") as f:
             f.attrs.update(schema=SCHEMA, name=config.name, status="running", config=config.to_json(),
                            command=command, created=now(), finished="", torch_version=str(torch.__version__),
@@ -88,6 +91,8 @@ class RunFile:
                     hist.create_dataset(f"{q}_edges", data=edges)
             if n_prompts:
                 growing(check, "samples", width=n_prompts, dtype=h5py.string_dtype(), fill=None)
+            for k, v in start_weights.items():
+                f.create_dataset(f"start/weights/{k}", data=to_numpy(v))
 
     @classmethod
     def resume(cls, path, n_iters, n_checks):
@@ -95,10 +100,10 @@ class RunFile:
         self = cls.__new__(cls)
         self.path = Path(path)
         try:
-            h5py.File(self.path, "a", libver="latest").close()
+            open_for_writing(self.path).close()
         except OSError:
             rewrite(self.path)
-        with h5py.File(self.path, "a", libver="latest") as f:
+        with open_for_writing(self.path) as f:
             def cut(name, obj):
                 if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
                     obj.resize(n_iters if name.startswith("iter/") else n_checks, axis=0)
@@ -110,17 +115,8 @@ class RunFile:
         return self
 
     def _open(self):
-        self.f = h5py.File(self.path, "a", libver="latest")
+        self.f = open_for_writing(self.path)
         self.f.swmr_mode = True
-
-    def write_start(self, weights):
-        """/start/weights must exist before SWMR starts: written by a short normal reopen."""
-        self.f.close()
-        with h5py.File(self.path, "a", libver="latest") as f:
-            if "start" not in f:
-                for k, v in weights.items():
-                    f.create_dataset(f"start/weights/{k}", data=to_numpy(v))
-        self._open()
 
     def append_iters(self, columns):
         for name, values in columns.items():
@@ -148,7 +144,7 @@ class RunFile:
             return
         self.f.close()
         self.f = None
-        with h5py.File(self.path, "a", libver="latest") as f:
+        with open_for_writing(self.path) as f:
             f.attrs.update(status=status, error=error, finished=now())
             if final_weights is not None:
                 if "final" in f:
@@ -157,6 +153,25 @@ class RunFile:
                     f.create_dataset(f"final/weights/{k}", data=to_numpy(v))
                 for k, v in (final_sample or {}).items():
                     f.create_dataset(f"final/sample/{k}", data=to_numpy(v), compression="gzip")
+
+
+LOCK_PATIENCE = 10.0   # seconds a writer waits for readers to let go of a run file
+
+
+def open_for_writing(path, patience=None):
+    """Open a run file normally for writing. A reader that holds the file (a plot or a notebook,
+    while the writer is between SWMR sessions) keeps HDF5's lock and refuses the writer; wait for
+    it a while, then open without the lock: a run must never be lost because someone looked."""
+    deadline = time.monotonic() + (LOCK_PATIENCE if patience is None else patience)
+    while True:
+        try:
+            return h5py.File(path, "a", libver="latest")
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN and "unable to lock file" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                return h5py.File(path, "a", libver="latest", locking=False)
+            time.sleep(0.05)
 
 
 def read_only(path):

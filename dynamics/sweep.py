@@ -428,7 +428,7 @@ def make_client(workers, scheduler):
         except (OSError, TimeoutError) as e:
             raise InputError(f"--scheduler {scheduler!r} is not allowed: cannot connect ({e})") from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=":0", silence_logs=logging.ERROR)   # any free port
     return Client(cluster), cluster
 
 
@@ -471,6 +471,8 @@ def run_sweep(spec_path, workers=None, scheduler=None, out_dir=None, force=False
         own_client = cluster is not None or scheduler is not None
         sweep_id = f"{spec.name}-{os.getpid()}-{time.time_ns()}"
         bar = tqdm(total=len(todo), desc=spec.name, unit="run", disable=not progress, dynamic_ncols=True)
+        if client.dashboard_link:
+            bar.write(f"Dask dashboard: {client.dashboard_link}")
         futures = {}
 
         def collect(future):

@@ -243,10 +243,9 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
             return path   # nothing left to do; a larger max_iters continues a finished run
         recorder = RunFile.resume(path, state["iters"], state["checks"])
     else:
-        recorder = RunFile(path, config, command, run.edges, config.n_layers,
+        recorder = RunFile(path, config, command, run.edges, config.n_layers, run.model.weights(),
                            text=config.task == "text", n_prompts=len(getattr(run.source, "prompts", ())),
                            attrs=getattr(run.source, "provenance", {}))
-        recorder.write_start(run.model.weights())
         if ckpt.exists():
             ckpt.unlink()
 

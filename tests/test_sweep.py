@@ -33,7 +33,7 @@ def client():
     """An in-process cluster (one worker thread): quick to start, and monkeypatches reach the tasks."""
     from dask.distributed import Client, LocalCluster
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
-                           dashboard_address=None)
+                           dashboard_address=":0")
     c = Client(cluster)
     yield c
     c.close()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dynamics import config as cfg
-from dynamics import probes
+from dynamics import probes, runfile
 from dynamics.cli import main
 from dynamics.train import Run, train
 
@@ -197,10 +197,11 @@ def test_interrupt_and_resume_equal_uninterrupted(tmp_path):
             assert np.array_equal(resumed[k], reference[k], equal_nan=True), k
 
 
-def wait_for_checks(path, n, timeout=60):
-    """Poll a run file that another process writes until it holds n checks."""
+def wait_for_checks(path, n, proc, timeout=120):
+    """Poll a run file that the process `proc` writes until it holds n checks."""
     deadline = time.time() + timeout
     while time.time() < deadline:
+        assert proc.poll() is None, f"the writer exited with status {proc.returncode}"
         time.sleep(0.05)
         try:
             with h5py.File(path, "r", libver="latest", swmr=True) as f:
@@ -208,6 +209,62 @@ def wait_for_checks(path, n, timeout=60):
                     return
         except (OSError, KeyError):
             pass
+    raise AssertionError(f"{path} did not reach {n} checks in {timeout} s")
+
+
+def hold(path, seconds):
+    """Another process that opens the run file as a reader and keeps it open."""
+    code = (f"import h5py, time; f = h5py.File({str(path)!r}, 'r', libver='latest', swmr=True); "
+            f"print('open', flush=True); time.sleep({seconds})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def test_a_reader_holding_the_file_delays_the_writer_a_little(tmp_path):
+    path = tmp_path / "r.h5"
+    h5py.File(path, "w", libver="latest").close()
+    reader = hold(path, 1.0)
+    t = time.perf_counter()
+    with runfile.open_for_writing(path) as f:         # waits for the reader to let go
+        f.attrs["status"] = "finished"
+    assert 0.2 < time.perf_counter() - t < 9
+    reader.wait(timeout=30)
+
+
+def test_a_reader_that_never_lets_go_cannot_stop_the_writer(tmp_path):
+    path = tmp_path / "r.h5"
+    h5py.File(path, "w", libver="latest").close()
+    reader = hold(path, 60)
+    try:
+        with pytest.raises(OSError):
+            h5py.File(path, "a", libver="latest").close()     # what HDF5's lock does on its own
+        with runfile.open_for_writing(path, patience=0.3) as f:
+            f.attrs["status"] = "finished"
+    finally:
+        reader.kill()
+        reader.wait(timeout=30)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "finished"
+
+
+def test_a_run_read_while_it_ends_is_closed_with_its_status(tmp_path, monkeypatch):
+    monkeypatch.setattr(runfile, "LOCK_PATIENCE", 0.3)
+    readers = []
+
+    def look(run, row):
+        if run.checks == 4:                            # a reader opens the file just before the end
+            readers.append(hold(c.run_path, 60))
+    c = make(tmp_path, name="looked", max_iters=20)
+    try:
+        train(c, progress=False, after_check=look)
+    finally:
+        for reader in readers:
+            reader.kill()
+            reader.wait(timeout=30)
+    attrs, data = read(c.run_path)
+    assert readers and attrs["status"] == "finished"
+    assert data["check/iter"].tolist() == [5, 10, 15, 20] and "final/weights/W_hh" in data
 
 
 def test_sigterm_closes_as_interrupted(tmp_path):
@@ -216,7 +273,7 @@ def test_sigterm_closes_as_interrupted(tmp_path):
             f"'--maxiters', '1000000', '--quiet', '--name', 'term', '--out-dir', {str(tmp_path)!r}])")
     proc = subprocess.Popen([sys.executable, "-c", code])
     path = tmp_path / "term.h5"
-    wait_for_checks(path, 2)
+    wait_for_checks(path, 2, proc)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     attrs, data = read(path)
@@ -303,7 +360,7 @@ def test_resume_after_sigkill(tmp_path):
             f"train(cfg.make({{**{TINY!r}, 'out_dir': {str(out)!r}, 'name': 'k', 'max_iters': 40}}), progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code])
     path = out / "k.h5"
-    wait_for_checks(path, 2)
+    wait_for_checks(path, 2, proc)
     proc.kill()
     proc.wait(timeout=30)
     with pytest.raises(OSError):
