@@ -9,10 +9,12 @@ import platform
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
 import dynamics
+import tasks
 
 SHAPES = [(20, 50, 150), (1000, 50, 150), (64, 256, 128)]  # (B, H, T)
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -113,6 +115,20 @@ def bench_lm(device, repeats, vocab=65, H=256, layers=2, B=32, T=100):
     return {k: B * T / statistics.median(v) for k, v in times.items()}
 
 
+def bench_tasks(repeats, B=1000, T=200):
+    """Milliseconds to generate one batch of each synthetic task (numpy, on the CPU)."""
+    out = {}
+    for name in tasks.NAMES:
+        task, rng = tasks.get(name), np.random.default_rng(0)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            task.generate(B, T, rng)
+            times.append(time.perf_counter() - t)
+        out[name] = statistics.median(times) * 1e3
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
@@ -141,6 +157,8 @@ def main():
         rows.append((device, "lm-lstm", 32, 256, 100, 1e3 * 3200 / lm["ours"], 1e3 * 3200 / lm["torch"], ratio))
         print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100: ours {lm['ours']:,.0f} chars/s, "
               f"torch.nn {lm['torch']:,.0f} chars/s ({ratio:.2f}x the time)", flush=True)
+    gen = bench_tasks(args.repeats)
+    print("task batch (B=1000, T=200) generation ms: " + ", ".join(f"{k} {v:.1f}" for k, v in gen.items()))
     with open(args.csv, "w") as f:
         f.write("device,cell,B,H,T,ours_ms,torch_ms,ratio\n")
         for r in rows:
