@@ -1,4 +1,5 @@
 """The `dynamics` command. Bad input: one line on stderr, exit status 2."""
+import importlib
 import sys
 
 import click
@@ -17,7 +18,23 @@ def config_options(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """Commands that live in other modules are imported when called: `dynamics info` and
+    `dynamics plot` do not wait for torch to load."""
+    elsewhere = {"info": "analysis.commands", "plot": "analysis.commands", "compare": "analysis.commands",
+                 "report": "analysis.commands", "sample": "dynamics.sample", "sweep": "dynamics.sweep",
+                 "success": "dynamics.sweep"}
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *self.elsewhere])
+
+    def get_command(self, ctx, name):
+        if name in self.elsewhere:
+            return getattr(importlib.import_module(self.elsewhere[name]), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dynamics")
 def cli():
     """Training dynamics of recurrent networks: train runs, then read their run files."""
@@ -40,31 +57,6 @@ def train(preset, sets, force, resume, quiet, **flags):
                         progress=not quiet)
     from .train import run_status
     click.echo(f"{path}: {run_status(path)}")
-
-
-def add_analysis_commands(group):
-    try:
-        from analysis import commands
-    except ImportError:
-        return
-    for name in ("info", "plot", "compare", "report"):
-        command = getattr(commands, name, None)
-        if command is not None:
-            group.add_command(command, name)
-
-
-def add_optional(group, module, name):
-    try:
-        mod = __import__(f"dynamics.{module}", fromlist=[name])
-    except ImportError:
-        return
-    group.add_command(getattr(mod, name), name)
-
-
-add_analysis_commands(cli)
-add_optional(cli, "sample", "sample")
-add_optional(cli, "sweep", "sweep")
-add_optional(cli, "sweep", "success")
 
 
 def main(args=None):
