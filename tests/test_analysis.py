@@ -94,15 +94,14 @@ def test_snapshot_cuts_every_array_to_the_shortest(tmp_path):
     assert 99.0 not in s.check["rho"] and 99.0 not in s.iter["loss"]
 
 
-# `analysis.commands info PATH` in a fresh process, without importing the model code (torch):
-# only dynamics/errors.py is needed, so the package is registered without running __init__.
-READER = f"""
-import sys, types
-pkg = types.ModuleType("dynamics")
-pkg.__path__ = [{os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dynamics")!r}]
-sys.modules["dynamics"] = pkg
-from analysis.commands import run_cli
-sys.exit(run_cli(["info", sys.argv[1]]))
+# `dynamics info PATH` in a fresh process; reading a run file does not load torch.
+READER = """
+import sys
+from dynamics.cli import main
+try:
+    main(["info", sys.argv[1]])
+finally:
+    print("torch loaded" if "torch" in sys.modules else "torch not loaded")
 """
 
 
@@ -120,6 +119,7 @@ def test_a_file_being_written_reads_in_another_process(tmp_path):
         f.close()
     assert out.returncode == 0, out.stderr
     assert "running (snapshot at iteration 200)" in out.stdout   # cut to the shortest /iter
+    assert "torch not loaded" in out.stdout
 
 
 def test_stacked_layers_in_either_numbering(tmp_path):
