@@ -9,6 +9,8 @@ the loop. Everything the backward needs per step that does not depend on d_t (ac
 derivatives, gate products) is computed for all steps at once before the loop, so the loop is a
 handful of in-place ops on preallocated buffers.
 """
+import warnings
+
 import torch
 
 # φ applied in place, and φ' written in terms of the output h = φ(a).
@@ -151,7 +153,10 @@ class LSTMRecurrence(torch.autograd.Function):
         T, B, _ = x.shape
         H = W_h.shape[0]
         weights = (W_x.t().contiguous(), W_h.t().contiguous(), b, torch.zeros_like(b))  # torch.nn.LSTM's layout
-        hs, _, _ = torch.lstm(x, (h0[None], c0[None]), weights, True, 1, 0.0, False, False, False)
+        with warnings.catch_warnings():
+            # cuDNN copies separate weight tensors into one buffer, and says so at every call
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            hs, _, _ = torch.lstm(x, (h0[None], c0[None]), weights, True, 1, 0.0, False, False, False)
         h_all = torch.cat([h0[None], hs])
         gates = torch.addmm(b, x.reshape(T * B, -1), W_x).view(T, B, 4 * H)
         gates.view(T * B, 4 * H).addmm_(h_all[:-1].reshape(T * B, H), W_h)
