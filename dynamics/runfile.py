@@ -54,7 +54,8 @@ def append_rows(ds, rows):
 
 
 class RunFile:
-    """Appends to /iter and /check; `layout` names the histograms and per-layer groups."""
+    """Creates the run file with its growing datasets (`hist_edges` names the histograms, one
+    group per layer) and /start/weights, then appends to /iter and /check under SWMR."""
 
     def __init__(self, path, config, command, hist_edges, n_layers, start_weights, text=False, n_prompts=0,
                  attrs=None):
