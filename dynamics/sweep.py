@@ -94,6 +94,16 @@ def expand_key(key, value, where):
     return {key: value}
 
 
+def expand_table(table, where):
+    """A table of single values (a [set] table, one labelled grid entry) → canonical config keys."""
+    keys = {}
+    for k, v in table.items():
+        if isinstance(v, (dict, list)):
+            raise InputError(f"{where}: {k}={v!r} is not allowed: a single value")
+        keys.update(expand_key(k, v, where))
+    return keys
+
+
 def label_of(value):
     """A value as it appears in a run name."""
     if isinstance(value, float) and value.is_integer():
@@ -114,11 +124,7 @@ def parse_axis(name, entries, where):
             label = entry.pop("label", None)
             if not entry:
                 raise InputError(f"{at}={entry!r} is not allowed: a table of config keys and values")
-            keys = {}
-            for k, v in entry.items():
-                if isinstance(v, (dict, list)):
-                    raise InputError(f"{at}: {k}={v!r} is not allowed: a single value")
-                keys.update(expand_key(k, v, at))
+            keys = expand_table(entry, at)
             label = label_of(label if label is not None else "-".join(label_of(v) for v in entry.values()))
         elif isinstance(entry, list):
             raise InputError(f"{at}={entry!r} is not allowed: a value or a table of keys")
@@ -159,11 +165,7 @@ def load_spec(path):
         raise InputError(f"{path}: [set] and [grid] must be tables")
     if not grid:
         raise InputError(f"{path}: [grid] is empty: give at least one axis, e.g. seed = [1, 2, 3]")
-    overrides = {}
-    for k, v in sets.items():
-        if isinstance(v, (dict, list)):
-            raise InputError(f"{path}: set.{k}={v!r} is not allowed: a single value")
-        overrides.update(expand_key(k, v, f"{path}: set"))
+    overrides = expand_table(sets, f"{path}: set")
     axes = [parse_axis(k, v, f"{path}: grid") for k, v in grid.items()]
     return Spec(path, name, base, overrides, axes)
 
