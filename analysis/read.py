@@ -55,6 +55,9 @@ class Snapshot:
     final_sample: dict
     iter_x: np.ndarray
     check_x: np.ndarray
+    arrays: dict = field(default_factory=dict)        # name -> (K, ...) per-check arrays of a family
+    part_names: dict = field(default_factory=dict)    # l -> the part's name in the run file
+    static: dict = field(default_factory=dict)        # /static/<name>: fixed data written at the start
     iter_xlabel: str = "iteration (SGD update)"
     check_xlabel: str = "iteration (SGD update)"
 
@@ -83,6 +86,14 @@ class Snapshot:
     @property
     def error(self):
         return str(self.attrs.get("error") or "")
+
+    @property
+    def family(self):
+        """The task family that wrote the file (synthetic, text, ...); older files by their task."""
+        family = self.attrs.get("family")
+        if family:
+            return str(family)
+        return "text" if self.task == "text" else "synthetic"
 
     @property
     def cell(self):
@@ -254,23 +265,35 @@ def _read_groups(f, path, attrs):
     check_cols = {k: np.asarray(d[:k_rows], dtype=float) for k, d in ch.items()
                   if "/" not in k and d.ndim == 1 and k != "samples"}
 
-    # docs/run-file.md: the unprefixed datasets are layer 0 and /check/layers/<l> holds l >= 1.
-    # A file with /check/layers/0 numbers the other way round: the prefixed groups are the lower
-    # layers 0 .. L-2 and the unprefixed datasets the top layer L-1. Both read the same here:
-    # layers[0] is always the layer nearest the input.
-    prefixed = set()
-    for key in ch:
-        parts = key.split("/")
-        if parts[0] == "layers" and len(parts) >= 3 and parts[1].isdigit():
-            prefixed.add(int(parts[1]))
-    top = max(prefixed) + 1 if 0 in prefixed else 0
+    # docs/run-file.md: the root attribute `parts` names the probed parts, the input side first
+    # and the main part last; the main part's datasets are unprefixed, the others lie under
+    # /check/layers/<name>. Older files have no `parts`: their prefixed groups are numbered. If
+    # /check/layers/0 exists they are the lower layers 0 .. L-2 under the unprefixed top layer;
+    # else the unprefixed datasets are layer 0. Either way layers[0] is the part nearest the input.
+    names = None
+    if attrs.get("parts"):
+        try:
+            names = [str(n) for n in json.loads(attrs["parts"])]
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: the parts attribute is not valid JSON") from None
+    if names:
+        index = {name: i for i, name in enumerate(names)}
+        main = len(names) - 1
+    else:
+        prefixed = set()
+        for key in ch:
+            parts = key.split("/")
+            if parts[0] == "layers" and len(parts) >= 3 and parts[1].isdigit():
+                prefixed.add(int(parts[1]))
+        index = {str(l): l for l in prefixed}
+        main = max(prefixed) + 1 if 0 in prefixed else 0
     layers = {}
     for key, d in ch.items():
         parts = key.split("/")
-        if parts[0] == "layers" and len(parts) >= 3 and parts[1].isdigit():
-            l_index, rest = int(parts[1]), parts[2:]
+        if parts[0] == "layers" and len(parts) >= 3 and parts[1] in index:
+            l_index, rest = index[parts[1]], parts[2:]
         elif parts[0] in ("grad_time", "hist"):
-            l_index, rest = top, parts
+            l_index, rest = main, parts
         else:
             continue
         layer = layers.setdefault(l_index, Layer())
@@ -287,6 +310,11 @@ def _read_groups(f, path, attrs):
                        if q in layer.edges and h.ndim == 2 and h.shape[1] == len(layer.edges[q]) - 1}
     layers.setdefault(0, Layer())
     layers = dict(sorted(layers.items()))
+    part_names = {i: name for name, i in index.items()} if names else {l: str(l) for l in layers}
+
+    # per-check arrays of a family (confusion matrices, attention maps, ...): (K, ...) numpy
+    arrays = {k: _text_or_array(d, k_rows) for k, d in ch.items()
+              if "/" not in k and d.ndim >= 2 and k not in ("grad_time", "samples")}
 
     samples = None
     if "samples" in ch:
@@ -307,7 +335,8 @@ def _read_groups(f, path, attrs):
 
     check_x = check_cols["iter"] if "iter" in check_cols else np.arange(1, k_rows + 1, dtype=float)
     return Snapshot(path=path, source="h5", attrs=attrs, config=config, iter=iter_cols,
-                    check=check_cols, layers=layers, samples=samples, start_weights=start,
+                    check=check_cols, layers=layers, samples=samples, arrays=arrays, part_names=part_names,
+                    static={k: _text_or_array(d) for k, d in _datasets(f.get("static")).items()}, start_weights=start,
                     final_weights=final, final_sample=sample,
                     iter_x=np.arange(1, n + 1, dtype=float), check_x=np.asarray(check_x, float),
                     check_xlabel="iteration (SGD update)" if "iter" in check_cols else "check number")
@@ -394,6 +423,14 @@ def _histogram(values, edges):
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+def _text_or_array(d, rows=None):
+    """A dataset (its first `rows` rows) as numpy; strings decoded to str."""
+    pick = () if rows is None else slice(rows)
+    if d.dtype.kind in "OS":
+        return np.asarray(d.asstr()[pick], dtype=object)
+    return np.asarray(d[pick])
+
 
 def _stem(path):
     base = os.path.basename(os.fspath(path))

@@ -62,7 +62,7 @@ class Config:
         return Path(self.out_dir) / f"{self.name}.h5"
 
     def replace(self, **changes):
-        return make({**dataclasses.asdict(self), **changes})
+        return make({**dataclasses.asdict(self), **changes}, given=changes)
 
 
 # The reference code's flag names, and a few obvious synonyms.
@@ -136,12 +136,14 @@ def read_preset(path):
     return values
 
 
-def make(values):
-    """Coerce, then validate everything that can be checked before a run starts."""
+def make(values, given=None):
+    """Coerce, then validate everything that can be checked before a run starts. `given`: the
+    keys set explicitly (default: all of `values`); a recorded config passes none."""
     values = {canonical(k): coerce(canonical(k), v) for k, v in values.items()}
     c = Config(**values)
-    validate(c)
+    validate(c, given=values if given is None else [canonical(k) for k in given])
     return c
+
 
 
 def load(preset=None, overrides=None):
@@ -150,10 +152,28 @@ def load(preset=None, overrides=None):
     return make(values)
 
 
-def validate(c):
-    import tasks
+# Keys that belong to some task families only: setting one explicitly for another family's task is
+# bad input. key -> the families it applies to.
+FAMILY_KEYS = {
+    "n_values": ("synthetic",), "n_pos": ("synthetic",), "alpha": ("synthetic", "text"),
+    "text": ("text",), "batching": ("text",), "sample_chars": ("text",), "tie_weights": ("text",),
+}
+
+
+def check_family_keys(c, given):
+    """Explicitly given keys (`given`) must belong to the family of the run's task."""
+    from .sources import family
+    fam = family(c.task)
+    for key in given:
+        if key in FAMILY_KEYS and fam not in FAMILY_KEYS[key]:
+            raise bad_value(key, getattr(c, key), f"not set: it applies to {' and '.join(FAMILY_KEYS[key])} "
+                                                  f"tasks, and task {c.task} is a {fam} task")
+
+
+def validate(c, given=()):
     from .init import INITS
     from .recurrence import ACTIVATIONS
+    from .sources import SOURCES, source_class, family
 
     def choice(key, allowed):
         if getattr(c, key) not in allowed:
@@ -164,7 +184,7 @@ def validate(c):
             if getattr(c, key) <= 0:
                 raise bad_value(key, getattr(c, key), "a positive number")
 
-    choice("task", tasks.NAMES + ("text",))
+    choice("task", tuple(SOURCES))
     choice("cell", CELLS)
     choice("activation", tuple(ACTIVATIONS))
     choice("init", INITS)
@@ -185,17 +205,14 @@ def validate(c):
         raise bad_value("activation", c.activation, f"tanh (a {c.cell} has fixed nonlinearities)")
     if c.alpha > 0 and c.cell != "rnn":
         raise bad_value("alpha", c.alpha, "0 for a gru or lstm (the regulariser is defined for the RNN's W_hh)")
-    if c.n_layers > 1 and c.task != "text":
+    if c.n_layers > 1 and family(c.task) == "synthetic":
         raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks")
     if not c.name or "/" in c.name or c.name.startswith("."):
         raise bad_value("name", c.name, "a plain file name")
     if c.device != "cpu" and not c.device.startswith("cuda"):
         raise bad_value("device", c.device, "cpu, cuda or cuda:N")
-    if c.task != "text":
-        task = tasks.get(c.task, **task_options(c))
-        if c.min_length < task.min_length:
-            raise InputError(f"min_length={c.min_length} is too short for task {c.task}: "
-                             f"need at least {task.min_length}")
+    check_family_keys(c, given)
+    source_class(c.task).validate(c)
 
 
 def task_options(c):

@@ -106,6 +106,14 @@ class Model(nn.Module):
         """∂L/∂h_t of the top layer, (T, B, H), after backward."""
         return self.layers[-1].hidden_grad
 
+    def parts(self):
+        """The layers as probe parts (dynamics.sources.Part), named by index, the top one last;
+        their tensors are those of the last forward and backward (None before)."""
+        from .sources import Part
+        outputs = self.layer_outputs or [(None, {})] * len(self.layers)
+        return [Part(str(l), layer.cell, layer.activation, hs, gates, layer.hidden_grad)
+                for l, (layer, (hs, gates)) in enumerate(zip(self.layers, outputs))]
+
     def output_weight(self):
         return self.embedding.weight.t() if self.tied else self.W_hy
 

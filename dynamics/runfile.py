@@ -6,6 +6,7 @@ the /final group cannot change under SWMR, so `close()` reopens the file normall
 """
 import datetime
 import errno
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +19,6 @@ SCHEMA = "dynamics-run/1"
 ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
                 "steps_in_past", "seq_len", "lr", "step_time")
 CHECK_COLUMNS = ("iter", "train_loss", "valid_loss", "valid_error", "rho", "sigma_max", "wall_time")
-TEXT_COLUMNS = ("valid_bpc", "valid_ppl", "chars_per_sec")
 
 
 def now():
@@ -41,57 +41,74 @@ def growing(group, name, width=None, dtype="f8", fill=np.nan):
                                 fillvalue=fill)
 
 
+def growing_array(group, name, shape, dtype):
+    """(0, *shape) rows, every axis resizable: a per-check array whose size may change."""
+    if dtype == "str":
+        dtype, fill = h5py.string_dtype(), None
+    else:
+        fill = 0 if np.issubdtype(np.dtype(dtype), np.integer) else np.nan
+    shape = tuple(shape)
+    return group.create_dataset(name, shape=(0, *shape), maxshape=(None,) * (1 + len(shape)),
+                                chunks=(1, *(max(n, 1) for n in shape)), dtype=dtype, fillvalue=fill)
+
+
 def append_rows(ds, rows):
+    """Append rows along axis 0; trailing axes grow to fit (what they do not cover keeps the fill)."""
     rows = np.asarray(rows)
     n = ds.shape[0]
-    if ds.ndim == 2 and rows.shape[1] > ds.shape[1]:
-        ds.resize(rows.shape[1], axis=1)
+    for axis in range(1, ds.ndim):
+        if rows.shape[axis] > ds.shape[axis]:
+            ds.resize(rows.shape[axis], axis=axis)
     ds.resize(n + rows.shape[0], axis=0)
-    if ds.ndim == 2:
-        ds[n:, :rows.shape[1]] = rows
-    else:
-        ds[n:] = rows
+    ds[(slice(n, None), *(slice(0, k) for k in rows.shape[1:]))] = rows
 
 
 class RunFile:
-    """Creates the run file with its growing datasets (`hist_edges` names the histograms, one
-    group per layer) and /start/weights, then appends to /iter and /check under SWMR."""
+    """Creates the run file with its growing datasets and /start/weights, then appends to /iter
+    and /check under SWMR. `parts` maps each probed part's name to its histogram edges, the main
+    part (unprefixed datasets) last; the source declares its extra check columns and arrays."""
 
-    def __init__(self, path, config, command, hist_edges, n_layers, start_weights, text=False, n_prompts=0,
-                 attrs=None):
+    def __init__(self, path, config, command, parts, start_weights, source):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.main = list(parts)[-1] if parts else None
         tmp = self.path.with_suffix(".h5.part")
         try:
-            self._create(tmp, config, command, hist_edges, n_layers, start_weights, text, n_prompts, attrs or {})
+            self._create(tmp, config, command, parts, start_weights, source)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         tmp.replace(self.path)   # a run file appears whole or not at all
         self._open()
 
-    def _create(self, tmp, config, command, hist_edges, n_layers, start_weights, text, n_prompts, attrs):
+    def _create(self, tmp, config, command, parts, start_weights, source):
         with h5py.File(tmp, "w", libver="latest") as f:
             f.attrs.update(schema=SCHEMA, name=config.name, status="running", config=config.to_json(),
                            command=command, created=now(), finished="", torch_version=str(torch.__version__),
                            dynamics_version=version(), git_commit=git_commit(), device=config.device,
-                           error="", cell=config.cell, task=config.task,
-                           recurrent_matrix="W_hc" if config.cell == "lstm" else "W_hh", **attrs)
+                           error="", cell=config.cell, task=config.task, family=source.family,
+                           parts=json.dumps(list(parts)),
+                           recurrent_matrix="W_hc" if config.cell == "lstm" else "W_hh", **source.attrs)
             it = f.create_group("iter")
             for name in ITER_COLUMNS:
                 growing(it, name)
             check = f.create_group("check")
-            for name in CHECK_COLUMNS + (TEXT_COLUMNS if text else ()):
+            for name in CHECK_COLUMNS + tuple(source.check_columns):
                 growing(check, name)
-            for l in range(n_layers):
-                group = check if l == n_layers - 1 else check.create_group(f"layers/{l}")
+            for name, (shape, dtype) in source.check_arrays.items():
+                growing_array(check, name, shape, dtype)
+            for name, hist_edges in parts.items():
+                group = check if name == self.main else check.create_group(f"layers/{name}")
                 growing(group, "grad_time", width=1)
                 hist = group.create_group("hist")
                 for q, edges in hist_edges.items():
                     growing(hist, q, width=len(edges) - 1, dtype="i8", fill=0)
                     hist.create_dataset(f"{q}_edges", data=edges)
-            if n_prompts:
-                growing(check, "samples", width=n_prompts, dtype=h5py.string_dtype(), fill=None)
+            for k, v in source.static.items():
+                v = np.asarray(v)
+                if v.dtype.kind in "UO":   # text: class names, the tokens of fixed examples
+                    v = np.asarray(v, dtype=object).astype(h5py.string_dtype())
+                f.create_dataset(f"static/{k}", data=v)
             for k, v in start_weights.items():
                 f.create_dataset(f"start/weights/{k}", data=to_numpy(v))
 
@@ -100,6 +117,9 @@ class RunFile:
         """Reopen a run file and cut it back to a checkpoint: n_iters updates, n_checks checks."""
         self = cls.__new__(cls)
         self.path = Path(path)
+        with read_only(self.path) as f:
+            layers = json.loads(f.attrs["config"]).get("n_layers", 1)   # files from before `parts`
+            self.main = json.loads(f.attrs.get("parts", json.dumps([str(layers - 1)])))[-1]
         try:
             open_for_writing(self.path).close()
         except OSError:
@@ -123,17 +143,16 @@ class RunFile:
         for name, values in columns.items():
             append_rows(self.f["iter"][name], values)
 
-    def append_check(self, row, layers, samples=None):
-        """row: {column: value}; layers: per layer (top last) {"grad_time": (T,), "hist": {q: counts}}."""
+    def append_check(self, row, parts):
+        """row: {column or array name: value}; parts: {name: {"grad_time": (T,), "hist": {q: counts}}}."""
         for name, value in row.items():
-            append_rows(self.f["check"][name], [value])
-        for l, diag in enumerate(layers):
-            group = self.f["check"] if l == len(layers) - 1 else self.f[f"check/layers/{l}"]
+            value = np.asarray(value)
+            append_rows(self.f["check"][name], value[None] if value.ndim else [value])
+        for name, diag in parts.items():
+            group = self.f["check"] if name == self.main else self.f[f"check/layers/{name}"]
             append_rows(group["grad_time"], diag["grad_time"][None, :])
             for q, counts in diag["hist"].items():
                 append_rows(group["hist"][q], counts[None, :])
-        if samples is not None:
-            append_rows(self.f["check/samples"], np.array([samples], dtype=object))
         self.f.flush()
 
     def counts(self):
@@ -202,3 +221,10 @@ def to_numpy(v):
 def version():
     from . import __version__
     return __version__
+
+
+def save_atomic(obj, path):
+    """torch.save to a temporary file, then rename: a reader never sees half a file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)

@@ -15,7 +15,7 @@ from .errors import InputError, bad_value
 from .model import build_model
 from .runfile import read_only
 from .sampling import _check, generate
-from .text import step_fn
+from .sources.text import step_fn
 
 
 def read_config(path):
@@ -34,7 +34,7 @@ def read_config(path):
     values = json.loads(recorded)
     if (task or values.get("task")) != "text":
         raise bad_value("run", str(path), f"a text run (this is a {task or values.get('task')} run)")
-    return make(values)
+    return make(values, given=())
 
 
 def same_run(saved, config):

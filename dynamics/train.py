@@ -14,66 +14,12 @@ import torch
 from tqdm import tqdm
 
 from . import probes
-from .config import task_options
 from .errors import InputError
-from .model import build_model
-from .runfile import RunFile, read_only
+from .model import spectral_radius
+from .runfile import RunFile, read_only, save_atomic
+from .sources import make_source
 
 SOLVED_ERROR = 1e-4   # percent
-
-
-class Synthetic:
-    """Batches of a synthetic task, and validation on fresh sequences in chunks."""
-
-    def __init__(self, config, device, dtype):
-        import tasks
-        self.c, self.device, self.dtype = config, device, dtype
-        self.task = tasks.get(config.task, **task_options(config))
-        self.n_in, self.n_out, self.head = self.task.n_in, self.task.n_out, self.task.head
-        self.rng = np.random.default_rng(config.seed)            # training batches
-        self.eval_rng = np.random.default_rng([config.seed, 1])  # validation sequences
-
-    def length(self, rng):
-        lo, hi = self.c.min_length, self.c.max_length
-        return lo if lo == hi else lo + int(rng.integers(hi - lo))
-
-    def tensors(self, x, y):
-        x = torch.from_numpy(x).to(self.device, self.dtype)
-        y = torch.from_numpy(y).to(self.device)
-        return x, (y.to(self.dtype) if y.is_floating_point() else y)
-
-    def batch(self):
-        return self.tensors(*self.task.generate(self.c.batch_size, self.length(self.rng), self.rng))
-
-    def loss(self, logits, y):
-        return self.task.loss(logits, y)
-
-    @torch.no_grad()
-    def evaluate(self, model):
-        """Mean loss and error (percent) over eval_batch_size fresh sequences."""
-        total, loss, wrong = 0, 0.0, 0.0
-        while total < self.c.eval_batch_size:
-            n = min(self.c.chunk_batch_size, self.c.eval_batch_size - total)
-            x, y = self.tensors(*self.task.generate(n, self.length(self.eval_rng), self.eval_rng))
-            logits = model(x).logits
-            loss += self.task.loss(logits, y).item() * n
-            wrong += self.task.error(logits, y).item() * n
-            total += n
-        return {"valid_loss": loss / total, "valid_error": 100.0 * wrong / total}
-
-    def state_dict(self):
-        return {"rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state}
-
-    def load_state_dict(self, state):
-        self.rng.bit_generator.state = state["rng"]
-        self.eval_rng.bit_generator.state = state["eval_rng"]
-
-
-def make_source(config, device, dtype):
-    if config.task == "text":
-        from .text import Text
-        return Text(config, device, dtype)
-    return Synthetic(config, device, dtype)
 
 
 def make_optimizer(config, params):
@@ -103,15 +49,10 @@ class Run:
         torch.set_num_threads(c.threads)
         torch.manual_seed(c.seed)
         self.source = make_source(c, self.device, self.dtype)
-        self.model = build_model(
-            c.cell, self.source.n_in, c.n_hidden, self.source.n_out, self.source.head, c.activation, c.init,
-            n_layers=c.n_layers, vocab_size=getattr(self.source, "vocab_size", None), dropout=c.dropout,
-            tie_weights=c.tie_weights, forget_bias=c.forget_bias, seed=c.seed, device=self.device, dtype=self.dtype)
-        if hasattr(self.source, "attach"):   # a source that carries the model's state between batches
-            self.source.attach(self.model)
+        self.model = self.source.build_model()
         self.params = [p for p in self.model.parameters()]
         self.opt = make_optimizer(c, self.params)
-        self.edges = probes.hist_edges(self.model)
+        self.edges = {p.name: probes.hist_edges(p) for p in self.model.parts()}   # main part last
         self.iters, self.checks, self.elapsed = 0, 0, 0.0
         self.pending, self.host = [], []
         self.sample = None
@@ -122,19 +63,19 @@ class Run:
         t0 = time.perf_counter()
         x, y = self.source.batch()
         self.opt.zero_grad(set_to_none=False)
-        out = model(x, **self.source.forward_args()) if hasattr(self.source, "forward_args") else model(x)
+        out = self.source.forward(model, x)
         loss = self.source.loss(out.logits, y)
         loss.backward()
         nan = loss.new_tensor(float("nan"))
         omega, past = nan, nan
-        if c.alpha > 0:
+        if c.alpha > 0:   # config allows Ω only for the RNN of the stacked model
             layer = model.layers[0]
             W = layer.W_h.detach().requires_grad_()
             omega, past = probes.omega(out.hidden, layer.hidden_grad, W, layer.activation)
             (grad,) = torch.autograd.grad(omega, W)
             layer.W_h.grad.add_(grad, alpha=c.alpha)
             omega = omega.detach()
-        recurrent = self.model.layers[0].W_h if c.cell == "rnn" else None
+        recurrent = self.model.layers[0].W_h if c.cell == "rnn" and hasattr(self.model, "layers") else None
         norm, after, clipped, bad = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
         self.opt.step()
         self.iters += 1
@@ -153,26 +94,24 @@ class Run:
                         "steps_in_past": rows[:, 6], "seq_len": host[:, 0], "lr": host[:, 1],
                         "step_time": host[:, 2]}
         # diagnostics first: they read this update's batch, before validation runs the model again
-        layers = []
+        parts = {}
         if self.c.diagnostics:
-            for l, (hidden, gates) in enumerate(self.model.layer_outputs):
-                layer = self.model.layers[l]
-                d = probes.layer_diagnostics(hidden.detach(), layer.hidden_grad, {k: v.detach() for k, v in gates.items()},
-                                             layer.activation, self.edges)
-                layers.append({"grad_time": d["grad_time"].double().cpu().numpy(),
-                               "hist": {q: v.cpu().numpy() for q, v in d["hist"].items()}})
-            hidden, gates = self.model.layer_outputs[-1]
-            self.sample = {"g": d["g"], "h": hidden.detach(), **{k: v.detach() for k, v in gates.items()}}
-            self.sample = {k: v.cpu() for k, v in self.sample.items()}
+            for part in self.model.parts():
+                d = probes.layer_diagnostics(part, self.edges[part.name])
+                parts[part.name] = {"grad_time": d["grad_time"].double().cpu().numpy(),
+                                    "hist": {q: v.cpu().numpy() for q, v in d["hist"].items()}}
+            self.sample = {"g": d["g"], "h": part.hidden, **part.gates}   # the main part's
+            self.sample = {k: v.detach().cpu() for k, v in self.sample.items()}
         self.model.eval()
         valid = self.source.evaluate(self.model)
         self.model.train()
-        W = self.model.recurrent_matrix()
+        W = self.model.recurrent_matrix() if hasattr(self.model, "recurrent_matrix") else None
         row = {"iter": self.iters, "train_loss": float(np.mean(rows[:, 0])),
-               "rho": self.model.rho(), "sigma_max": probes.singular_max(W), **valid}
+               "rho": np.nan if W is None else spectral_radius(W),
+               "sigma_max": np.nan if W is None else probes.singular_max(W), **valid}
         self.checks += 1
         row["wall_time"] = self.elapsed + time.perf_counter() - t_start
-        return iter_columns, row, layers
+        return iter_columns, row, parts
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "source": self.source.state_dict(),
@@ -189,12 +128,6 @@ class Run:
 
 def checkpoint_path(config):
     return config.run_path.with_name(f"{config.name}_checkpoint.pt")
-
-
-def save_atomic(obj, path):
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 class Stop(Exception):
@@ -237,15 +170,12 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
         state = torch.load(ckpt, weights_only=False)
         check_same_config(path, config)
         run.load_state_dict(state)
-        if hasattr(run.source, "after_resume"):
-            run.source.after_resume(run.model)
+        run.source.after_resume(run.model)
         if run_status(path) == "solved" or run.iters >= config.max_iters:
             return path   # nothing left to do; a larger max_iters continues a finished run
         recorder = RunFile.resume(path, state["iters"], state["checks"])
     else:
-        recorder = RunFile(path, config, command, run.edges, config.n_layers, run.model.weights(),
-                           text=config.task == "text", n_prompts=len(getattr(run.source, "prompts", ())),
-                           attrs=getattr(run.source, "provenance", {}))
+        recorder = RunFile(path, config, command, run.edges, run.model.weights(), run.source)
         if ckpt.exists():
             ckpt.unlink()
 
@@ -262,9 +192,9 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
                 run.step()
                 bar.update(1)
                 if run.iters % config.check_freq == 0 or run.iters == config.max_iters:
-                    columns, row, layers = run.check(t_start)
+                    columns, row, parts = run.check(t_start)
                     recorder.append_iters(columns)
-                    recorder.append_check(row, layers, getattr(run.source, "last_samples", None))
+                    recorder.append_check(row, parts)
                     run.elapsed += time.perf_counter() - t_start
                     t_start = time.perf_counter()
                     save_atomic(run.state_dict(), ckpt)

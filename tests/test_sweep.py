@@ -67,7 +67,7 @@ seed = [1, 2, 3]""", sets="max_iters = 123\nlr = 0.02"))
 
 def test_names_are_file_safe_and_table_labels_default_to_values(tmp_path):
     spec = sw.load_spec(write_spec(tmp_path, 'lr = [0.01, 1e-3]\nm = [{clip = "rescale", cutoff = 2.5}]\n'
-                                             'text = ["a b/c"]', sets="task = 'torder'"))
+                                             'text = ["a b/c"]', sets="task = 'text'"))
     names = [p.name for p in sw.expand(spec, tmp_path / "out")]
     assert names == ["lr=0.01,m=rescale-2.5,text=a_b_c", "lr=0.001,m=rescale-2.5,text=a_b_c"]
 

@@ -83,7 +83,7 @@ def test_check_keeps_the_training_state(book, tmp_path):
     hidden = run.model.layer_outputs[-1][0]
     _, row, layers = run.check(0.0)
     assert run.model.layer_outputs[-1][0] is hidden         # the diagnostics read the training batch
-    assert layers[-1]["grad_time"].shape == (25,)
+    assert list(layers.values())[-1]["grad_time"].shape == (25,)
     run.step()
     assert same_state(seen[-1], final)
     assert len(run.source.last_samples) == len(run.source.prompts) == 3

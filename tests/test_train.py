@@ -105,7 +105,7 @@ def test_check_diagnostics_equal_direct_computation(tmp_path):
         hidden = out.hidden.detach().numpy()
         gates = {k: v.detach().numpy() for k, v in out.gates.items()}
         columns, row, layers = run.check(time.perf_counter())
-        diag = layers[-1]
+        diag = list(layers.values())[-1]
         assert np.allclose(diag["grad_time"], g_direct.mean(dim=1).numpy(), rtol=1e-6)
         assert np.array_equal(run.sample["g"].numpy(), g_direct.numpy())
         sat, _ = np.histogram(1 - np.abs(hidden), bins=probes.TANH_EDGES)

@@ -10,7 +10,7 @@ Each check evaluates the first `eval_batch_size` characters of the validation sp
 contiguous streams and read with the state carried through them; it reports nats, bits and
 perplexity per character, the percentage of wrongly predicted next characters, and the training
 speed since the previous check. It also samples `sample_chars` characters after each of a few
-fixed prompts (`last_samples`) and saves the model to `<out_dir>/<name>_best.pt` whenever the
+fixed prompts (`samples`) and saves the model to `<out_dir>/<name>_best.pt` whenever the
 validation loss improves.
 """
 import math
@@ -22,8 +22,10 @@ import torch.nn.functional as F
 
 from tasks.text import Corpus, random_windows, stream_batches
 
-from .errors import bad_value
-from .sampling import generate
+from ..errors import bad_value
+from ..runfile import save_atomic
+from ..sampling import generate
+from . import Source
 
 N_PROMPTS = 3
 PROMPT_CHARS = 24
@@ -57,10 +59,12 @@ def eval_streams(n_chars, batch_size, window):
     return max(1, min(batch_size, n_chars // (4 * window)))
 
 
-class Text:
+class Text(Source):
     """Batches, loss and validation of character-level language modelling (see the module)."""
 
+    family = "text"
     head = "softmax"
+    check_columns = ("valid_bpc", "valid_ppl", "chars_per_sec")
 
     def __init__(self, config, device, dtype):
         self.c, self.device, self.dtype = config, device, dtype
@@ -68,7 +72,7 @@ class Text:
         self.corpus = Corpus.load(c.text or None)
         self.vocab_size = self.n_out = self.corpus.vocab_size
         # recorded in the run file: which text, exactly
-        self.provenance = {"corpus": self.corpus.source, "corpus_sha256": self.corpus.sha256}
+        self.attrs = {"corpus": self.corpus.source, "corpus_sha256": self.corpus.sha256}
         self.n_in = c.embedding or c.n_hidden
         window, streams = c.min_length, (c.batch_size if c.batching == "stream" else 1)
         most = len(self.corpus.train) // streams - 1     # a window needs window + 1 characters
@@ -85,6 +89,7 @@ class Text:
                                           name="training split")
         self.prompts = make_prompts(self.corpus)
         self.last_samples = None
+        self.check_arrays = {"samples": ((len(self.prompts),), "str")}
         self.model = None
         self.state = None          # the state handed to the model for the current batch
         self.best_loss = math.inf
@@ -92,9 +97,10 @@ class Text:
         self.chars, self.t0 = 0, None
 
     # -- the loop's interface -----------------------------------------------------------------
-    def attach(self, model):
-        """The model whose final state is carried from one training batch to the next."""
-        self.model = model
+    def build_model(self):
+        """The stacked model; its final state is carried from one training batch to the next."""
+        self.model = super().build_model()
+        return self.model
 
     def batch(self):
         """(x, y): (T, B) int64 ids on the device, y the next character of each x."""
@@ -108,8 +114,8 @@ class Text:
         self.chars += x.numel()
         return x.t().to(self.device), y.t().to(self.device)
 
-    def forward_args(self):
-        return {"state": self.state}
+    def forward(self, model, x):
+        return model(x, state=self.state)
 
     def loss(self, logits, y):
         """Mean cross-entropy in nats per character."""
@@ -123,7 +129,7 @@ class Text:
         kept = model.final_state, model.layer_outputs    # the training batch's, for the loop
         try:
             loss, wrong, n = self.validation(model)
-            self.last_samples = self.sample(model, seed=self.c.seed + self.n_checks)
+            samples = self.last_samples = self.sample(model, seed=self.c.seed + self.n_checks)
         finally:
             model.final_state, model.layer_outputs = kept
         self.n_checks += 1
@@ -134,7 +140,7 @@ class Text:
         self.chars, self.t0 = 0, None
         return {"valid_loss": valid_loss, "valid_error": 100.0 * wrong / n,
                 "valid_bpc": valid_loss / math.log(2), "valid_ppl": math.exp(min(valid_loss, 700.0)),
-                "chars_per_sec": speed}
+                "chars_per_sec": speed, "samples": np.array(samples, dtype=object)}
 
     def validation(self, model):
         """Summed loss, wrong predictions and characters over the evaluated validation text."""
@@ -162,7 +168,6 @@ class Text:
         return [p + self.corpus.decode(row) for p, row in zip(self.prompts, new.cpu())]
 
     def save_best(self, model, valid_loss):
-        from .train import save_atomic
         path = best_path(self.c)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_atomic({"model": model.state_dict(), "config": self.c.to_json(), "vocab": self.corpus.vocab,

@@ -1,0 +1,83 @@
+"""Data sources: what a task family brings to the one trainer (dynamics/train.py).
+
+A source is built from the config by `make_source(config, device, dtype)` and has:
+
+    family                   the family's name, written as the run file's root attribute `family`
+    build_model()            the model it trains (recurrent parts are the hand-written layers)
+    batch() -> (x, y)        one training batch on the device
+    forward(model, x)        the model's Output for a batch (a family that needs more than
+                             `model(x)`, e.g. carried state or teacher forcing, says how)
+    loss(logits, y)          the scalar training loss
+    evaluate(model) -> dict  per check: `valid_loss`, `valid_error` (percent) and every name of
+                             `check_columns` (floats) and `check_arrays` (numpy arrays)
+    check_columns            extra per-check scalars, each a /check/<name> column
+    check_arrays             {name: (shape, dtype)} per-check arrays, each /check/<name> of
+                             shape (checks, *shape); any axis may grow between checks
+    static                   {path: array} written once when the run file is created
+                             (class names, the tokens of fixed examples, ...)
+    attrs                    root attributes (provenance of the data)
+    state_dict(), load_state_dict(state), after_resume(model)   exact resume
+
+The model names its recurrent (or per-position) parts: `model.parts()` returns `Part`s, the
+main part last (the top layer, or the decoder); the probes read each one after backward.
+"""
+from collections import namedtuple
+
+from ..errors import bad_value
+
+# hidden (T, B, H), gates {name: (T, B, H)}, grad = ∂L/∂h_t (T, B, H); lengths (B,) or None when
+# every sequence fills T; align "start" (t counts from the first token) or "end" (from the last).
+Part = namedtuple("Part", "name cell activation hidden gates grad lengths align",
+                  defaults=(None, "start"))
+
+# task name -> "module:Class" of its source, imported on use
+SOURCES = {
+    **{name: "synthetic:Synthetic" for name in ("torder", "torder3", "add", "mul", "mem", "perm")},
+    "text": "text:Text",
+}
+
+
+class Source:
+    """Defaults for the parts of the interface that a family may leave out."""
+
+    family = None
+    check_columns = ()
+    check_arrays = {}
+    static = {}
+    attrs = {}
+    vocab_size = None
+
+    @staticmethod
+    def validate(config):
+        """Refuse, with one line, what this family cannot run (before anything is written)."""
+
+    def build_model(self):
+        """The stacked model of dynamics/model.py for this source's sizes and head."""
+        from ..model import build_model
+        c = self.c
+        return build_model(c.cell, self.n_in, c.n_hidden, self.n_out, self.head, c.activation, c.init,
+                           n_layers=c.n_layers, vocab_size=self.vocab_size, dropout=c.dropout,
+                           tie_weights=c.tie_weights, forget_bias=c.forget_bias, seed=c.seed,
+                           device=self.device, dtype=self.dtype)
+
+    def forward(self, model, x):
+        return model(x)
+
+    def after_resume(self, model):
+        pass
+
+
+def source_class(task):
+    import importlib
+    if task not in SOURCES:
+        raise bad_value("task", task, ", ".join(SOURCES))
+    module, cls = SOURCES[task].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def family(task):
+    return source_class(task).family
+
+
+def make_source(config, device, dtype):
+    return source_class(config.task)(config, device, dtype)
