@@ -7,6 +7,7 @@ run files of the sweep folder.
 import json
 from pathlib import Path
 
+import click
 import numpy as np
 
 from .errors import InputError
@@ -198,3 +199,17 @@ def text_table(data, inits, methods, lengths):
                 rows.append([init, m] + [f"{cells[L]['k']}/{cells[L]['n']}" if L in cells else "-" for L in lengths])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+
+
+@click.command("success", context_settings={"max_content_width": 100})
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="the figure (default: FOLDER/success.png)")
+def success(folder, output):
+    """Success rate against sequence length for the runs of a sweep FOLDER (Pascanu et al. Fig. 7).
+
+    One line per (init, method) with 95% Wilson intervals, and the iterations needed to solve."""
+    path, table = plot_success(folder, output)
+    for line in table:
+        click.echo(line)
+    click.echo(f"figure: {path}")

@@ -630,18 +630,3 @@ def sweep(spec, workers, scheduler, out_dir, force, quiet):
     result = run_sweep(spec, workers=workers, scheduler=scheduler, out_dir=out_dir, force=force, progress=not quiet)
     for line in report(result):
         click.echo(line)
-
-
-@click.command("success", context_settings={"max_content_width": 100})
-@click.argument("folder", type=click.Path(file_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="the figure (default: FOLDER/success.png)")
-def success(folder, output):
-    """Success rate against sequence length for the runs of a sweep FOLDER (Pascanu et al. Fig. 7).
-
-    One line per (init, method) with 95% Wilson intervals, and the iterations needed to solve."""
-    from .success import plot_success
-    path, table = plot_success(folder, output)
-    for line in table:
-        click.echo(line)
-    click.echo(f"figure: {path}")

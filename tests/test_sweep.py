@@ -9,7 +9,7 @@ import pytest
 
 from dynamics import sweep as sw
 from dynamics.errors import InputError
-from dynamics.success import table, wilson
+from dynamics.success import success as success_command, table, wilson
 
 BASE = """task = "torder"
 n_hidden = 50
@@ -298,7 +298,7 @@ def test_success_command_draws_the_figure_from_a_sweep_folder(tmp_path, client):
                       sets="max_iters = 300\ncheck_freq = 25\nlength = 10\ninit = 'smart_tanh'")
     out = tmp_path / "out"
     sw.run_sweep(spec, out_dir=out, client=client, progress=False)
-    res = CliRunner().invoke(sw.success, [str(out), "-o", str(tmp_path / "fig.png")])
+    res = CliRunner().invoke(success_command, [str(out), "-o", str(tmp_path / "fig.png")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "fig.png").stat().st_size > 10_000
     lines = res.output.splitlines()
