@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import InputError, bad_value
+from .schedule import SCHEDULES
 
 CELLS = ("rnn", "gru", "lstm")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -43,6 +44,11 @@ class Config:
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
+    lr_schedule: str = "constant"     # constant step cosine plateau (dynamics/schedule.py)
+    warmup: int = 0                   # updates of linear warm-up (0: none)
+    lr_step: int = 1000               # step: updates between decays
+    lr_gamma: float = 0.1             # step, plateau: the decay factor, in (0, 1]
+    lr_patience: int = 5              # plateau: checks without a new best validation loss before a decay
     weight_decay: float = 0.0
     clip: str = "none"
     cutoff: float = 1.0
@@ -189,9 +195,15 @@ def validate(c, given=()):
     choice("activation", tuple(ACTIVATIONS))
     choice("init", INITS)
     choice("optimizer", OPTIMIZERS)
+    choice("lr_schedule", SCHEDULES)
     choice("clip", CLIPS)
     choice("dtype", DTYPES)
     choice("batching", BATCHING)
+    positive("lr_step", "lr_patience")
+    if not 0 < c.lr_gamma <= 1:
+        raise bad_value("lr_gamma", c.lr_gamma, "a number in (0, 1]")
+    if c.warmup < 0:
+        raise bad_value("warmup", c.warmup, "an integer >= 0")
     positive("n_hidden", "n_layers", "batch_size", "eval_batch_size", "chunk_batch_size", "check_freq",
              "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars", "threads")
     for key in ("alpha", "weight_decay", "momentum", "embedding"):

@@ -40,6 +40,7 @@ def read_config(path):
 def same_run(saved, config):
     """Whether a saved config (JSON) is that of `config`, up to what a resume may change."""
     saved, now = json.loads(saved), json.loads(config.to_json())
+    saved = {**json.loads(type(config)().to_json()), **saved}   # keys newer than the file: defaults
     return all(saved.get(k) == v for k, v in now.items() if k not in ("max_iters", "device"))
 
 

@@ -17,6 +17,7 @@ from . import probes
 from .errors import InputError
 from .model import spectral_radius
 from .runfile import RunFile, read_only, save_atomic
+from .schedule import Schedule
 from .sources import make_source
 
 SOLVED_ERROR = 1e-4   # percent
@@ -52,6 +53,7 @@ class Run:
         self.model = self.source.build_model()
         self.params = [p for p in self.model.parameters()]
         self.opt = make_optimizer(c, self.params)
+        self.schedule = Schedule(c)
         self.edges = {p.name: probes.hist_edges(p) for p in self.model.parts()}   # main part last
         self.iters, self.checks, self.elapsed = 0, 0, 0.0
         self.pending, self.host = [], []
@@ -77,6 +79,7 @@ class Run:
             omega = omega.detach()
         recurrent = self.model.layers[0].W_h if c.cell == "rnn" and hasattr(self.model, "layers") else None
         norm, after, clipped, bad = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
+        self.schedule.apply(self.opt, self.iters + 1)
         self.opt.step()
         self.iters += 1
         self.pending.append(torch.stack([loss.detach(), norm, after, clipped.to(norm.dtype),
@@ -109,12 +112,14 @@ class Run:
         row = {"iter": self.iters, "train_loss": float(np.mean(rows[:, 0])),
                "rho": np.nan if W is None else spectral_radius(W),
                "sigma_max": np.nan if W is None else probes.singular_max(W), **valid}
+        self.schedule.after_check(row["valid_loss"])
         self.checks += 1
         row["wall_time"] = self.elapsed + time.perf_counter() - t_start
         return iter_columns, row, parts
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "source": self.source.state_dict(),
+                "schedule": self.schedule.state_dict(),
                 "torch_rng": torch.get_rng_state(), "iters": self.iters, "checks": self.checks,
                 "elapsed": self.elapsed, "sample": self.sample}
 
@@ -122,6 +127,8 @@ class Run:
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
         self.source.load_state_dict(s["source"])
+        if "schedule" in s:    # checkpoints from before schedules ran at a constant rate
+            self.schedule.load_state_dict(s["schedule"])
         torch.set_rng_state(s["torch_rng"])
         self.iters, self.checks, self.elapsed, self.sample = s["iters"], s["checks"], s["elapsed"], s["sample"]
 
@@ -229,6 +236,8 @@ def check_same_config(path, config):
     with read_only(path) as f:
         recorded = json.loads(f.attrs["config"])
     now = json.loads(config.to_json())
+    defaults = json.loads(type(config)().to_json())   # keys newer than the file ran at their default
+    recorded = {**defaults, **recorded}
     changed = [k for k in now if k not in ("max_iters", "device", "threads") and recorded.get(k) != now[k]]
     if changed:
         k = changed[0]
