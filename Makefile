@@ -8,8 +8,12 @@ ARGS   ?=
 
 .PHONY: install test bench golden runs report fig7-quick clean-runs $(PRESETS)
 
+# the tested torch, installed (the CPU build) only into an environment that has none
+TORCH  ?= 2.13.0
+
 install:
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install 'torch==$(TORCH)'
 	$(BIN)/pip install -e '.[dev]'
 
 test:
