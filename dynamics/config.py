@@ -28,13 +28,14 @@ class Range:
 
     def describe(self, kind):
         what = "an integer" if kind is int else "a finite number"
+        lo, hi = (int(x) if math.isfinite(x) and float(x).is_integer() else x for x in (self.lo, self.hi))
         if self.lo == -INF and self.hi == INF:
             return what
         if self.hi == INF:
-            return f"{what} {'>' if self.lo_open else '>='} {self.lo:g}"
+            return f"{what} {'>' if self.lo_open else '>='} {lo}"
         if self.lo == -INF:
-            return f"{what} {'<' if self.hi_open else '<='} {self.hi:g}"
-        return f"{what} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+            return f"{what} {'<' if self.hi_open else '<='} {hi}"
+        return f"{what} in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
 
 
 POSITIVE = Range(0, INF, lo_open=True)
@@ -111,7 +112,7 @@ class Config:
     alpha: float = key(0.0, "optimisation and clipping", "weight of the regulariser Ω (rnn only; 0: off)",
                        NONNEGATIVE)
     seed: int = key(52, "task", "seed of the weights, the batches and the validation sequences",
-                    Range(0, 2**63 - 1))
+                    Range(0, 2**32 - 1))
     device: str = key("cpu", "model", "cpu, cuda or cuda:N")
     threads: int = key(1, "model", "CPU threads; these small recurrences gain nothing from more", COUNT)
     dtype: str = key("float32", "model", "floating-point type of weights and activations", choices=DTYPES)
@@ -263,3 +264,24 @@ def validate(c):
 
 def task_options(c):
     return {"n_values": c.n_values, "n_pos": c.n_pos} if c.task == "mem" else {}
+
+
+def keys_markdown():
+    """docs/config-keys.md: every key with its flags, default, what it allows and does, by group."""
+    lines = ["# Config keys", "",
+             "Every key of a preset TOML, `--set KEY=VALUE` and `dynamics train --KEY`, generated from the",
+             "declarations in `dynamics/config.py` by `make keys` (a test keeps this file in step). A value",
+             "outside what a key allows is refused with one line, before anything runs.", ""]
+    for group in GROUPS:
+        lines += [f"## {group[0].upper()}{group[1:]}", "", "| key | flags | default | allowed | what it does |",
+                  "| --- | --- | --- | --- | --- |"]
+        for key, f in FIELDS.items():
+            if f.metadata["group"] == group:
+                flags = ", ".join(f"`--{k.replace('_', '-')}`" for k in [key] + [a for a, k in ALIASES.items() if k == key])
+                lines.append(f"| `{key}` | {flags} | `{f.default!r}` | {allowed(key)} | {f.metadata['help']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(keys_markdown(), end="")
