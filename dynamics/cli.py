@@ -56,6 +56,7 @@ class Commands(click.Group):
     `dynamics plot` do not wait for torch to load, and `dynamics --help` imports none of them."""
     # name -> (module, the command's one-line help, which a test compares with the command's own)
     elsewhere = {
+        "export": ("dynamics.export", "Write a run file's numbers, histograms and samples as TensorBoard events."),
         "info": ("analysis.commands", "Name, status, config, final figures and verdicts of a run (also while it runs)."),
         "plot": ("analysis.commands", "The dashboard <name>_dashboard.png and one PNG per figure of a run."),
         "compare": ("analysis.commands", "Overlay runs: validation error, gradient norms, ρ, final log10 g_t, "
