@@ -6,10 +6,14 @@ PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3
 RUNS   := $(PRESETS)
 ARGS   ?=
 
-.PHONY: install test bench golden runs report fig7-quick clean-runs $(PRESETS)
+.PHONY: install test bench golden keys runs report fig7-quick clean-runs $(PRESETS)
+
+# the tested torch, installed (the CPU build) only into an environment that has none
+TORCH  ?= 2.13.0
 
 install:
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install 'torch==$(TORCH)'
 	$(BIN)/pip install -e '.[dev]'
 
 test:
@@ -17,6 +21,9 @@ test:
 
 bench:
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+keys:    # docs/config-keys.md from the key declarations in dynamics/config.py
+	$(BIN)/python -m dynamics.config > docs/config-keys.md
 
 golden:  # only when a change of the golden numbers is intended
 	$(BIN)/python tests/golden_steps.py

@@ -3,11 +3,16 @@
 Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
 Both sides run interleaved in one process, so the ratio is measured under the same load.
 CPU threads default to 1, as in training (config key `threads`).
+It ends with the start-up time of `dynamics --help` and `dynamics info` (alone: --startup).
 """
 import argparse
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -129,6 +134,30 @@ def bench_tasks(repeats, B=1000, T=200):
     return out
 
 
+def startup(repeats):
+    """Median wall seconds of whole commands, each a fresh process: the interpreter alone,
+    `dynamics --help`, and `dynamics info` of a small finished run."""
+    dynamics_cli = Path(sys.executable).with_name("dynamics")
+
+    def wall(*args):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            subprocess.run(args, check=True, capture_output=True)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([dynamics_cli, "train", "--quiet", "--n-hidden", "8", "--max-iters", "20", "--check-freq", "10",
+                        "--eval-batch-size", "100", "--name", "s", "--out-dir", folder], check=True, capture_output=True)
+        return {"python -c pass": wall(sys.executable, "-c", "pass"), "dynamics --help": wall(dynamics_cli, "--help"),
+                "dynamics info RUN.h5": wall(dynamics_cli, "info", f"{folder}/s.h5")}
+
+
+def print_startup(repeats):
+    times = startup(repeats)
+    print(f"start-up, median of {repeats}: " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
@@ -136,7 +165,10 @@ def main():
     p.add_argument("--csv", default="benchmarks/results.csv")
     p.add_argument("--cells", default="rnn,gru,lstm")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--startup", action="store_true", help="only the start-up times of the commands")
     args = p.parse_args()
+    if args.startup:
+        return print_startup(args.repeats)
     torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
@@ -164,6 +196,7 @@ def main():
         for r in rows:
             f.write("%s,%s,%d,%d,%d,%.4f,%.4f,%.4f\n" % r)
     print(f"wrote {args.csv}")
+    print_startup(args.repeats)
 
 
 if __name__ == "__main__":

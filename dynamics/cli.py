@@ -7,31 +7,87 @@ import click
 from . import config as cfg
 from .errors import InputError
 
+class KeyChoice(click.Choice):
+    """The choices of a config key: listed in the help, checked by the config's own check, so a
+    near miss gets the same one line (with a did-you-mean) as in a preset or --set."""
+
+    def convert(self, value, param, ctx):
+        cfg.check_key(param.name, value)
+        return value
+
+
+def key_help(key):
+    field = cfg.FIELDS[key]
+    allowed = "" if field.metadata["choices"] or type(field.default) is str else f"{cfg.allowed(key)}; "
+    return f"{field.metadata['help']} [{allowed}default {field.default!r}]"
+
+
 # --flag NAME: config key; every config key is also a flag (--n-hidden), plus the reference names.
 def config_options(f):
     for key, field in reversed(list(cfg.FIELDS.items())):
         names = [f"--{key.replace('_', '-')}"] + [f"--{a}" for a, k in cfg.ALIASES.items() if k == key]
         kind = type(field.default)
-        help_text = f"config key {key} (default {field.default!r})"
-        f = click.option(*names, key, default=None, help=help_text,
-                         type={int: int, float: float, str: str, bool: click.BOOL}[kind])(f)
+        choices = field.metadata["choices"]
+        f = click.option(*names, key, default=None, help=key_help(key),
+                         type=KeyChoice(choices) if choices else
+                         {int: int, float: float, str: str, bool: click.BOOL}[kind])(f)
     return f
+
+
+class KeysByGroup(click.Command):
+    """Help with the command's own options first, then the config keys under their groups."""
+
+    def format_options(self, ctx, formatter):
+        own, groups = [], {g: [] for g in cfg.GROUPS}
+        for param in self.get_params(ctx):
+            record = None if isinstance(param, click.Argument) else param.get_help_record(ctx)
+            if record is not None:
+                (groups[cfg.FIELDS[param.name].metadata["group"]] if param.name in cfg.FIELDS else own).append(record)
+        with formatter.section("Options"):
+            formatter.write_dl(own)
+        for group, records in groups.items():
+            if records:
+                with formatter.section(f"Keys: {group}"):
+                    formatter.write_dl(records)
 
 
 class Commands(click.Group):
     """Commands that live in other modules are imported when called: `dynamics info` and
-    `dynamics plot` do not wait for torch to load."""
-    elsewhere = {"info": "analysis.commands", "plot": "analysis.commands", "compare": "analysis.commands",
-                 "report": "analysis.commands", "sample": "dynamics.sample", "sweep": "dynamics.sweep",
-                 "success": "dynamics.success", "temperature": "dynamics.temperature"}
+    `dynamics plot` do not wait for torch to load, and `dynamics --help` imports none of them."""
+    # name -> (module, the command's one-line help, which a test compares with the command's own)
+    elsewhere = {
+        "export": ("dynamics.export", "Write a run file's numbers, histograms and samples as TensorBoard events."),
+        "info": ("analysis.commands", "Name, status, config, final figures and verdicts of a run (also while it runs)."),
+        "plot": ("analysis.commands", "The dashboard <name>_dashboard.png and one PNG per figure of a run."),
+        "compare": ("analysis.commands", "Overlay runs: validation error, gradient norms, ρ, final log10 g_t, "
+                                         "g_t against t."),
+        "report": ("analysis.commands", "A PDF report: summary table, each run's dashboard, comparisons by task, "
+                                        "LM table."),
+        "sample": ("dynamics.sample", "Continue PROMPT with the model of the text run RUN.h5 (its best checkpoint "
+                                      "by validation loss)."),
+        "sweep": ("dynamics.sweep", "Run every point of the grid in SPEC.toml as its own run, in parallel on Dask."),
+        "success": ("dynamics.success", "Success rate against sequence length for the runs of a sweep FOLDER "
+                                        "(Pascanu et al. Fig. 7)."),
+        "temperature": ("dynamics.temperature", "Diversity (distinct word n-grams) and coherence (the model's "
+                                                "own loss) of the text run RUN.h5's samples, against the sampling "
+                                                "temperature."),
+    }
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.elsewhere])
 
     def get_command(self, ctx, name):
         if name in self.elsewhere:
-            return getattr(importlib.import_module(self.elsewhere[name]), name)
+            return getattr(importlib.import_module(self.elsewhere[name][0]), name)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))   # as click's own listing
+        rows = [(name, (click.Command(name, help=self.elsewhere[name][1]) if name in self.elsewhere
+                        else self.commands[name]).get_short_help_str(limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,12 +96,12 @@ def cli():
     """Training dynamics of recurrent networks: train runs, then read their run files."""
 
 
-@cli.command(context_settings={"max_content_width": 100})
+@cli.command(cls=KeysByGroup, context_settings={"max_content_width": 100})
 @click.argument("preset", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")
 @click.option("--force", is_flag=True, help="overwrite an existing run file")
 @click.option("--resume", is_flag=True, help="continue an existing run file from its last checkpoint")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--quiet", is_flag=True, help="no progress bar (and no progress lines in a log)")
 @config_options
 def train(preset, sets, force, resume, quiet, **flags):
     """Train one run: PRESET.toml, then flags, then --set overrides."""

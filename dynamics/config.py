@@ -1,15 +1,65 @@
 """The run configuration: one frozen dataclass, built from a preset TOML plus overrides and
 validated once. Keys may also be given by the reference code's names (ALIASES)."""
 import dataclasses
+import difflib
 import json
+import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import InputError, bad_value
 from .schedule import SCHEDULES
+from .sources import SOURCES
 
+INF = math.inf
+GROUPS = ("task", "model", "optimisation and clipping", "evaluation and diagnostics", "output")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a key allows: finite, from lo to hi, each end open or closed."""
+    lo: float = -INF
+    hi: float = INF
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v):
+        return (math.isfinite(v) and (self.lo < v if self.lo_open else self.lo <= v)
+                and (v < self.hi if self.hi_open else v <= self.hi))
+
+    def describe(self, kind):
+        what = "an integer" if kind is int else "a finite number"
+        lo, hi = (int(x) if math.isfinite(x) and float(x).is_integer() else x for x in (self.lo, self.hi))
+        if self.lo == -INF and self.hi == INF:
+            return what
+        if self.hi == INF:
+            return f"{what} {'>' if self.lo_open else '>='} {lo}"
+        if self.lo == -INF:
+            return f"{what} {'<' if self.hi_open else '<='} {hi}"
+        return f"{what} in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+
+
+POSITIVE = Range(0, INF, lo_open=True)
+COUNT = Range(1)                       # integers from 1
+NONNEGATIVE = Range(0)
+FRACTION = Range(0, 1, hi_open=True)   # [0, 1)
+FINITE = Range()
+
+
+def key(default, group, help, range=None, choices=None):
+    """A config key: its default, its group in `dynamics train --help`, one line of help (what it
+    does, its unit), and what it allows (a Range of numbers, or a tuple of choices)."""
+    assert group in GROUPS, group
+    return field(default=default, metadata={"group": group, "help": help, "range": range, "choices": choices})
+
+
+# Choices named here so that the help and the checks need no torch; tests compare them with the
+# modules that implement them (tasks.NAMES, init.INITS, recurrence.ACTIVATIONS).
+TASKS = tuple(SOURCES)
 CELLS = ("rnn", "gru", "lstm")
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear")
+INITS = ("sigmoid", "basic_tanh", "smart_tanh", "orthogonal", "identity", "uniform")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 CLIPS = ("none", "rescale")
 DTYPES = ("float32", "float64")
@@ -18,47 +68,69 @@ BATCHING = ("stream", "random")
 
 @dataclass(frozen=True)
 class Config:
-    name: str = "run"                 # the run file is <out_dir>/<name>.h5
-    out_dir: str = "runs"
-    task: str = "torder"              # torder torder3 add mul mem perm text
-    n_values: int = 5                 # mem: number of symbols
-    n_pos: int = 10                   # mem: pattern length
-    text: str = ""                    # text: a UTF-8 file; empty for the default corpus
-    cell: str = "rnn"
-    activation: str = "tanh"          # rnn only: tanh sigmoid relu linear
-    init: str = "uniform"             # sigmoid basic_tanh smart_tanh orthogonal identity uniform
-    n_hidden: int = 50
-    n_layers: int = 1
-    embedding: int = 0                # text: embedding size (0: n_hidden)
-    dropout: float = 0.0
-    tie_weights: bool = False
-    forget_bias: float = 1.0          # lstm: initial b_f
-    batch_size: int = 20
-    eval_batch_size: int = 10000      # sequences per validation (text: characters)
-    chunk_batch_size: int = 1000      # validation chunk, each with its own length
-    check_freq: int = 20              # updates between checks
-    min_length: int = 50
-    max_length: int = 200             # text: the truncated-BPTT window is min_length
-    batching: str = "stream"          # text: stream (state carried) or random windows
-    max_iters: int = 5000
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    lr_schedule: str = "constant"     # constant step cosine plateau (dynamics/schedule.py)
-    warmup: int = 0                   # updates of linear warm-up (0: none)
-    lr_step: int = 1000               # step: updates between decays
-    lr_gamma: float = 0.1             # step, plateau: the decay factor, in (0, 1]
-    lr_patience: int = 5              # plateau: checks without a new best validation loss before a decay
-    weight_decay: float = 0.0
-    clip: str = "none"
-    cutoff: float = 1.0
-    alpha: float = 0.0                # Ω weight; 0 switches the regulariser off
-    seed: int = 52
-    device: str = "cpu"
-    threads: int = 1                  # CPU threads; these small recurrences gain nothing from more
-    dtype: str = "float32"
-    diagnostics: bool = True          # per-check g_t, histograms, saturation, ρ
-    sample_chars: int = 200           # text: characters sampled per prompt at each check
+    name: str = key("run", "output", "the run's name: the run file is <out_dir>/<name>.h5")
+    out_dir: str = key("runs", "output", "folder of the run file, its checkpoints and final-state NPZ")
+    task: str = key("torder", "task", "the task: a synthetic task of TASKS.md, or text (character-level LM)",
+                    choices=TASKS)
+    n_values: int = key(5, "task", "mem: number of symbols to memorise", COUNT)
+    n_pos: int = key(10, "task", "mem: pattern length (symbols)", COUNT)
+    text: str = key("", "task", "text: a UTF-8 file to model; empty for the default corpus (stdlib docstrings)")
+    cell: str = key("rnn", "model", "the recurrent cell", choices=CELLS)
+    activation: str = key("tanh", "model", "rnn only: the nonlinearity of the hidden state", choices=ACTIVATIONS)
+    init: str = key("uniform", "model", "weight initialisation (TASKS.md)", choices=INITS)
+    n_hidden: int = key(50, "model", "hidden units per layer", COUNT)
+    n_layers: int = key(1, "model", "stacked recurrent layers (text only; the synthetic tasks use 1)", COUNT)
+    embedding: int = key(0, "model", "text: embedding size (0: n_hidden)", NONNEGATIVE)
+    dropout: float = key(0.0, "model", "text: dropout probability between layers and before the output",
+                         FRACTION)
+    tie_weights: bool = key(False, "model", "text: share the embedding with the output layer")
+    forget_bias: float = key(1.0, "model", "lstm: initial forget-gate bias b_f", FINITE)
+    batch_size: int = key(20, "task", "sequences per update (text: parallel streams)", COUNT)
+    eval_batch_size: int = key(10000, "evaluation and diagnostics", "sequences per validation "
+                               "(text: characters)", COUNT)
+    chunk_batch_size: int = key(1000, "evaluation and diagnostics", "validation chunk (sequences), each "
+                                "with its own length", COUNT)
+    check_freq: int = key(20, "evaluation and diagnostics", "updates between checks (validation, "
+                          "diagnostics, a row of /check, a checkpoint)", COUNT)
+    min_length: int = key(50, "task", "shortest sequence (steps); text: the truncated-BPTT window (characters)",
+                          COUNT)
+    max_length: int = key(200, "task", "longest sequence (steps); each batch draws its length from "
+                          "[min_length, max_length)", COUNT)
+    batching: str = key("stream", "task", "text: stream (state carried between windows) or random windows",
+                        choices=BATCHING)
+    max_iters: int = key(5000, "optimisation and clipping", "updates to run (a solved task stops earlier)",
+                         COUNT)
+    optimizer: str = key("sgd", "optimisation and clipping", "update rule (momentum: SGD with momentum)",
+                         choices=OPTIMIZERS)
+    lr: float = key(0.01, "optimisation and clipping", "learning rate", POSITIVE)
+    momentum: float = key(0.9, "optimisation and clipping", "optimizer=momentum: the momentum coefficient",
+                          FRACTION)
+    lr_schedule: str = key("constant", "optimisation and clipping", "learning-rate schedule after the "
+                           "warm-up (dynamics/schedule.py)", choices=SCHEDULES)
+    warmup: int = key(0, "optimisation and clipping", "updates of linear learning-rate warm-up (0: none)",
+                      NONNEGATIVE)
+    lr_step: int = key(1000, "optimisation and clipping", "lr_schedule=step: updates between decays", COUNT)
+    lr_gamma: float = key(0.1, "optimisation and clipping", "lr_schedule=step or plateau: the decay factor",
+                          Range(0, 1, lo_open=True))
+    lr_patience: int = key(5, "optimisation and clipping", "lr_schedule=plateau: checks without a better "
+                           "validation loss before a decay", COUNT)
+    weight_decay: float = key(0.0, "optimisation and clipping", "L2 weight decay (AdamW: decoupled)",
+                              NONNEGATIVE)
+    clip: str = key("none", "optimisation and clipping", "gradient clipping: rescale the whole gradient to "
+                    "norm cutoff when it is larger", choices=CLIPS)
+    cutoff: float = key(1.0, "optimisation and clipping", "clip=rescale: the largest gradient norm",
+                        POSITIVE)
+    alpha: float = key(0.0, "optimisation and clipping", "weight of the regulariser Ω (rnn only; 0: off)",
+                       NONNEGATIVE)
+    seed: int = key(52, "task", "seed of the weights, the batches and the validation sequences",
+                    Range(0, 2**32 - 1))
+    device: str = key("cpu", "model", "cpu, cuda or cuda:N")
+    threads: int = key(1, "model", "CPU threads; these small recurrences gain nothing from more", COUNT)
+    dtype: str = key("float32", "model", "floating-point type of weights and activations", choices=DTYPES)
+    diagnostics: bool = key(True, "evaluation and diagnostics", "record g_t, histograms and saturation at "
+                            "each check")
+    sample_chars: int = key(200, "evaluation and diagnostics", "text: characters sampled per prompt at each "
+                            "check", COUNT)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -151,11 +223,31 @@ def make(values, given=None):
     return c
 
 
-
 def load(preset=None, overrides=None):
     values = read_preset(preset) if preset else {}
     values.update(overrides or {})
     return make(values)
+
+
+def allowed(key):
+    """What `key` allows, in words."""
+    meta, kind = FIELDS[key].metadata, type(FIELDS[key].default)
+    if meta.get("choices"):
+        return "one of " + ", ".join(meta["choices"])
+    if meta.get("range"):
+        return meta["range"].describe(kind)
+    return "true or false" if kind is bool else "a string"
+
+
+def check_key(key, value):
+    """The one check of a key's declared range or choices (a did-you-mean for a near miss)."""
+    meta = FIELDS[key].metadata
+    choices, span = meta.get("choices"), meta.get("range")
+    if choices and value not in choices:
+        near = difflib.get_close_matches(str(value), choices, n=1)
+        raise bad_value(key, value, allowed(key) + (f" (did you mean {near[0]!r}?)" if near else ""))
+    if span is not None and value not in span:
+        raise bad_value(key, value, allowed(key))
 
 
 # Keys that belong to some task families only: setting one explicitly for another family's task is
@@ -177,40 +269,10 @@ def check_family_keys(c, given):
 
 
 def validate(c, given=()):
-    from .init import INITS
-    from .recurrence import ACTIVATIONS
-    from .sources import SOURCES, source_class, family
-
-    def choice(key, allowed):
-        if getattr(c, key) not in allowed:
-            raise bad_value(key, getattr(c, key), ", ".join(allowed))
-
-    def positive(*keys):
-        for key in keys:
-            if getattr(c, key) <= 0:
-                raise bad_value(key, getattr(c, key), "a positive number")
-
-    choice("task", tuple(SOURCES))
-    choice("cell", CELLS)
-    choice("activation", tuple(ACTIVATIONS))
-    choice("init", INITS)
-    choice("optimizer", OPTIMIZERS)
-    choice("lr_schedule", SCHEDULES)
-    choice("clip", CLIPS)
-    choice("dtype", DTYPES)
-    choice("batching", BATCHING)
-    positive("lr_step", "lr_patience")
-    if not 0 < c.lr_gamma <= 1:
-        raise bad_value("lr_gamma", c.lr_gamma, "a number in (0, 1]")
-    if c.warmup < 0:
-        raise bad_value("warmup", c.warmup, "an integer >= 0")
-    positive("n_hidden", "n_layers", "batch_size", "eval_batch_size", "chunk_batch_size", "check_freq",
-             "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars", "threads")
-    for key in ("alpha", "weight_decay", "momentum", "embedding"):
-        if getattr(c, key) < 0:
-            raise bad_value(key, getattr(c, key), "a number >= 0")
-    if not 0 <= c.dropout < 1:
-        raise bad_value("dropout", c.dropout, "a number in [0, 1)")
+    """Every key against its declared range or choices, then what depends on several keys."""
+    from .sources import family, source_class
+    for key in FIELDS:
+        check_key(key, getattr(c, key))
     if c.min_length > c.max_length:
         raise InputError(f"min_length={c.min_length} is not allowed: it exceeds max_length={c.max_length}")
     if c.cell != "rnn" and c.activation != "tanh":
@@ -229,3 +291,24 @@ def validate(c, given=()):
 
 def task_options(c):
     return {"n_values": c.n_values, "n_pos": c.n_pos} if c.task == "mem" else {}
+
+
+def keys_markdown():
+    """docs/config-keys.md: every key with its flags, default, what it allows and does, by group."""
+    lines = ["# Config keys", "",
+             "Every key of a preset TOML, `--set KEY=VALUE` and `dynamics train --KEY`, generated from the",
+             "declarations in `dynamics/config.py` by `make keys` (a test keeps this file in step). A value",
+             "outside what a key allows is refused with one line, before anything runs.", ""]
+    for group in GROUPS:
+        lines += [f"## {group[0].upper()}{group[1:]}", "", "| key | flags | default | allowed | what it does |",
+                  "| --- | --- | --- | --- | --- |"]
+        for key, f in FIELDS.items():
+            if f.metadata["group"] == group:
+                flags = ", ".join(f"`--{k.replace('_', '-')}`" for k in [key] + [a for a, k in ALIASES.items() if k == key])
+                lines.append(f"| `{key}` | {flags} | `{f.default!r}` | {allowed(key)} | {f.metadata['help']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(keys_markdown(), end="")

@@ -7,13 +7,17 @@ the /final group cannot change under SWMR, so `close()` reopens the file normall
 import datetime
 import errno
 import json
+import os
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
+
+from .errors import InputError
 
 SCHEMA = "dynamics-run/1"
 ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
@@ -175,6 +179,36 @@ class RunFile:
                     f.create_dataset(f"final/sample/{k}", data=to_numpy(v), compression="gzip")
 
 
+@contextmanager
+def exclusive(path):
+    """One writer per run file: an flock on `.NAME.h5.lock` beside it, held for the whole run (the
+    kernel lets go of it however the process ends). A second writer of the same run file, fresh
+    or resuming, is refused with one line before it touches anything."""
+    import fcntl
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(f"run file {str(path)!r} is being written by another process: wait for it to "
+                             f"end, or give this run another name") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)   # the previous holder removed the lock file between our open and our flock
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
 LOCK_PATIENCE = 10.0   # seconds a writer waits for readers to let go of a run file
 
 
@@ -195,10 +229,13 @@ def open_for_writing(path, patience=None):
 
 
 def read_only(path):
-    """Open a run file for reading, also one that a writer holds (or held, until it was killed)."""
+    """Open a run file for reading, also one that a writer holds (or held, until it was killed).
+    A truncated file stays an error: opened for SWMR reading, HDF5 would not check its end."""
     try:
         return h5py.File(path, "r")
-    except OSError:
+    except OSError as e:
+        if "truncated file" in str(e):
+            raise
         return h5py.File(path, "r", libver="latest", swmr=True)
 
 

@@ -16,6 +16,7 @@ from .model import build_model
 from .runfile import read_only
 from .sampling import _check, generate
 from .sources.text import step_fn
+from .train import load_checkpoint
 
 
 def read_config(path):
@@ -52,11 +53,11 @@ def load_model(config, run):
     last = run.with_name(f"{config.name}_checkpoint.pt")
     state = vocab = None
     if best.is_file():
-        saved = torch.load(best, map_location="cpu", weights_only=False)
+        saved = load_checkpoint(best, f"move it away to sample from {last.name!r}", map_location="cpu")
         if same_run(saved["config"], config):
             state, vocab, source = saved["model"], saved["vocab"], best
     if state is None and last.is_file():
-        saved = torch.load(last, map_location="cpu", weights_only=False)
+        saved = load_checkpoint(last, "train the run again to sample from it", map_location="cpu")
         state, vocab, source = saved["model"], saved.get("source", {}).get("vocab"), last
         if vocab is None:
             from tasks.text import Corpus

@@ -5,6 +5,7 @@ moves them to the host in one go, evaluates, reads the diagnostics of that updat
 to the run file and saves a checkpoint from which `resume` continues bit-identically.
 """
 import signal
+import sys
 import threading
 import time
 
@@ -16,7 +17,7 @@ from tqdm import tqdm
 from . import probes
 from .errors import InputError
 from .model import spectral_radius
-from .runfile import RunFile, read_only, save_atomic
+from .runfile import RunFile, exclusive, read_only, save_atomic
 from .schedule import Schedule
 from .sources import make_source
 
@@ -137,6 +138,56 @@ def checkpoint_path(config):
     return config.run_path.with_name(f"{config.name}_checkpoint.pt")
 
 
+def load_checkpoint(path, remedy, map_location=None):
+    """A checkpoint read as data only (tensors, numbers, strings, lists, dicts: torch's
+    weights_only), so that opening a run folder from elsewhere cannot run code. A damaged file, or
+    one that carries other objects, is an InputError that names it and says what to do."""
+    import pickle
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():
+            raise InputError(f"checkpoint {str(path)!r} is refused: it carries pickled objects other than "
+                             f"tensors and plain data, which could run code; {remedy}") from None
+        reason = e
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+        reason = e
+    raise InputError(f"checkpoint {str(path)!r} is damaged ({str(reason).splitlines()[0][:80]}); {remedy}")
+
+
+def progress_bar(name, total, initial, progress):
+    """A progress bar on a terminal; in a log (stdout or stderr not a terminal) one plain line per
+    check instead of thousands of overwritten bar states."""
+    if progress and not (sys.stdout.isatty() and sys.stderr.isatty()):
+        return CheckLines(name, total, initial)
+    return tqdm(total=total, initial=initial, disable=not progress, unit="it", desc=name, dynamic_ncols=True,
+                leave=True)
+
+
+class CheckLines:
+    """What the loop asks of a progress bar, written as one line per check on stdout:
+    `NAME iter I/N | loss … | gnorm … | valid …, …% | R it/s | ETA h:mm:ss`."""
+
+    def __init__(self, name, total, initial):
+        self.name, self.total, self.n, self.start = name, total, initial, initial
+        self.t0 = time.perf_counter()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix_str(self, text, refresh=True):
+        rate = (self.n - self.start) / max(time.perf_counter() - self.t0, 1e-9)
+        left = int((self.total - self.n) / rate) if rate > 0 else None
+        eta = "?" if left is None else f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
+        print(f"{self.name} iter {self.n}/{self.total} | {text} | {rate:.1f} it/s | ETA {eta}", flush=True)
+
+
 class Stop(Exception):
     """A stop was asked for (SIGINT, SIGTERM): the run closes as interrupted."""
 
@@ -164,7 +215,13 @@ class StopSignals:
 
 def train(config, command="", force=False, resume=False, progress=True, after_check=None):
     """Run `config` to the end and return the run file's path. The file is never overwritten
-    without `force`; `resume` continues from the last checkpoint."""
+    without `force`; `resume` continues from the last checkpoint. Only one process at a time
+    writes a run file: another one that is writing it makes this one an InputError."""
+    with exclusive(config.run_path):
+        return train_alone(config, command, force, resume, progress, after_check)
+
+
+def train_alone(config, command, force, resume, progress, after_check):
     path, ckpt = config.run_path, checkpoint_path(config)
     if force and resume:
         raise InputError("--force and --resume are not allowed together: choose one")
@@ -174,8 +231,9 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
     if resume and path.exists():
         if not ckpt.exists():
             raise InputError(f"--resume: no checkpoint {str(ckpt)!r} beside {str(path)!r}")
-        state = torch.load(ckpt, weights_only=False)
         check_same_config(path, config)
+        state = load_checkpoint(ckpt, "--resume cannot continue from it, --force starts the run again "
+                                      "(nothing was changed)")
         run.load_state_dict(state)
         run.source.after_resume(run.model)
         if run_status(path) == "solved" or run.iters >= config.max_iters:
@@ -187,8 +245,7 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
             ckpt.unlink()
 
     status, error = "interrupted", ""
-    bar = tqdm(total=config.max_iters, initial=run.iters, disable=not progress, unit="it",
-               desc=config.name, dynamic_ncols=True, leave=True)
+    bar = progress_bar(config.name, config.max_iters, run.iters, progress)
     t_start = time.perf_counter()
     with StopSignals() as signals, bar:
         try:
@@ -231,10 +288,21 @@ def run_status(path):
         return f.attrs["status"]
 
 
+def read_recorded(path):
+    """The recorded config and status of a run file about to be resumed: a damaged file
+    (truncated, not HDF5) is an InputError before anything touches it."""
+    import json
+    try:
+        with read_only(path) as f:
+            return json.loads(f.attrs["config"]), str(f.attrs["status"])
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        raise InputError(f"run file {str(path)!r} is damaged ({str(e).splitlines()[0][:80]}); --resume cannot "
+                         f"continue it, --force starts the run again (nothing was changed)") from None
+
+
 def check_same_config(path, config):
     import json
-    with read_only(path) as f:
-        recorded = json.loads(f.attrs["config"])
+    recorded, _ = read_recorded(path)
     now = json.loads(config.to_json())
     defaults = json.loads(type(config)().to_json())   # keys newer than the file ran at their default
     recorded = {**defaults, **recorded}

@@ -37,8 +37,7 @@ def test_masked_diagnostics_equal_a_direct_count():
 
 
 class Tagged(Synthetic):
-    """Temporal order under another family's name, reporting a per-check array, a column and
-    static text as a family would."""
+    """Temporal order as another family would report it: a per-check array, a column, static text."""
 
     family = "tagged"
     check_columns = ("extra",)
@@ -46,12 +45,8 @@ class Tagged(Synthetic):
     static = {"class_names": np.array(["first class", "second"])}
 
     def __init__(self, config, device, dtype):
-        super().__init__(config.replace(task="torder"), device, dtype)
+        super().__init__(config, device, dtype)
         self.k = 0
-
-    @staticmethod
-    def validate(c):
-        pass
 
     def evaluate(self, model):
         out, k = super().evaluate(model), self.k
@@ -62,9 +57,9 @@ class Tagged(Synthetic):
 
 def test_a_family_source_reaches_the_run_file_and_the_reader(tmp_path, monkeypatch):
     import dynamics.sources.synthetic as module
-    monkeypatch.setitem(SOURCES, "tagged", "synthetic:Tagged")
+    monkeypatch.setitem(SOURCES, "torder", "synthetic:Tagged")
     monkeypatch.setattr(module, "Tagged", Tagged, raising=False)
-    c = make({"task": "tagged", "min_length": 10, "max_length": 10, "max_iters": 6, "check_freq": 2,
+    c = make({"task": "torder", "min_length": 10, "max_length": 10, "max_iters": 6, "check_freq": 2,
               "eval_batch_size": 4, "chunk_batch_size": 4, "out_dir": str(tmp_path), "name": "t"})
     snap = load(train(c, progress=False))
     assert snap.family == "tagged" and snap.part_names == {0: "0"}

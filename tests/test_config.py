@@ -1,0 +1,85 @@
+"""Config keys: every declared range and choice is checked before anything runs."""
+import math
+
+import pytest
+
+import tasks
+from dynamics import config as cfg
+from dynamics.cli import main
+from dynamics.init import INITS
+from dynamics.recurrence import ACTIVATIONS
+
+# keys whose values are free strings, checked by hand in validate() (or not at all)
+FREE = {"name", "out_dir", "text", "device"}
+
+
+def bad_values(key):
+    """Values just outside what `key` declares: the open or crossed end of its range, NaN and
+    ±inf for a float, a near miss and a stranger for a choice."""
+    meta, kind = cfg.FIELDS[key].metadata, type(cfg.FIELDS[key].default)
+    if meta["choices"]:
+        return [meta["choices"][0][:-1] + "#", "nonsense"]
+    if kind is bool:
+        return ["maybe"]
+    span, step = meta["range"], 1 if kind is int else 0.5
+    out = ["nan", "inf", "-inf"] if kind is float else []
+    if span.lo > -math.inf:
+        out.append(span.lo if span.lo_open else span.lo - step)
+    if span.hi < math.inf:
+        out.append(span.hi if span.hi_open else span.hi + step)
+    return out
+
+
+WALK = [(k, v) for k in cfg.FIELDS if k not in FREE for v in bad_values(k)]
+
+
+def test_every_key_declares_what_it_allows():
+    for key, f in cfg.FIELDS.items():
+        assert f.metadata["group"] in cfg.GROUPS and f.metadata["help"], key
+        if key not in FREE and type(f.default) is not bool:
+            assert f.metadata["range"] or f.metadata["choices"], f"{key} declares no range or choices"
+        cfg.check_key(key, f.default)            # the default is allowed
+
+
+def test_choices_are_those_of_the_implementation():
+    assert cfg.TASKS == tasks.NAMES + ("text",)
+    assert cfg.INITS == INITS and cfg.ACTIVATIONS == tuple(ACTIVATIONS)
+
+
+def refused(capsys, tmp_path, args):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--maxiters", "5", "--out-dir", str(tmp_path), "--quiet", *args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []        # nothing written
+    return err
+
+
+@pytest.mark.parametrize("key,value", WALK)
+def test_bad_value_refused_before_anything_runs(tmp_path, capsys, key, value):
+    err = refused(capsys, tmp_path, ["--set", f"{key}={value}"])
+    assert f"{key}=" in err and str(value) in err and cfg.allowed(key) in err
+    err = refused(capsys, tmp_path, [f"--{key.replace('_', '-')}", str(value)])   # the flag, the same check
+    assert key.replace("_", "-") in err or key in err
+
+
+def test_bad_value_in_a_preset_refused(tmp_path, capsys):
+    preset = tmp_path.parent / f"{tmp_path.name}-p.toml"
+    preset.write_text("lr = nan\n")
+    err = refused(capsys, tmp_path, [str(preset)])
+    assert err == "error: lr=nan is not allowed: a finite number > 0"
+
+
+def test_near_miss_gets_a_suggestion(tmp_path, capsys):
+    err = refused(capsys, tmp_path, ["--cell", "gur"])
+    assert "did you mean 'gru'" in err
+    err = refused(capsys, tmp_path, ["--set", "optimizer=adan"])
+    assert "did you mean 'adam'" in err
+
+
+def test_ranges_in_words():
+    assert cfg.allowed("lr") == "a finite number > 0"
+    assert cfg.allowed("dropout") == "a finite number in [0, 1)"
+    assert cfg.allowed("batch_size") == "an integer >= 1"
+    assert 0.5 in cfg.FRACTION and 1.0 not in cfg.FRACTION and math.nan not in cfg.FINITE
