@@ -13,6 +13,8 @@ import warnings
 
 import torch
 
+from . import compiled
+
 # φ applied in place, and φ' written in terms of the output h = φ(a).
 ACTIVATIONS = {
     "tanh": (torch.tanh_, lambda h: 1 - h * h),
@@ -151,6 +153,23 @@ class LSTMRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, W_x, b, W_h, sink):
         T, B, _ = x.shape
+        ops = compiled.ops_for(x)
+        if ops is not None:   # one C++ loop: per step the matmul, then all element-wise work in one pass
+            gates = torch.addmm(b, x.reshape(T * B, -1), W_x).view(T, B, -1)
+            h_all, c_all, tanh_c = ops.lstm_forward(gates, h0, c0, W_h)
+        else:
+            h_all, c_all, tanh_c, gates = LSTMRecurrence.states(x, h0, c0, W_x, b, W_h)
+        ctx.save_for_backward(x, h_all, c_all, tanh_c, gates, W_x, W_h)
+        ctx.sink, ctx.ops = sink, ops
+        hs, cs = h_all[1:], c_all[1:]
+        ctx.mark_non_differentiable(cs, gates)
+        ctx.set_materialize_grads(False)
+        return hs, cs, gates
+
+    @staticmethod
+    def states(x, h0, c0, W_x, b, W_h):
+        """h_all, c_all (T+1, B, H), tanh c_t and the activated gates, from torch's fused kernel."""
+        T, B, _ = x.shape
         H = W_h.shape[0]
         weights = (W_x.t().contiguous(), W_h.t().contiguous(), b, torch.zeros_like(b))  # torch.nn.LSTM's layout
         with warnings.catch_warnings():
@@ -169,20 +188,26 @@ class LSTMRecurrence(torch.autograd.Function):
         for ic_t, f_t, c_t in zip((i * cc).unbind(0), f.unbind(0), c_all[1:].unbind(0)):
             torch.addcmul(ic_t, f_t, c, out=c_t)            # c_t = f ⊙ c_{t-1} + i ⊙ c̃
             c = c_t
-        tanh_c = torch.tanh(c_all[1:])
-        ctx.save_for_backward(x, h_all, c_all, tanh_c, gates, W_x, W_h)
-        ctx.sink = sink
-        cs = c_all[1:]
-        ctx.mark_non_differentiable(cs, gates)
-        ctx.set_materialize_grads(False)
-        return hs, cs, gates
+        return h_all, c_all, torch.tanh(c_all[1:]), gates
 
     @staticmethod
     def backward(ctx, grad_hs, _grad_cs, _grad_gates):
         x, h_all, c_all, tanh_c, gates, W_x, W_h = ctx.saved_tensors
-        hs = h_all[1:]
-        grad_hs = materialise(grad_hs, hs)
-        T, B, H = hs.shape
+        grad_hs = materialise(grad_hs, h_all[1:])
+        if ctx.ops is not None:
+            d, da, dh0, dc0 = ctx.ops.lstm_backward(grad_hs, gates, c_all, tanh_c, W_h)
+        else:
+            d, da, dh0, dc0 = LSTMRecurrence.bptt(grad_hs, gates, c_all, tanh_c, W_h)
+        ctx.sink.hidden_grad = d
+        T, B, H4 = da.shape
+        da2 = da.view(T * B, H4)
+        return (da2.mm(W_x.t()).view_as(x), dh0, dc0, outer_sum(x, da), da2.sum(0),
+                outer_sum(h_all[:-1], da), None)
+
+    @staticmethod
+    def bptt(grad_hs, gates, c_all, tanh_c, W_h):
+        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂a_t (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0."""
+        T, B, H = grad_hs.shape
         i, f, cc, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
         # ∂L/∂a = ∂L/∂c_t ⊙ k for the i, f, c̃ columns and ∂L/∂h_t ⊙ k for the o column.
         k = torch.empty_like(gates)
@@ -193,11 +218,11 @@ class LSTMRecurrence(torch.autograd.Function):
         k[..., 3 * H:].mul_(tanh_c)
         k_c = torch.addcmul(o, o, tanh_c * tanh_c, value=-1)              # ∂c_t/∂h_t path: o ⊙ (1 − tanh² c)
         W_t = W_h.t()
-        d = torch.empty_like(hs)
+        d = torch.empty_like(grad_hs)
         da = torch.empty_like(gates)
-        dc = hs.new_empty(B, H)
+        dc = grad_hs.new_empty(B, H)
         dc_carry = torch.zeros_like(dc)     # ∂L/∂c_t through c_{t+1}: dc_{t+1} ⊙ f_{t+1}
-        dh0 = hs.new_empty(B, H)
+        dh0 = grad_hs.new_empty(B, H)
         d[-1] = grad_hs[-1]
         dc_wide = dc.unsqueeze(1)
         D, G, DA, DA4, DA_o, K4, K_o, K_c, Fg = (t.unbind(0) for t in (
@@ -211,7 +236,4 @@ class LSTMRecurrence(torch.autograd.Function):
                 torch.addmm(G[t - 1], DA[t], W_t, out=D[t - 1])
             else:
                 torch.mm(DA[0], W_t, out=dh0)
-        ctx.sink.hidden_grad = d
-        da2 = da.view(T * B, 4 * H)
-        return (da2.mm(W_x.t()).view_as(x), dh0, dc_carry, outer_sum(x, da), da2.sum(0),
-                outer_sum(h_all[:-1], da), None)
+        return d, da, dh0, dc_carry
