@@ -55,6 +55,17 @@ def ops_for(tensor):
     return _ops
 
 
+def missing_toolchain():
+    """Why nothing can be compiled here (no compiler, no ninja), or None."""
+    from torch.utils import cpp_extension
+    compiler = os.environ.get("CXX", "c++")
+    if not shutil.which(compiler):
+        return f"no C++ compiler ({compiler}) on PATH"
+    if not cpp_extension.is_ninja_available():
+        return "ninja is not installed"
+    return None
+
+
 def cpu_flags():
     """Compiler flags for the widest vector unit torch itself uses on this CPU."""
     capability = torch.backends.cpu.get_cpu_capability()
@@ -75,11 +86,8 @@ def _build():
     built = (cache / f"{name}.so").exists()
     try:
         from torch.utils import cpp_extension
-        compiler = os.environ.get("CXX", "c++")
-        if not built and not shutil.which(compiler):
-            raise RuntimeError(f"no C++ compiler ({compiler}) on PATH")
-        if not built and not cpp_extension.is_ninja_available():
-            raise RuntimeError("ninja is not installed")
+        if not built and missing_toolchain():
+            raise RuntimeError(missing_toolchain())
         cache.mkdir(parents=True, exist_ok=True)
         if not built:
             print(f"dynamics: compiling the recurrence loops once into {cache} (about a minute) ...",

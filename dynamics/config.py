@@ -50,6 +50,7 @@ class Config:
     seed: int = 52
     device: str = "cpu"
     threads: int = 1                  # CPU threads; these small recurrences gain nothing from more
+    backend: str = "auto"             # CPU loops: auto compiled python (see dynamics/compiled.py)
     dtype: str = "float32"
     diagnostics: bool = True          # per-check g_t, histograms, saturation, ρ
     sample_chars: int = 200           # text: characters sampled per prompt at each check
@@ -152,6 +153,7 @@ def load(preset=None, overrides=None):
 
 def validate(c):
     import tasks
+    from .compiled import BACKENDS
     from .init import INITS
     from .recurrence import ACTIVATIONS
 
@@ -172,6 +174,7 @@ def validate(c):
     choice("clip", CLIPS)
     choice("dtype", DTYPES)
     choice("batching", BATCHING)
+    choice("backend", BACKENDS)
     positive("n_hidden", "n_layers", "batch_size", "eval_batch_size", "chunk_batch_size", "check_freq",
              "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars", "threads")
     for key in ("alpha", "weight_decay", "momentum", "embedding"):

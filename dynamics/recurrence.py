@@ -45,6 +45,15 @@ class RNNRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp, h0, W_hh, activation, sink):
+        ops = compiled.ops_for(xp)
+        states = ops.rnn_forward(xp, h0, W_hh, activation) if ops else RNNRecurrence.states(xp, h0, W_hh, activation)
+        ctx.save_for_backward(states, W_hh)
+        ctx.activation, ctx.sink, ctx.ops = activation, sink, ops
+        ctx.set_materialize_grads(False)
+        return states[1:]
+
+    @staticmethod
+    def states(xp, h0, W_hh, activation):
         phi, _ = ACTIVATIONS[activation]
         states = with_initial(h0, xp.shape[0])
         h = h0
@@ -53,20 +62,25 @@ class RNNRecurrence(torch.autograd.Function):
             if phi is not None:
                 phi(h_t)
             h = h_t
-        ctx.save_for_backward(states, W_hh)
-        ctx.activation, ctx.sink = activation, sink
-        ctx.set_materialize_grads(False)
-        return states[1:]
+        return states
 
     @staticmethod
     def backward(ctx, grad_hs):
         states, W_hh = ctx.saved_tensors
+        grad_hs = materialise(grad_hs, states[1:])
+        bptt = ctx.ops.rnn_backward if ctx.ops else RNNRecurrence.bptt
+        d, u = bptt(grad_hs, states, W_hh, ctx.activation)
+        ctx.sink.hidden_grad = d
+        return u, u[0] @ W_hh.t(), outer_sum(states[:-1], u), None, None
+
+    @staticmethod
+    def bptt(grad_hs, states, W_hh, activation):
+        """d_t = ∂L/∂h_t (T, B, H) and u_t = ∂L/∂a_t = d_t ⊙ φ'(a_t)."""
         hs = states[1:]
-        grad_hs = materialise(grad_hs, hs)
-        _, dphi = ACTIVATIONS[ctx.activation]
+        _, dphi = ACTIVATIONS[activation]
         W_t = W_hh.t()
         d = torch.empty_like(hs)                      # d_t = ∂L/∂h_t, total
-        u = d if dphi is None else torch.empty_like(hs)  # u_t = ∂L/∂a_t = d_t ⊙ φ'(a_t)
+        u = d if dphi is None else torch.empty_like(hs)
         slope = None if dphi is None else dphi(hs)
         d[-1] = grad_hs[-1]
         D, U, G = d.unbind(0), u.unbind(0), grad_hs.unbind(0)
@@ -76,8 +90,7 @@ class RNNRecurrence(torch.autograd.Function):
                 torch.mul(D[t], S[t], out=U[t])
             if t > 0:  # d_{t-1} = g_{t-1} + u_t W_hhᵀ
                 torch.addmm(G[t - 1], U[t], W_t, out=D[t - 1])
-        ctx.sink.hidden_grad = d
-        return u, u[0] @ W_t, outer_sum(states[:-1], u), None, None
+        return d, u
 
 
 class GRURecurrence(torch.autograd.Function):
@@ -86,36 +99,51 @@ class GRURecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp, h0, W_hzr, W_hh, sink):
+        ops = compiled.ops_for(xp)
+        zr, rh, cand, states = (ops.gru_forward if ops else GRURecurrence.states)(xp, h0, W_hzr, W_hh)
+        ctx.save_for_backward(states, zr, rh, cand, W_hzr, W_hh)
+        ctx.sink, ctx.ops = sink, ops
+        ctx.mark_non_differentiable(zr)
+        ctx.set_materialize_grads(False)
+        return states[1:], zr
+
+    @staticmethod
+    def states(xp, h0, W_hzr, W_hh):
+        """zr = [z | r], r ⊙ h_{t-1}, h̃ (T, B, ·) and the states (T+1, B, H)."""
         T, B, H3 = xp.shape
         H = H3 // 3
-        zr = xp.new_empty(T, B, 2 * H)   # [z | r]
-        rh = xp.new_empty(T, B, H)       # r ⊙ h_{t-1}
-        cand = xp.new_empty(T, B, H)     # h̃
+        zr = xp.new_empty(T, B, 2 * H)
+        rh = xp.new_empty(T, B, H)
+        cand = xp.new_empty(T, B, H)
         states = with_initial(h0, T)
-        hs = states[1:]
         h = h0
         steps = zip(xp[..., :2 * H].unbind(0), xp[..., 2 * H:].unbind(0), zr.unbind(0), zr[..., :H].unbind(0),
-                    zr[..., H:].unbind(0), rh.unbind(0), cand.unbind(0), hs.unbind(0))
+                    zr[..., H:].unbind(0), rh.unbind(0), cand.unbind(0), states[1:].unbind(0))
         for xp_zr, xp_h, zr_t, z, r, rh_t, cand_t, h_t in steps:
             torch.addmm(xp_zr, h, W_hzr, out=zr_t).sigmoid_()
             torch.mul(r, h, out=rh_t)
             torch.addmm(xp_h, rh_t, W_hh, out=cand_t).tanh_()
             torch.lerp(h, cand_t, z, out=h_t)  # h + z ⊙ (h̃ − h)
             h = h_t
-        ctx.save_for_backward(states, zr, rh, cand, W_hzr, W_hh)
-        ctx.sink = sink
-        ctx.mark_non_differentiable(zr)
-        ctx.set_materialize_grads(False)
-        return hs, zr
+        return zr, rh, cand, states
 
     @staticmethod
     def backward(ctx, grad_hs, _grad_zr):
         states, zr, rh, cand, W_hzr, W_hh = ctx.saved_tensors
+        grad_hs = materialise(grad_hs, states[1:])
+        bptt = ctx.ops.gru_backward if ctx.ops else GRURecurrence.bptt
+        d, da_zr, da_cand, dh0 = bptt(grad_hs, states, zr, cand, W_hzr, W_hh)
+        ctx.sink.hidden_grad = d
+        dxp = torch.cat([da_zr, da_cand], dim=2)
+        return dxp, dh0, outer_sum(states[:-1], da_zr), outer_sum(rh, da_cand), None
+
+    @staticmethod
+    def bptt(grad_hs, states, zr, cand, W_hzr, W_hh):
+        """d_t = ∂L/∂h_t, ∂L/∂a for [z r] and h̃ (a the pre-activations), and ∂L/∂h_0."""
         hs, hp = states[1:], states[:-1]
-        grad_hs = materialise(grad_hs, hs)
         T, B, H = hs.shape
         z, r = zr[..., :H], zr[..., H:]
-        # Step-independent factors: ∂L/∂a = d_t ⊙ (these), a the pre-activations.
+        # Step-independent factors: ∂L/∂a = d_t ⊙ (these).
         k_cand = z * (1 - cand * cand)          # through h̃
         k_z = (cand - hp) * z * (1 - z)         # through z
         k_r = hp * r * (1 - r)                  # through r, times ∂L/∂(r ⊙ h)
@@ -137,9 +165,7 @@ class GRURecurrence(torch.autograd.Function):
             # d_{t-1} = g_{t-1} + d_t ⊙ (1 − z) + ∂(r⊙h) ⊙ r + [da_z da_r] [W_hz W_hr]ᵀ
             out = torch.addcmul(G[t - 1], D[t], Keep[t], out=D[t - 1]) if t > 0 else torch.mul(D[0], Keep[0], out=dh0)
             out.addcmul_(d_rh, R[t]).addmm_(DA_zr[t], Wzr_t)
-        ctx.sink.hidden_grad = d
-        dxp = torch.cat([da_zr, da_cand], dim=2)
-        return dxp, dh0, outer_sum(hp, da_zr), outer_sum(rh, da_cand), None
+        return d, da_zr, da_cand, dh0
 
 
 class LSTMRecurrence(torch.autograd.Function):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import probes
+from . import compiled, probes
 from .config import task_options
 from .errors import InputError
 from .model import build_model
@@ -101,6 +101,7 @@ class Run:
         self.device = resolve_device(c.device)
         self.dtype = getattr(torch, c.dtype)
         torch.set_num_threads(c.threads)
+        compiled.use(c.backend)
         torch.manual_seed(c.seed)
         self.source = make_source(c, self.device, self.dtype)
         self.model = build_model(
@@ -299,7 +300,7 @@ def check_same_config(path, config):
     with read_only(path) as f:
         recorded = json.loads(f.attrs["config"])
     now = json.loads(config.to_json())
-    changed = [k for k in now if k not in ("max_iters", "device", "threads") and recorded.get(k) != now[k]]
+    changed = [k for k in now if k not in ("max_iters", "device", "threads", "backend") and recorded.get(k) != now[k]]
     if changed:
         k = changed[0]
         raise InputError(f"--resume: {k}={now[k]!r} differs from the run file's {k}={recorded.get(k)!r}")

@@ -8,7 +8,7 @@ from golden_steps import CELLS, GOLDEN, gradient_norms
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_golden_gradient_norms(cell):
+def test_golden_gradient_norms(cell, backend):
     golden = json.loads((GOLDEN / f"{cell}.json").read_text())
     assert golden["torch"].split("+")[0] == torch.__version__.split("+")[0], "golden values of another torch version"
     norms = gradient_norms(cell)
