@@ -17,26 +17,54 @@ using at::vec::Vectorized;
 
 namespace {
 
+// e^x, σ and tanh. For float64 these are ATen's (SLEEF, within 1 ulp). For float32 SLEEF's exp and
+// tanh, out-of-line calls, cost more than the rest of an LSTM step; the inline versions below keep
+// the relative error below 2⁻²² (measured over ±100: exp 0.7, tanh 1.6, σ 1.3 × 2⁻²³, against
+// 0.5, 0.5, 1.2 × 2⁻²³ for torch's), well inside the rounding of the step's matmul.
 template <typename T>
-inline Vectorized<T> sigmoid(const Vectorized<T>& a) {
-  const Vectorized<T> one(T(1));
-  return one / (one + a.neg().exp());
+inline Vectorized<T> exp(const Vectorized<T>& x) {
+  return x.exp();
 }
 
-// tanh: ATen's (SLEEF, within 1 ulp) for float64. For float32 that one costs more than the rest of
-// an LSTM step, so here: |x| < 0.5 the Taylor series through x^15 (truncation below 1e-8 relative),
-// else ±(1 − 2 / (1 + e^{2|x|})) (no cancellation, |tanh| > 0.46); within 2 ulp of the exact value.
 template <typename T>
 inline Vectorized<T> tanh(const Vectorized<T>& x) {
   return x.tanh();
 }
 
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+// 2^n for whole-numbered n in [-126, 127], by writing the exponent bits.
+inline Vectorized<float> pow2(const Vectorized<float>& n) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+#else
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+#endif
+}
+
+// e^x = 2^n e^r with n = round(x / ln 2) and r = x − n ln 2 (ln 2 in two parts, so r is exact to
+// float rounding), |r| ≤ ln 2 / 2, e^r by its Taylor series through r^7 (truncation < 1e-8).
+// x is clamped to [−86, 89]: above, the result overflows to inf as it should; below, it stays at
+// e^−86 ≈ 4e−38 instead of going to 0, which only ever meets "1 +" here. NaN stays NaN.
+template <>
+inline Vectorized<float> exp(const Vectorized<float>& x) {
+  using V = Vectorized<float>;
+  auto xc = at::vec::minimum(at::vec::maximum(x, V(-86.f)), V(89.f));
+  auto n = (xc * V(1.44269504088896341f)).round();
+  auto r = at::vec::fmadd(n, V(-0.693359375f), xc);
+  r = at::vec::fmadd(n, V(2.12194440e-4f), r);
+  auto p = V(1.f / 5040.f);
+  for (float c : {1.f / 720.f, 1.f / 120.f, 1.f / 24.f, 1.f / 6.f, 0.5f, 1.f, 1.f}) p = at::vec::fmadd(p, r, V(c));
+  return p * pow2(n - V(1.f)) * V(2.f);   // 2^(n−1)·2: n = 128 still gives a finite 2^127 first
+}
+
+// |x| < 0.5: the Taylor series through x^15 (truncation < 1e-8 relative); else
+// ±(1 − 2 / (1 + e^{2|x|})), without cancellation since |tanh x| > 0.46 there.
 template <>
 inline Vectorized<float> tanh(const Vectorized<float>& x) {
   using V = Vectorized<float>;
   const V one(1.f), two(2.f), zero(0.f), half(0.5f);
   auto ax = x.abs();
-  auto far = one - two / (one + (ax + ax).exp());
+  auto far = one - two / (one + exp(ax + ax));
   far = V::blendv(far, far.neg(), x < zero);
   auto x2 = x * x;
   auto p = V(-929569.f / 638512875.f);
@@ -44,6 +72,13 @@ inline Vectorized<float> tanh(const Vectorized<float>& x) {
     p = at::vec::fmadd(p, x2, V(c));
   auto near = at::vec::fmadd(x * x2, p, x);
   return V::blendv(far, near, ax < half);
+}
+#endif
+
+template <typename T>
+inline Vectorized<T> sigmoid(const Vectorized<T>& a) {
+  const Vectorized<T> one(T(1));
+  return one / (one + exp(a.neg()));
 }
 
 // Calls body(j, n) for the vector-wide chunks [j, j + n) of 0..len; loads and stores take n.
