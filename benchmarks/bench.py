@@ -15,6 +15,7 @@ from torch import nn
 
 import dynamics
 import tasks
+from dynamics import probes
 
 SHAPES = [(20, 50, 150), (1000, 50, 150), (64, 256, 128)]  # (B, H, T)
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -115,6 +116,45 @@ def bench_lm(device, repeats, vocab=65, H=256, layers=2, B=32, T=100):
     return {k: B * T / statistics.median(v) for k, v in times.items()}
 
 
+def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20):
+    """Milliseconds per SGD step of one model with the probes on against off, in alternating blocks
+    of `check_freq` updates. On: what training records, i.e. per update the gradient norms and the
+    clipping and non-finite checks, and per block one check's g_t and histograms of every layer,
+    moved to the host. Off: forward, loss, backward (∂L/∂h_t falls out of BPTT either way), update."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, N_IN, device=device)
+    y = torch.randint(N_OUT, (B,), device=device)
+    model = dynamics.build_model(cell, N_IN, H, N_OUT, "last_softmax", seed=0, device=device)
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=0.01)
+    edges = probes.hist_edges(model)
+
+    def block(on):
+        pending = []
+        for _ in range(check_freq):
+            opt.zero_grad(set_to_none=False)
+            out = model(x)
+            loss = nn.functional.cross_entropy(out.logits, y)
+            loss.backward()
+            if on:
+                norm, after, clipped, bad = probes.clip_gradients(params, None, 1.0, "none")
+                pending.append(torch.stack([loss.detach(), norm, after, clipped.to(norm.dtype), bad.to(norm.dtype)]))
+            opt.step()
+        if on:
+            torch.stack(pending).cpu()
+            for (hidden, gates), layer in zip(model.layer_outputs, model.layers):
+                d = probes.layer_diagnostics(hidden.detach(), layer.hidden_grad,
+                                             {k: v.detach() for k, v in gates.items()}, layer.activation, edges)
+                d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
+
+    block(True), block(False)  # warm-up
+    times = {True: [], False: []}
+    for _ in range(max(3, repeats // 3)):
+        for on in (True, False):
+            times[on].append(timed(lambda: block(on), device) / check_freq)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
 def bench_tasks(repeats, B=1000, T=200):
     """Milliseconds to generate one batch of each synthetic task (numpy, on the CPU)."""
     out = {}
@@ -157,6 +197,11 @@ def main():
         rows.append((device, "lm-lstm", 32, 256, 100, 1e3 * 3200 / lm["ours"], 1e3 * 3200 / lm["torch"], ratio))
         print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100: ours {lm['ours']:,.0f} chars/s, "
               f"torch.nn {lm['torch']:,.0f} chars/s ({ratio:.2f}x the time)", flush=True)
+        pr = bench_probes(device, args.repeats)
+        overhead = pr[True] / pr[False] - 1
+        rows.append((device, "probes-lstm", 20, 50, 150, pr[True], pr[False], pr[True] / pr[False]))
+        print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150, a check every 20 updates: probes on "
+              f"{pr[True]:.2f} ms/step, off {pr[False]:.2f} ms/step ({100 * overhead:+.1f}%)", flush=True)
     gen = bench_tasks(args.repeats)
     print("task batch (B=1000, T=200) generation ms: " + ", ".join(f"{k} {v:.1f}" for k, v in gen.items()))
     with open(args.csv, "w") as f:
