@@ -90,7 +90,7 @@ def _build():
             raise RuntimeError(missing_toolchain())
         cache.mkdir(parents=True, exist_ok=True)
         if not built:
-            print(f"dynamics: compiling the recurrence loops once into {cache} (about a minute) ...",
+            print(f"dynamics: compiling the recurrence loops once into {cache} (up to a minute) ...",
                   file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         cpp_extension.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(cache),

@@ -8,6 +8,10 @@ nothing because BPTT computes it anyway. Weight gradients are one matmul over al
 the loop. Everything the backward needs per step that does not depend on d_t (activation
 derivatives, gate products) is computed for all steps at once before the loop, so the loop is a
 handful of in-place ops on preallocated buffers.
+
+On the CPU the same loops run compiled (dynamics/csrc/recurrence.cpp, through dynamics.compiled):
+each Function asks `compiled.ops_for` and takes the C++ forward and backward when it gets them,
+the Python `states` and `bptt` below otherwise. The steps around the loops are shared.
 """
 import warnings
 
@@ -172,9 +176,10 @@ class LSTMRecurrence(torch.autograd.Function):
     """[i f o] = σ(·), c̃ = tanh(·) of a_t = x_t W_x + h_{t-1} W_h + b (columns i, f, c, o);
     c_t = f ⊙ c_{t-1} + i ⊙ c̃;  h_t = o ⊙ tanh(c_t).
 
-    The states h_t come from torch's fused LSTM kernel (oneDNN on the CPU, cuDNN on CUDA), whose
-    gate order (i, f, g, o) is ours: a Python loop of seven ops per step cost 2.5x its time. With
-    every h_{t-1} known, the gates of all steps are one matmul, and c_t a one-op-per-step loop."""
+    Compiled, the forward is our own loop. Otherwise the states h_t come from torch's fused LSTM
+    kernel (cuDNN on CUDA, oneDNN on a CPU without a compiler), whose gate order (i, f, g, o) is
+    ours: a Python loop of seven ops per step cost 2.5x its time. With every h_{t-1} known, the
+    gates of all steps are one matmul, and c_t a one-op-per-step loop."""
 
     @staticmethod
     def forward(ctx, x, h0, c0, W_x, b, W_h, sink):
