@@ -1,8 +1,10 @@
 """One SGD step (forward, loss, backward with ∂L/∂h_t, update) of our cells against torch.nn.
 
-Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
+Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH] [--clock wall|cpu]
 Both sides run interleaved in one process, so the ratio is measured under the same load.
-CPU threads default to 1, as in training (config key `threads`).
+CPU threads default to 1, as in training (config key `threads`). On a machine shared with other
+work, `--clock cpu` times the CPU steps by this process's CPU time, which leaves out the time the
+process waits for a core (with one thread it equals the wall time of an idle machine).
 """
 import argparse
 import platform
@@ -47,14 +49,19 @@ def step_fn(model, x, y, ours):
     return step
 
 
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCK["wall"]
+
+
 def timed(step, device):
+    now = clock if device == "cpu" else time.perf_counter
     if device == "cuda":
         torch.cuda.synchronize()
-    t = time.perf_counter()
+    t = now()
     step()
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t
+    return now() - t
 
 
 def bench(cell, B, H, T, device, repeats):
@@ -176,12 +183,15 @@ def main():
     p.add_argument("--csv", default="benchmarks/results.csv")
     p.add_argument("--cells", default="rnn,gru,lstm")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clock", default="wall", choices=list(CLOCK), help="cpu: CPU time of the process (CPU steps)")
     args = p.parse_args()
+    global clock
+    clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps")
+          f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps, {args.clock} clock")
     print(f"{'device':6} {'cell':5} {'B':>5} {'H':>4} {'T':>4} {'ours ms':>9} {'torch.nn ms':>12} {'ratio':>6}")
     rows = []
     for device in devices:

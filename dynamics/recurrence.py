@@ -232,8 +232,8 @@ class LSTMRecurrence(torch.autograd.Function):
         ctx.sink.hidden_grad = d
         T, B, H4 = da.shape
         da2 = da.view(T * B, H4)
-        return (da2.mm(W_x.t()).view_as(x), dh0, dc0, outer_sum(x, da), da2.sum(0),
-                outer_sum(h_all[:-1], da), None)
+        dx = da2.mm(W_x.t()).view_as(x) if ctx.needs_input_grad[0] else None   # data needs none
+        return dx, dh0, dc0, outer_sum(x, da), da2.sum(0), outer_sum(h_all[:-1], da), None
 
     @staticmethod
     def bptt(grad_hs, gates, c_all, tanh_c, W_h):
