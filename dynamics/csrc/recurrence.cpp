@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <vector>
 
 using at::Tensor;
 using at::vec::Vectorized;
@@ -368,24 +369,22 @@ Tensor histogram(Tensor values, Tensor edges) {
   NO_AUTOGRAD;
   values = values.contiguous(), edges = edges.to(values.scalar_type()).contiguous();
   const int64_t n = edges.numel() - 1, N = values.numel();
-  auto counts = at::zeros({n}, values.options().dtype(at::kLong));
-  int64_t* c = counts.data_ptr<int64_t>();
+  // four interleaved count arrays: runs of values in one bin do not wait on each other's increment
+  std::vector<int64_t> counts4(4 * n, 0);
   AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "histogram", [&] {
     const scalar_t *v = values.data_ptr<scalar_t>(), *e = edges.data_ptr<scalar_t>();
     const double scale = n / (double(e[n]) - double(e[0]));
     for (int64_t i = 0; i < N; ++i) {
-      const scalar_t x = v[i];
-      int64_t k = n - 1;
-      if (x <= e[0]) {
-        k = 0;
-      } else if (x < e[n]) {   // false for NaN
-        k = std::min<int64_t>(n - 1, static_cast<int64_t>((double(x) - double(e[0])) * scale));
-        if (k < n - 1 && x >= e[k + 1]) ++k;
-        else if (x < e[k]) --k;
-      }
-      ++c[k];
+      const scalar_t x = v[i] <= e[0] ? e[0] : (v[i] < e[n] ? v[i] : e[n]);   // NaN: the top edge
+      int64_t k = std::min<int64_t>(n - 1, static_cast<int64_t>((double(x) - double(e[0])) * scale));
+      k += (k < n - 1 && x >= e[k + 1]);
+      k -= (x < e[k]);
+      ++counts4[(i & 3) * n + k];
     }
   });
+  auto counts = at::empty({n}, values.options().dtype(at::kLong));
+  int64_t* c = counts.data_ptr<int64_t>();
+  for (int64_t k = 0; k < n; ++k) c[k] = counts4[k] + counts4[n + k] + counts4[2 * n + k] + counts4[3 * n + k];
   return counts;
 }
 
