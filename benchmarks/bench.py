@@ -1,8 +1,10 @@
 """One SGD step (forward, loss, backward with ∂L/∂h_t, update) of our cells against torch.nn.
 
-Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
+Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH] [--clock wall|cpu]
 Both sides run interleaved in one process, so the ratio is measured under the same load.
-CPU threads default to 1, as in training (config key `threads`).
+CPU threads default to 1, as in training (config key `threads`). On a machine shared with other
+work, `--clock cpu` times the CPU steps by this process's CPU time, which leaves out the time the
+process waits for a core (with one thread it equals the wall time of an idle machine).
 It ends with the start-up time of `dynamics --help` and `dynamics info` (alone: --startup).
 """
 import argparse
@@ -20,6 +22,7 @@ from torch import nn
 
 import dynamics
 import tasks
+from dynamics import probes
 
 SHAPES = [(20, 50, 150), (1000, 50, 150), (64, 256, 128)]  # (B, H, T)
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -51,14 +54,19 @@ def step_fn(model, x, y, ours):
     return step
 
 
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCK["wall"]
+
+
 def timed(step, device):
+    now = clock if device == "cpu" else time.perf_counter
     if device == "cuda":
         torch.cuda.synchronize()
-    t = time.perf_counter()
+    t = now()
     step()
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - t
+    return now() - t
 
 
 def bench(cell, B, H, T, device, repeats):
@@ -120,6 +128,45 @@ def bench_lm(device, repeats, vocab=65, H=256, layers=2, B=32, T=100):
     return {k: B * T / statistics.median(v) for k, v in times.items()}
 
 
+def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20):
+    """Milliseconds per SGD step of one model with the probes on against off, in alternating blocks
+    of `check_freq` updates. On: what training records, i.e. per update the gradient norms and the
+    clipping and non-finite checks, and per block one check's g_t and histograms of every layer,
+    moved to the host. Off: forward, loss, backward (∂L/∂h_t falls out of BPTT either way), update."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, N_IN, device=device)
+    y = torch.randint(N_OUT, (B,), device=device)
+    model = dynamics.build_model(cell, N_IN, H, N_OUT, "last_softmax", seed=0, device=device)
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=0.01)
+    edges = probes.hist_edges(model)
+
+    def block(on):
+        pending = []
+        for _ in range(check_freq):
+            opt.zero_grad(set_to_none=False)
+            out = model(x)
+            loss = nn.functional.cross_entropy(out.logits, y)
+            loss.backward()
+            if on:
+                norm, after, clipped, bad = probes.clip_gradients(params, None, 1.0, "none")
+                pending.append(torch.stack([loss.detach(), norm, after, clipped.to(norm.dtype), bad.to(norm.dtype)]))
+            opt.step()
+        if on:
+            torch.stack(pending).cpu()
+            for (hidden, gates), layer in zip(model.layer_outputs, model.layers):
+                d = probes.layer_diagnostics(hidden.detach(), layer.hidden_grad,
+                                             {k: v.detach() for k, v in gates.items()}, layer.activation, edges)
+                d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
+
+    block(True), block(False)  # warm-up
+    times = {True: [], False: []}
+    for _ in range(max(3, repeats // 3)):
+        for on in (True, False):
+            times[on].append(timed(lambda: block(on), device) / check_freq)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
 def bench_tasks(repeats, B=1000, T=200):
     """Milliseconds to generate one batch of each synthetic task (numpy, on the CPU)."""
     out = {}
@@ -166,14 +213,17 @@ def main():
     p.add_argument("--cells", default="rnn,gru,lstm")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--startup", action="store_true", help="only the start-up times of the commands")
+    p.add_argument("--clock", default="wall", choices=list(CLOCK), help="cpu: CPU time of the process (CPU steps)")
     args = p.parse_args()
     if args.startup:
         return print_startup(args.repeats)
+    global clock
+    clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps")
+          f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps, {args.clock} clock")
     print(f"{'device':6} {'cell':5} {'B':>5} {'H':>4} {'T':>4} {'ours ms':>9} {'torch.nn ms':>12} {'ratio':>6}")
     rows = []
     for device in devices:
@@ -189,6 +239,11 @@ def main():
         rows.append((device, "lm-lstm", 32, 256, 100, 1e3 * 3200 / lm["ours"], 1e3 * 3200 / lm["torch"], ratio))
         print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100: ours {lm['ours']:,.0f} chars/s, "
               f"torch.nn {lm['torch']:,.0f} chars/s ({ratio:.2f}x the time)", flush=True)
+        pr = bench_probes(device, args.repeats)
+        overhead = pr[True] / pr[False] - 1
+        rows.append((device, "probes-lstm", 20, 50, 150, pr[True], pr[False], pr[True] / pr[False]))
+        print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150, a check every 20 updates: probes on "
+              f"{pr[True]:.2f} ms/step, off {pr[False]:.2f} ms/step ({100 * overhead:+.1f}%)", flush=True)
     gen = bench_tasks(args.repeats)
     print("task batch (B=1000, T=200) generation ms: " + ", ".join(f"{k} {v:.1f}" for k, v in gen.items()))
     with open(args.csv, "w") as f:

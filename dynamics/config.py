@@ -64,6 +64,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 CLIPS = ("none", "rescale")
 DTYPES = ("float32", "float64")
 BATCHING = ("stream", "random")
+BACKENDS = ("auto", "compiled", "python")
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ class Config:
     device: str = key("cpu", "model", "cpu, cuda or cuda:N")
     threads: int = key(1, "model", "CPU threads; these small recurrences gain nothing from more", COUNT)
     dtype: str = key("float32", "model", "floating-point type of weights and activations", choices=DTYPES)
+    backend: str = key("auto", "model", "CPU loops of the recurrences: compiled C++ (built on first use), "
+                       "python, or auto (compiled where it builds; DYNAMICS_BACKEND may force either)",
+                       choices=BACKENDS)
     diagnostics: bool = key(True, "evaluation and diagnostics", "record g_t, histograms and saturation at "
                             "each check")
     sample_chars: int = key(200, "evaluation and diagnostics", "text: characters sampled per prompt at each "

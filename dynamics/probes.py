@@ -8,6 +8,8 @@ and gates (0 means saturated).
 import numpy as np
 import torch
 
+from . import compiled
+
 LOG10_EDGES = np.arange(-20.0, 10.0 + 1e-9, 0.25)
 TANH_EDGES = np.linspace(0.0, 1.0, 51)
 SIGMOID_EDGES = np.linspace(0.0, 0.5, 51)
@@ -31,10 +33,20 @@ def hist_edges(part):
 
 
 def histogram(values, edges):
-    """Counts of `values` in the bins of `edges`, values outside clamped into the end bins."""
+    """Counts of `values` in the bins of the evenly spaced `edges`, values outside (and NaN) clamped
+    into the end bins. Each value's bin is computed, then moved by one where its own edges say
+    otherwise, so a value on an edge lands where np.histogram puts it (at a tenth of the cost of a
+    binary search per value; on the CPU one compiled pass, see dynamics/compiled.py)."""
     e = torch.as_tensor(edges, dtype=values.dtype, device=values.device)
-    idx = torch.bucketize(values.reshape(-1).clamp(e[0], e[-1]), e[1:-1], right=True)
-    return torch.bincount(idx, minlength=len(edges) - 1)
+    ops = compiled.ops_for(values)
+    if ops is not None:
+        return ops.histogram(values, e)
+    n = len(edges) - 1
+    v = values.reshape(-1).clamp(e[0], e[-1]).nan_to_num_(nan=edges[-1])
+    idx = ((v - e[0]) * (n / (edges[-1] - edges[0]))).long().clamp_(0, n - 1)
+    idx += (v >= e[idx + 1]) & (idx < n - 1)
+    idx -= (v < e[idx]).long()
+    return torch.bincount(idx, minlength=n)
 
 
 def saturation(h, activation):

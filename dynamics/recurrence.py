@@ -8,10 +8,16 @@ nothing because BPTT computes it anyway. Weight gradients are one matmul over al
 the loop. Everything the backward needs per step that does not depend on d_t (activation
 derivatives, gate products) is computed for all steps at once before the loop, so the loop is a
 handful of in-place ops on preallocated buffers.
+
+On the CPU the same loops run compiled (dynamics/csrc/recurrence.cpp, through dynamics.compiled):
+each Function asks `compiled.ops_for` and takes the C++ forward and backward when it gets them,
+the Python `states` and `bptt` below otherwise. The steps around the loops are shared.
 """
 import warnings
 
 import torch
+
+from . import compiled
 
 # φ applied in place, and φ' written in terms of the output h = φ(a).
 ACTIVATIONS = {
@@ -43,6 +49,15 @@ class RNNRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp, h0, W_hh, activation, sink):
+        ops = compiled.ops_for(xp)
+        states = ops.rnn_forward(xp, h0, W_hh, activation) if ops else RNNRecurrence.states(xp, h0, W_hh, activation)
+        ctx.save_for_backward(states, W_hh)
+        ctx.activation, ctx.sink, ctx.ops = activation, sink, ops
+        ctx.set_materialize_grads(False)
+        return states[1:]
+
+    @staticmethod
+    def states(xp, h0, W_hh, activation):
         phi, _ = ACTIVATIONS[activation]
         states = with_initial(h0, xp.shape[0])
         h = h0
@@ -51,20 +66,25 @@ class RNNRecurrence(torch.autograd.Function):
             if phi is not None:
                 phi(h_t)
             h = h_t
-        ctx.save_for_backward(states, W_hh)
-        ctx.activation, ctx.sink = activation, sink
-        ctx.set_materialize_grads(False)
-        return states[1:]
+        return states
 
     @staticmethod
     def backward(ctx, grad_hs):
         states, W_hh = ctx.saved_tensors
+        grad_hs = materialise(grad_hs, states[1:])
+        bptt = ctx.ops.rnn_backward if ctx.ops else RNNRecurrence.bptt
+        d, u = bptt(grad_hs, states, W_hh, ctx.activation)
+        ctx.sink.hidden_grad = d
+        return u, u[0] @ W_hh.t(), outer_sum(states[:-1], u), None, None
+
+    @staticmethod
+    def bptt(grad_hs, states, W_hh, activation):
+        """d_t = ∂L/∂h_t (T, B, H) and u_t = ∂L/∂a_t = d_t ⊙ φ'(a_t)."""
         hs = states[1:]
-        grad_hs = materialise(grad_hs, hs)
-        _, dphi = ACTIVATIONS[ctx.activation]
+        _, dphi = ACTIVATIONS[activation]
         W_t = W_hh.t()
         d = torch.empty_like(hs)                      # d_t = ∂L/∂h_t, total
-        u = d if dphi is None else torch.empty_like(hs)  # u_t = ∂L/∂a_t = d_t ⊙ φ'(a_t)
+        u = d if dphi is None else torch.empty_like(hs)
         slope = None if dphi is None else dphi(hs)
         d[-1] = grad_hs[-1]
         D, U, G = d.unbind(0), u.unbind(0), grad_hs.unbind(0)
@@ -74,8 +94,7 @@ class RNNRecurrence(torch.autograd.Function):
                 torch.mul(D[t], S[t], out=U[t])
             if t > 0:  # d_{t-1} = g_{t-1} + u_t W_hhᵀ
                 torch.addmm(G[t - 1], U[t], W_t, out=D[t - 1])
-        ctx.sink.hidden_grad = d
-        return u, u[0] @ W_t, outer_sum(states[:-1], u), None, None
+        return d, u
 
 
 class GRURecurrence(torch.autograd.Function):
@@ -84,36 +103,51 @@ class GRURecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xp, h0, W_hzr, W_hh, sink):
+        ops = compiled.ops_for(xp)
+        zr, rh, cand, states = (ops.gru_forward if ops else GRURecurrence.states)(xp, h0, W_hzr, W_hh)
+        ctx.save_for_backward(states, zr, rh, cand, W_hzr, W_hh)
+        ctx.sink, ctx.ops = sink, ops
+        ctx.mark_non_differentiable(zr)
+        ctx.set_materialize_grads(False)
+        return states[1:], zr
+
+    @staticmethod
+    def states(xp, h0, W_hzr, W_hh):
+        """zr = [z | r], r ⊙ h_{t-1}, h̃ (T, B, ·) and the states (T+1, B, H)."""
         T, B, H3 = xp.shape
         H = H3 // 3
-        zr = xp.new_empty(T, B, 2 * H)   # [z | r]
-        rh = xp.new_empty(T, B, H)       # r ⊙ h_{t-1}
-        cand = xp.new_empty(T, B, H)     # h̃
+        zr = xp.new_empty(T, B, 2 * H)
+        rh = xp.new_empty(T, B, H)
+        cand = xp.new_empty(T, B, H)
         states = with_initial(h0, T)
-        hs = states[1:]
         h = h0
         steps = zip(xp[..., :2 * H].unbind(0), xp[..., 2 * H:].unbind(0), zr.unbind(0), zr[..., :H].unbind(0),
-                    zr[..., H:].unbind(0), rh.unbind(0), cand.unbind(0), hs.unbind(0))
+                    zr[..., H:].unbind(0), rh.unbind(0), cand.unbind(0), states[1:].unbind(0))
         for xp_zr, xp_h, zr_t, z, r, rh_t, cand_t, h_t in steps:
             torch.addmm(xp_zr, h, W_hzr, out=zr_t).sigmoid_()
             torch.mul(r, h, out=rh_t)
             torch.addmm(xp_h, rh_t, W_hh, out=cand_t).tanh_()
             torch.lerp(h, cand_t, z, out=h_t)  # h + z ⊙ (h̃ − h)
             h = h_t
-        ctx.save_for_backward(states, zr, rh, cand, W_hzr, W_hh)
-        ctx.sink = sink
-        ctx.mark_non_differentiable(zr)
-        ctx.set_materialize_grads(False)
-        return hs, zr
+        return zr, rh, cand, states
 
     @staticmethod
     def backward(ctx, grad_hs, _grad_zr):
         states, zr, rh, cand, W_hzr, W_hh = ctx.saved_tensors
+        grad_hs = materialise(grad_hs, states[1:])
+        bptt = ctx.ops.gru_backward if ctx.ops else GRURecurrence.bptt
+        d, da_zr, da_cand, dh0 = bptt(grad_hs, states, zr, cand, W_hzr, W_hh)
+        ctx.sink.hidden_grad = d
+        dxp = torch.cat([da_zr, da_cand], dim=2)
+        return dxp, dh0, outer_sum(states[:-1], da_zr), outer_sum(rh, da_cand), None
+
+    @staticmethod
+    def bptt(grad_hs, states, zr, cand, W_hzr, W_hh):
+        """d_t = ∂L/∂h_t, ∂L/∂a for [z r] and h̃ (a the pre-activations), and ∂L/∂h_0."""
         hs, hp = states[1:], states[:-1]
-        grad_hs = materialise(grad_hs, hs)
         T, B, H = hs.shape
         z, r = zr[..., :H], zr[..., H:]
-        # Step-independent factors: ∂L/∂a = d_t ⊙ (these), a the pre-activations.
+        # Step-independent factors: ∂L/∂a = d_t ⊙ (these).
         k_cand = z * (1 - cand * cand)          # through h̃
         k_z = (cand - hp) * z * (1 - z)         # through z
         k_r = hp * r * (1 - r)                  # through r, times ∂L/∂(r ⊙ h)
@@ -135,21 +169,37 @@ class GRURecurrence(torch.autograd.Function):
             # d_{t-1} = g_{t-1} + d_t ⊙ (1 − z) + ∂(r⊙h) ⊙ r + [da_z da_r] [W_hz W_hr]ᵀ
             out = torch.addcmul(G[t - 1], D[t], Keep[t], out=D[t - 1]) if t > 0 else torch.mul(D[0], Keep[0], out=dh0)
             out.addcmul_(d_rh, R[t]).addmm_(DA_zr[t], Wzr_t)
-        ctx.sink.hidden_grad = d
-        dxp = torch.cat([da_zr, da_cand], dim=2)
-        return dxp, dh0, outer_sum(hp, da_zr), outer_sum(rh, da_cand), None
+        return d, da_zr, da_cand, dh0
 
 
 class LSTMRecurrence(torch.autograd.Function):
     """[i f o] = σ(·), c̃ = tanh(·) of a_t = x_t W_x + h_{t-1} W_h + b (columns i, f, c, o);
     c_t = f ⊙ c_{t-1} + i ⊙ c̃;  h_t = o ⊙ tanh(c_t).
 
-    The states h_t come from torch's fused LSTM kernel (oneDNN on the CPU, cuDNN on CUDA), whose
-    gate order (i, f, g, o) is ours: a Python loop of seven ops per step cost 2.5x its time. With
-    every h_{t-1} known, the gates of all steps are one matmul, and c_t a one-op-per-step loop."""
+    Compiled, the forward is our own loop. Otherwise the states h_t come from torch's fused LSTM
+    kernel (cuDNN on CUDA, oneDNN on a CPU without a compiler), whose gate order (i, f, g, o) is
+    ours: a Python loop of seven ops per step cost 2.5x its time. With every h_{t-1} known, the
+    gates of all steps are one matmul, and c_t a one-op-per-step loop."""
 
     @staticmethod
     def forward(ctx, x, h0, c0, W_x, b, W_h, sink):
+        T, B, _ = x.shape
+        ops = compiled.ops_for(x)
+        if ops is not None:   # one C++ loop: per step the matmul, then all element-wise work in one pass
+            gates = torch.addmm(b, x.reshape(T * B, -1), W_x).view(T, B, -1)
+            h_all, c_all, tanh_c = ops.lstm_forward(gates, h0, c0, W_h)
+        else:
+            h_all, c_all, tanh_c, gates = LSTMRecurrence.states(x, h0, c0, W_x, b, W_h)
+        ctx.save_for_backward(x, h_all, c_all, tanh_c, gates, W_x, W_h)
+        ctx.sink, ctx.ops = sink, ops
+        hs, cs = h_all[1:], c_all[1:]
+        ctx.mark_non_differentiable(cs, gates)
+        ctx.set_materialize_grads(False)
+        return hs, cs, gates
+
+    @staticmethod
+    def states(x, h0, c0, W_x, b, W_h):
+        """h_all, c_all (T+1, B, H), tanh c_t and the activated gates, from torch's fused kernel."""
         T, B, _ = x.shape
         H = W_h.shape[0]
         weights = (W_x.t().contiguous(), W_h.t().contiguous(), b, torch.zeros_like(b))  # torch.nn.LSTM's layout
@@ -169,20 +219,26 @@ class LSTMRecurrence(torch.autograd.Function):
         for ic_t, f_t, c_t in zip((i * cc).unbind(0), f.unbind(0), c_all[1:].unbind(0)):
             torch.addcmul(ic_t, f_t, c, out=c_t)            # c_t = f ⊙ c_{t-1} + i ⊙ c̃
             c = c_t
-        tanh_c = torch.tanh(c_all[1:])
-        ctx.save_for_backward(x, h_all, c_all, tanh_c, gates, W_x, W_h)
-        ctx.sink = sink
-        cs = c_all[1:]
-        ctx.mark_non_differentiable(cs, gates)
-        ctx.set_materialize_grads(False)
-        return hs, cs, gates
+        return h_all, c_all, torch.tanh(c_all[1:]), gates
 
     @staticmethod
     def backward(ctx, grad_hs, _grad_cs, _grad_gates):
         x, h_all, c_all, tanh_c, gates, W_x, W_h = ctx.saved_tensors
-        hs = h_all[1:]
-        grad_hs = materialise(grad_hs, hs)
-        T, B, H = hs.shape
+        grad_hs = materialise(grad_hs, h_all[1:])
+        if ctx.ops is not None:
+            d, da, dh0, dc0 = ctx.ops.lstm_backward(grad_hs, gates, c_all, tanh_c, W_h)
+        else:
+            d, da, dh0, dc0 = LSTMRecurrence.bptt(grad_hs, gates, c_all, tanh_c, W_h)
+        ctx.sink.hidden_grad = d
+        T, B, H4 = da.shape
+        da2 = da.view(T * B, H4)
+        dx = da2.mm(W_x.t()).view_as(x) if ctx.needs_input_grad[0] else None   # data needs none
+        return dx, dh0, dc0, outer_sum(x, da), da2.sum(0), outer_sum(h_all[:-1], da), None
+
+    @staticmethod
+    def bptt(grad_hs, gates, c_all, tanh_c, W_h):
+        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂a_t (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0."""
+        T, B, H = grad_hs.shape
         i, f, cc, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
         # ∂L/∂a = ∂L/∂c_t ⊙ k for the i, f, c̃ columns and ∂L/∂h_t ⊙ k for the o column.
         k = torch.empty_like(gates)
@@ -193,11 +249,11 @@ class LSTMRecurrence(torch.autograd.Function):
         k[..., 3 * H:].mul_(tanh_c)
         k_c = torch.addcmul(o, o, tanh_c * tanh_c, value=-1)              # ∂c_t/∂h_t path: o ⊙ (1 − tanh² c)
         W_t = W_h.t()
-        d = torch.empty_like(hs)
+        d = torch.empty_like(grad_hs)
         da = torch.empty_like(gates)
-        dc = hs.new_empty(B, H)
+        dc = grad_hs.new_empty(B, H)
         dc_carry = torch.zeros_like(dc)     # ∂L/∂c_t through c_{t+1}: dc_{t+1} ⊙ f_{t+1}
-        dh0 = hs.new_empty(B, H)
+        dh0 = grad_hs.new_empty(B, H)
         d[-1] = grad_hs[-1]
         dc_wide = dc.unsqueeze(1)
         D, G, DA, DA4, DA_o, K4, K_o, K_c, Fg = (t.unbind(0) for t in (
@@ -211,7 +267,4 @@ class LSTMRecurrence(torch.autograd.Function):
                 torch.addmm(G[t - 1], DA[t], W_t, out=D[t - 1])
             else:
                 torch.mm(DA[0], W_t, out=dh0)
-        ctx.sink.hidden_grad = d
-        da2 = da.view(T * B, 4 * H)
-        return (da2.mm(W_x.t()).view_as(x), dh0, dc_carry, outer_sum(x, da), da2.sum(0),
-                outer_sum(h_all[:-1], da), None)
+        return d, da, dh0, dc_carry

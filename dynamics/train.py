@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import probes
+from . import compiled, probes
 from .errors import InputError
 from .model import spectral_radius
 from .runfile import RunFile, exclusive, read_only, save_atomic
@@ -49,6 +49,7 @@ class Run:
         self.device = resolve_device(c.device)
         self.dtype = getattr(torch, c.dtype)
         torch.set_num_threads(c.threads)
+        compiled.use(c.backend)
         torch.manual_seed(c.seed)
         self.source = make_source(c, self.device, self.dtype)
         self.model = self.source.build_model()
@@ -306,7 +307,7 @@ def check_same_config(path, config):
     now = json.loads(config.to_json())
     defaults = json.loads(type(config)().to_json())   # keys newer than the file ran at their default
     recorded = {**defaults, **recorded}
-    changed = [k for k in now if k not in ("max_iters", "device", "threads") and recorded.get(k) != now[k]]
+    changed = [k for k in now if k not in ("max_iters", "device", "threads", "backend") and recorded.get(k) != now[k]]
     if changed:
         k = changed[0]
         raise InputError(f"--resume: {k}={now[k]!r} differs from the run file's {k}={recorded.get(k)!r}")

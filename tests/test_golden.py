@@ -15,7 +15,7 @@ TOLERANCE = 1e-10
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_golden_gradient_norms(cell):
+def test_golden_gradient_norms(cell, backend):
     golden = json.loads((GOLDEN / f"{cell}.json").read_text())
     assert golden["dtype"] == "float64"
     norms = gradient_norms(cell)

@@ -1,5 +1,5 @@
 """The hand-written BPTT against independent computations: naive step-by-step autograd,
-gradcheck, torch.nn.RNN/LSTM, and closed forms."""
+gradcheck, torch.nn.RNN/LSTM, and closed forms; each on both backends (the `backend` fixture)."""
 import math
 
 import pytest
@@ -63,7 +63,7 @@ def rel(a, b):
 
 @pytest.mark.parametrize("cell,activation", CASES)
 @pytest.mark.parametrize("head", ["softmax", "last_softmax"])
-def test_exact_against_naive_autograd(cell, activation, head):
+def test_exact_against_naive_autograd(backend, cell, activation, head):
     torch.manual_seed(0)
     T, B, n_in, H, n_out = 12, 5, 3, 6, 4
     model = dynamics.build_model(cell, n_in, H, n_out, head, activation, init="uniform", seed=1, dtype=F64)
@@ -99,7 +99,7 @@ def test_exact_against_naive_autograd(cell, activation, head):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_gradcheck_recurrence(cell):
+def test_gradcheck_recurrence(backend, cell):
     torch.manual_seed(1)
     T, B, H = 4, 3, 3
     sink = Recurrent("rnn", 1, 1)
@@ -123,7 +123,7 @@ def test_gradcheck_recurrence(cell):
 
 
 @pytest.mark.parametrize("lam", [0.5, 1.0, 1.5])
-def test_linear_rnn_closed_form(lam):
+def test_linear_rnn_closed_form(backend, lam):
     """W_hh = λQ, Q orthogonal, loss on the last step: ‖∂L/∂h_t‖ = λ^{T−t} ‖∂L/∂h_T‖ exactly."""
     T, B, H = 100, 1, 8
     model = dynamics.build_model("rnn", 2, H, 1, "last_linear", "linear", init="orthogonal", seed=3, dtype=F64)
@@ -147,7 +147,7 @@ def torch_layout(W_x, W_h, b, cell):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
-def test_equals_torch_nn(cell):
+def test_equals_torch_nn(backend, cell):
     torch.manual_seed(5)
     T, B, n_in, H, n_out = 20, 4, 3, 7, 5
     model = dynamics.build_model(cell, n_in, H, n_out, "softmax", init="uniform", seed=2, dtype=F64)
@@ -230,7 +230,7 @@ def test_bad_arguments(bad):
         dynamics.build_model(**args)
 
 
-def test_stacked_embedding_and_state_carry():
+def test_stacked_embedding_and_state_carry(backend):
     """Token inputs through an embedding, two layers; running a sequence in two halves with the
     state carried gives the same hidden states as one pass."""
     model = dynamics.build_model("lstm", 8, 6, 11, "softmax", n_layers=2, vocab_size=11, seed=0, dtype=F64)
@@ -244,9 +244,15 @@ def test_stacked_embedding_and_state_carry():
     assert all(layer.hidden_grad.shape == (10, 3, 6) for layer in model.layers)
 
 
-def test_float32_matches_float64():
-    model = dynamics.build_model("gru", 3, 16, 2, "last_softmax", seed=0)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_float32_matches_float64(backend, cell):
+    model = dynamics.build_model(cell, 3, 16, 2, "last_softmax", seed=0)
     x = torch.randn(30, 4, 3)
-    out32 = model(x).logits
-    out64 = model.double()(x.double()).logits
-    assert rel(out32.double(), out64) < 1e-5
+    out32 = model(x)
+    out32.logits.sum().backward()
+    d32 = model.hidden_grad
+    out64 = model.double()(x.double())
+    out64.logits.sum().backward()
+    assert rel(out32.logits.double(), out64.logits) < 1e-5
+    assert rel(out32.hidden.double(), out64.hidden) < 1e-5
+    assert rel(d32.double(), model.hidden_grad) < 1e-5

@@ -53,12 +53,18 @@ def test_clip_rescale_and_fallback():
     assert (W.grad == 100).all()   # no clipping
 
 
-def test_histogram_matches_numpy():
-    v = torch.rand(1000, dtype=torch.float64) * 1.2 - 0.1   # some values outside [0, 1]
-    edges = probes.TANH_EDGES
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("edges", [probes.TANH_EDGES, probes.SIGMOID_EDGES, probes.LOG10_EDGES])
+def test_histogram_matches_numpy(backend, edges, dtype):
+    lo, hi = edges[0], edges[-1]
+    e = torch.as_tensor(edges, dtype=dtype)
+    v = torch.cat([torch.rand(5000, dtype=dtype) * 1.2 * (hi - lo) + lo - 0.1 * (hi - lo),  # some outside
+                   e, torch.nextafter(e, e + 1), torch.nextafter(e, e - 1)])               # on and beside every edge
     ours = probes.histogram(v, edges).numpy()
-    ref, _ = np.histogram(np.clip(v.numpy(), 0, 1), bins=edges)
-    assert (ours == ref).all() and ours.sum() == 1000
+    ref, _ = np.histogram(np.clip(v.numpy(), lo, hi), bins=e.numpy())
+    assert (ours == ref).all() and ours.sum() == len(v)
+    special = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=dtype)  # NaN: the top bin
+    assert probes.histogram(special, edges).tolist() == [1] + [0] * (len(edges) - 3) + [2]
 
 
 def omega_naive(hidden, d, W, activation="tanh"):

@@ -1,0 +1,403 @@
+// The per-step loops of dynamics/recurrence.py, compiled: the same equations, the same row-vector
+// layout (gate blocks [i f c o] for the LSTM, [z r h] for the GRU), for float32 and float64 CPU
+// tensors. Each step is its recurrent matmul (ATen, i.e. the same BLAS) followed by one vectorised
+// pass over the step's element-wise work; what the Python loop dispatched as five to seven tensor
+// ops per step is one C++ loop here. Built on first use by dynamics/compiled.py.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+using at::Tensor;
+using at::vec::Vectorized;
+
+namespace {
+
+// e^x, σ and tanh. For float64 these are ATen's (SLEEF, within 1 ulp). For float32 SLEEF's exp and
+// tanh, out-of-line calls, cost more than the rest of an LSTM step; the inline versions below keep
+// the relative error below 2⁻²² (measured over ±100: exp 0.7, tanh 1.6, σ 1.3 × 2⁻²³, against
+// 0.5, 0.5, 1.2 × 2⁻²³ for torch's), well inside the rounding of the step's matmul.
+template <typename T>
+inline Vectorized<T> exp(const Vectorized<T>& x) {
+  return x.exp();
+}
+
+template <typename T>
+inline Vectorized<T> tanh(const Vectorized<T>& x) {
+  return x.tanh();
+}
+
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+// 2^n for whole-numbered n in [-126, 127], by writing the exponent bits.
+inline Vectorized<float> pow2(const Vectorized<float>& n) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+#else
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+#endif
+}
+
+// e^x = 2^n e^r with n = round(x / ln 2) and r = x − n ln 2 (ln 2 in two parts, so r is exact to
+// float rounding), |r| ≤ ln 2 / 2, e^r by its Taylor series through r^7 (truncation < 1e-8).
+// x is clamped to [−86, 89]: above, the result overflows to inf as it should; below, it stays at
+// e^−86 ≈ 4e−38 instead of going to 0, which only ever meets "1 +" here. NaN stays NaN.
+template <>
+inline Vectorized<float> exp(const Vectorized<float>& x) {
+  using V = Vectorized<float>;
+  auto xc = at::vec::minimum(at::vec::maximum(x, V(-86.f)), V(89.f));
+  auto n = (xc * V(1.44269504088896341f)).round();
+  auto r = at::vec::fmadd(n, V(-0.693359375f), xc);
+  r = at::vec::fmadd(n, V(2.12194440e-4f), r);
+  auto p = V(1.f / 5040.f);
+  for (float c : {1.f / 720.f, 1.f / 120.f, 1.f / 24.f, 1.f / 6.f, 0.5f, 1.f, 1.f}) p = at::vec::fmadd(p, r, V(c));
+  return p * pow2(n - V(1.f)) * V(2.f);   // 2^(n−1)·2: n = 128 still gives a finite 2^127 first
+}
+
+// |x| < 0.5: the Taylor series through x^15 (truncation < 1e-8 relative); else
+// ±(1 − 2 / (1 + e^{2|x|})), without cancellation since |tanh x| > 0.46 there.
+template <>
+inline Vectorized<float> tanh(const Vectorized<float>& x) {
+  using V = Vectorized<float>;
+  const V one(1.f), two(2.f), zero(0.f), half(0.5f);
+  auto ax = x.abs();
+  auto far = one - two / (one + exp(ax + ax));
+  far = V::blendv(far, far.neg(), x < zero);
+  auto x2 = x * x;
+  auto p = V(-929569.f / 638512875.f);
+  for (float c : {21844.f / 6081075.f, -1382.f / 155925.f, 62.f / 2835.f, -17.f / 315.f, 2.f / 15.f, -1.f / 3.f})
+    p = at::vec::fmadd(p, x2, V(c));
+  auto near = at::vec::fmadd(x * x2, p, x);
+  return V::blendv(far, near, ax < half);
+}
+#endif
+
+template <typename T>
+inline Vectorized<T> sigmoid(const Vectorized<T>& a) {
+  const Vectorized<T> one(T(1));
+  return one / (one + exp(a.neg()));
+}
+
+// Calls body(j, n) for the vector-wide chunks [j, j + n) of 0..len; loads and stores take n.
+template <typename T, typename F>
+inline void chunks(int64_t len, const F& body) {
+  constexpr int64_t V = Vectorized<T>::size();
+  for (int64_t j = 0; j < len; j += V) body(j, std::min<int64_t>(V, len - j));
+}
+
+template <typename T>
+inline Vectorized<T> load(const T* p, int64_t n) {
+  return Vectorized<T>::loadu(p, n);
+}
+
+// Calls row(b) for every row b of a step, the rows split over threads only when a step is large
+// enough to pay for it.
+template <typename F>
+inline void rows(int64_t B, int64_t row_width, const F& row) {
+  at::parallel_for(0, B, std::max<int64_t>(1, 32768 / row_width), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) row(b);
+  });
+}
+
+// ATen ops called from the loops skip the autograd layer: these are the insides of a Function.
+#define NO_AUTOGRAD c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset)
+
+// ---------------------------------------------------------------------------------------------
+// RNN. h_t = φ(xp_t + h_{t-1} W_hh).  Backward: u_t = d_t ⊙ φ'(a_t), φ' written through h_t,
+// d_{t-1} = g_{t-1} + u_t W_hhᵀ.  φ: tanh, sigmoid, relu or linear.
+
+enum class Phi { tanh, sigmoid, relu, linear };
+
+Phi phi_of(c10::string_view name) {
+  if (name == "tanh") return Phi::tanh;
+  if (name == "sigmoid") return Phi::sigmoid;
+  if (name == "relu") return Phi::relu;
+  TORCH_CHECK(name == "linear", "unknown activation ", name);
+  return Phi::linear;
+}
+
+template <typename T>
+inline Vectorized<T> phi(Phi f, const Vectorized<T>& a) {
+  switch (f) {
+    case Phi::tanh: return tanh(a);
+    case Phi::sigmoid: return sigmoid(a);
+    case Phi::relu: return at::vec::maximum(a, Vectorized<T>(T(0)));
+    default: return a;
+  }
+}
+
+template <typename T>
+inline Vectorized<T> phi_slope(Phi f, const Vectorized<T>& h) {
+  const Vectorized<T> one(T(1)), zero(T(0));
+  switch (f) {
+    case Phi::tanh: return one - h * h;
+    case Phi::sigmoid: return h * (one - h);
+    case Phi::relu: return Vectorized<T>::blendv(zero, one, h > zero);
+    default: return one;
+  }
+}
+
+Tensor rnn_forward(Tensor xp, Tensor h0, Tensor W_hh, c10::string_view activation) {
+  NO_AUTOGRAD;
+  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2);
+  const Phi f = phi_of(activation);
+  auto states = xp.new_empty({T + 1, B, H});
+  states[0].copy_(h0);
+  auto X = xp.unbind(0), S = states.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnn_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      at::addmm_out(S[t + 1], X[t], S[t], W_hh);
+      if (f == Phi::linear) continue;
+      scalar_t* h = S[t + 1].data_ptr<scalar_t>();
+      rows(B, H, [&](int64_t b) {
+        chunks<scalar_t>(H, [&](int64_t j, int64_t n) { phi(f, load(h + b * H + j, n)).store(h + b * H + j, n); });
+      });
+    }
+  });
+  return states;
+}
+
+// Returns d (T, B, H) and u = ∂L/∂a (T, B, H).
+std::tuple<Tensor, Tensor> rnn_backward(Tensor grad_hs, Tensor states, Tensor W_hh, c10::string_view activation) {
+  NO_AUTOGRAD;
+  grad_hs = grad_hs.contiguous();
+  const int64_t T = grad_hs.size(0), B = grad_hs.size(1), H = grad_hs.size(2);
+  const Phi f = phi_of(activation);
+  auto d = at::empty_like(grad_hs), u = at::empty_like(grad_hs);
+  d[T - 1].copy_(grad_hs[T - 1]);
+  auto W_t = W_hh.t();
+  auto D = d.unbind(0), G = grad_hs.unbind(0), U = u.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(grad_hs.scalar_type(), "rnn_backward", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const scalar_t *dt = D[t].data_ptr<scalar_t>(), *h = states.data_ptr<scalar_t>() + (t + 1) * B * H;
+      scalar_t* ut = U[t].data_ptr<scalar_t>();
+      rows(B, H, [&](int64_t b) {
+        const int64_t o = b * H;
+        chunks<scalar_t>(H, [&](int64_t j, int64_t n) {
+          (load(dt + o + j, n) * phi_slope(f, load(h + o + j, n))).store(ut + o + j, n);
+        });
+      });
+      if (t > 0) at::addmm_out(D[t - 1], G[t - 1], U[t], W_t);
+    }
+  });
+  return {d, u};
+}
+
+// ---------------------------------------------------------------------------------------------
+// GRU. [z r] = σ(xp_zr + h_{t-1} [W_hz W_hr]);  h̃ = tanh(xp_h + (r ⊙ h_{t-1}) W_hh);
+// h_t = h_{t-1} + z ⊙ (h̃ − h_{t-1}).  Returns zr (T, B, 2H), r ⊙ h_{t-1}, h̃ and the states (T+1).
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_forward(Tensor xp, Tensor h0, Tensor W_hzr, Tensor W_hh) {
+  NO_AUTOGRAD;
+  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
+  auto zr = xp.new_empty({T, B, 2 * H}), rh = xp.new_empty({T, B, H}), cand = xp.new_empty({T, B, H});
+  auto states = xp.new_empty({T + 1, B, H});
+  states[0].copy_(h0);
+  auto XZR = xp.narrow(2, 0, 2 * H).unbind(0), XH = xp.narrow(2, 2 * H, H).unbind(0);
+  auto ZR = zr.unbind(0), RH = rh.unbind(0), C = cand.unbind(0), S = states.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      at::addmm_out(ZR[t], XZR[t], S[t], W_hzr);
+      scalar_t *g = ZR[t].data_ptr<scalar_t>(), *rht = RH[t].data_ptr<scalar_t>();
+      scalar_t *hp = S[t].data_ptr<scalar_t>(), *h = S[t + 1].data_ptr<scalar_t>(), *c = C[t].data_ptr<scalar_t>();
+      rows(B, 2 * H, [&](int64_t b) {
+        chunks<scalar_t>(2 * H, [&](int64_t j, int64_t n) { sigmoid(load(g + 2 * b * H + j, n)).store(g + 2 * b * H + j, n); });
+        chunks<scalar_t>(H, [&](int64_t j, int64_t n) {
+          (load(g + 2 * b * H + H + j, n) * load(hp + b * H + j, n)).store(rht + b * H + j, n);
+        });
+      });
+      at::addmm_out(C[t], XH[t], RH[t], W_hh);
+      rows(B, H, [&](int64_t b) {
+        chunks<scalar_t>(H, [&](int64_t j, int64_t n) {
+          auto cc = tanh(load(c + b * H + j, n)), hh = load(hp + b * H + j, n);
+          cc.store(c + b * H + j, n);
+          (hh + load(g + 2 * b * H + j, n) * (cc - hh)).store(h + b * H + j, n);
+        });
+      });
+    }
+  });
+  return {zr, rh, cand, states};
+}
+
+// Backward, with a = the pre-activations: ∂L/∂a_h̃ = d_t ⊙ z(1 − h̃²);  ∂L/∂(r⊙h) = ∂L/∂a_h̃ W_hhᵀ;
+// ∂L/∂a_z = d_t ⊙ (h̃ − h_{t-1}) z(1 − z);  ∂L/∂a_r = ∂L/∂(r⊙h) ⊙ h_{t-1} r(1 − r);
+// d_{t-1} = g_{t-1} + d_t ⊙ (1 − z) + ∂L/∂(r⊙h) ⊙ r + [∂L/∂a_z ∂L/∂a_r] [W_hz W_hr]ᵀ.
+// Returns d, ∂L/∂a_zr (T, B, 2H), ∂L/∂a_h̃ (T, B, H), ∂L/∂h_0.
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(Tensor grad_hs, Tensor states, Tensor zr, Tensor cand,
+                                                        Tensor W_hzr, Tensor W_hh) {
+  NO_AUTOGRAD;
+  grad_hs = grad_hs.contiguous();
+  const int64_t T = grad_hs.size(0), B = grad_hs.size(1), H = grad_hs.size(2);
+  auto d = at::empty_like(grad_hs), da_zr = at::empty_like(zr), da_cand = at::empty_like(cand);
+  auto d_rh = grad_hs.new_empty({B, H}), dh0 = grad_hs.new_empty({B, H});
+  d[T - 1].copy_(grad_hs[T - 1]);
+  auto Wzr_t = W_hzr.t(), Whh_t = W_hh.t();
+  auto D = d.unbind(0), DA_zr = da_zr.unbind(0), DA_c = da_cand.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(grad_hs.scalar_type(), "gru_backward", [&] {
+    const Vectorized<scalar_t> one(scalar_t(1));
+    const int64_t BH = B * H;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const scalar_t *dt = D[t].data_ptr<scalar_t>(), *g = zr.data_ptr<scalar_t>() + 2 * t * BH;
+      const scalar_t *c = cand.data_ptr<scalar_t>() + t * BH, *hp = states.data_ptr<scalar_t>() + t * BH;
+      scalar_t *dzr = DA_zr[t].data_ptr<scalar_t>(), *dc = DA_c[t].data_ptr<scalar_t>();
+      rows(B, H, [&](int64_t b) {
+        const int64_t o = b * H, o2 = 2 * b * H;
+        chunks<scalar_t>(H, [&](int64_t j, int64_t n) {
+          auto dh = load(dt + o + j, n), z = load(g + o2 + j, n), cc = load(c + o + j, n);
+          (dh * (z * (one - cc * cc))).store(dc + o + j, n);
+          (dh * ((cc - load(hp + o + j, n)) * (z * (one - z)))).store(dzr + o2 + j, n);
+        });
+      });
+      at::mm_out(d_rh, DA_c[t], Whh_t);
+      Tensor prev = t > 0 ? D[t - 1] : dh0;
+      const scalar_t *drh = d_rh.data_ptr<scalar_t>(), *gp = t > 0 ? grad_hs.data_ptr<scalar_t>() + (t - 1) * BH : nullptr;
+      scalar_t* dp = prev.data_ptr<scalar_t>();
+      rows(B, H, [&](int64_t b) {
+        const int64_t o = b * H, o2 = 2 * b * H;
+        chunks<scalar_t>(H, [&](int64_t j, int64_t n) {
+          auto dh = load(dt + o + j, n), z = load(g + o2 + j, n), r = load(g + o2 + H + j, n);
+          auto drh_ = load(drh + o + j, n);
+          (drh_ * (load(hp + o + j, n) * (r * (one - r)))).store(dzr + o2 + H + j, n);
+          auto back = dh * (one - z) + drh_ * r;
+          (gp ? load(gp + o + j, n) + back : back).store(dp + o + j, n);
+        });
+      });
+      prev.addmm_(DA_zr[t], Wzr_t);
+    }
+  });
+  return {d, da_zr, da_cand, dh0};
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTM. a_t = xp_t + h_{t-1} W_h;  [i f o] = σ(·), c̃ = tanh(·);  c_t = f ⊙ c_{t-1} + i ⊙ c̃;
+// h_t = o ⊙ tanh(c_t).  `gates` (T, B, 4H) comes in holding xp = x W_x + b and leaves holding
+// the activated [i f c̃ o].  Returns h_all, c_all (T+1, B, H: row 0 the initial state) and tanh c.
+
+template <typename T>
+void lstm_cell(T* a, const T* c_prev, T* c, T* tc, T* h, int64_t H) {
+  chunks<T>(H, [&](int64_t j, int64_t n) {
+    auto i = sigmoid(load(a + j, n)), f = sigmoid(load(a + H + j, n));
+    auto g = tanh(load(a + 2 * H + j, n)), o = sigmoid(load(a + 3 * H + j, n));
+    auto c_new = f * load(c_prev + j, n) + i * g;
+    auto tanh_c = tanh(c_new);
+    i.store(a + j, n), f.store(a + H + j, n), g.store(a + 2 * H + j, n), o.store(a + 3 * H + j, n);
+    c_new.store(c + j, n), tanh_c.store(tc + j, n), (o * tanh_c).store(h + j, n);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_forward(Tensor gates, Tensor h0, Tensor c0, Tensor W_h) {
+  NO_AUTOGRAD;
+  const int64_t T = gates.size(0), B = gates.size(1), H = h0.size(1);
+  TORCH_CHECK(gates.is_contiguous() && gates.size(2) == 4 * H, "lstm_forward: gates (T, B, 4H) contiguous");
+  auto h_all = gates.new_empty({T + 1, B, H}), c_all = gates.new_empty({T + 1, B, H});
+  auto tanh_c = gates.new_empty({T, B, H});
+  h_all[0].copy_(h0), c_all[0].copy_(c0);
+  auto A = gates.unbind(0), Hs = h_all.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      A[t].addmm_(Hs[t], W_h);
+      scalar_t *a = A[t].data_ptr<scalar_t>(), *h = Hs[t + 1].data_ptr<scalar_t>();
+      scalar_t *cp = c_all.data_ptr<scalar_t>() + t * B * H, *c = cp + B * H;
+      scalar_t* tc = tanh_c.data_ptr<scalar_t>() + t * B * H;
+      rows(B, 4 * H, [&](int64_t b) { lstm_cell(a + b * 4 * H, cp + b * H, c + b * H, tc + b * H, h + b * H, H); });
+    }
+  });
+  return {h_all, c_all, tanh_c};
+}
+
+// Backward: d_t = ∂L/∂h_t (total, through all later steps), with d_{T-1} = g_{T-1} and
+// d_{t-1} = g_{t-1} + ∂L/∂a_t W_hᵀ.  ∂L/∂c_t = ∂L/∂c_t|_{t+1} + d_t ⊙ o ⊙ (1 − tanh² c_t);
+// ∂L/∂a_t for [i f c̃ o]: ∂L/∂c_t ⊙ [c̃ i(1−i), c_{t-1} f(1−f), i (1−c̃²)], d_t ⊙ tanh c_t o(1−o);
+// ∂L/∂c_{t-1}|_t = ∂L/∂c_t ⊙ f.  Returns d (T, B, H), ∂L/∂a (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0.
+
+template <typename T>
+void lstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* tc, T* dc_carry, T* da,
+                        int64_t H) {
+  const Vectorized<T> one(T(1));
+  chunks<T>(H, [&](int64_t j, int64_t n) {
+    auto i = load(gate + j, n), f = load(gate + H + j, n);
+    auto g = load(gate + 2 * H + j, n), o = load(gate + 3 * H + j, n);
+    auto dh = load(d + j, n), tanh_c = load(tc + j, n);
+    auto dc = load(dc_carry + j, n) + dh * o * (one - tanh_c * tanh_c);
+    (dc * g * (i * (one - i))).store(da + j, n);
+    (dc * load(c_prev + j, n) * (f * (one - f))).store(da + H + j, n);
+    (dc * i * (one - g * g)).store(da + 2 * H + j, n);
+    (dh * tanh_c * (o * (one - o))).store(da + 3 * H + j, n);
+    (dc * f).store(dc_carry + j, n);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all,
+                                                          Tensor tanh_c, Tensor W_h) {
+  NO_AUTOGRAD;
+  const int64_t T = grad_hs.size(0), B = grad_hs.size(1), H = grad_hs.size(2);
+  grad_hs = grad_hs.contiguous();
+  auto d = at::empty_like(grad_hs), da = at::empty_like(gates);
+  auto dh0 = grad_hs.new_empty({B, H}), dc_carry = at::zeros_like(dh0);
+  d[T - 1].copy_(grad_hs[T - 1]);
+  auto W_t = W_h.t();
+  auto D = d.unbind(0), G = grad_hs.unbind(0), DA = da.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
+    scalar_t* carry = dc_carry.data_ptr<scalar_t>();
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const scalar_t *dt = D[t].data_ptr<scalar_t>(), *gt = gates.data_ptr<scalar_t>() + t * B * 4 * H;
+      const scalar_t *cp = c_all.data_ptr<scalar_t>() + t * B * H, *tc = tanh_c.data_ptr<scalar_t>() + t * B * H;
+      scalar_t* dat = DA[t].data_ptr<scalar_t>();
+      rows(B, 4 * H, [&](int64_t b) {
+        lstm_cell_backward(dt + b * H, gt + b * 4 * H, cp + b * H, tc + b * H, carry + b * H, dat + b * 4 * H, H);
+      });
+      if (t > 0)
+        at::addmm_out(D[t - 1], G[t - 1], DA[t], W_t);
+      else
+        at::mm_out(dh0, DA[0], W_t);
+    }
+  });
+  return {d, da, dh0, dc_carry};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The diagnostics' histograms (dynamics/probes.py): counts of `values` in the bins of the evenly
+// spaced `edges` (of the values' dtype), values outside and NaN clamped into the end bins. Each
+// value's bin is computed, then moved by one where its own edges say otherwise, so a value on an
+// edge lands where np.histogram puts it. One pass, where torch's ops take a dozen.
+
+Tensor histogram(Tensor values, Tensor edges) {
+  NO_AUTOGRAD;
+  values = values.contiguous(), edges = edges.to(values.scalar_type()).contiguous();
+  const int64_t n = edges.numel() - 1, N = values.numel();
+  // four interleaved count arrays: runs of values in one bin do not wait on each other's increment
+  std::vector<int64_t> counts4(4 * n, 0);
+  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "histogram", [&] {
+    const scalar_t *v = values.data_ptr<scalar_t>(), *e = edges.data_ptr<scalar_t>();
+    const double scale = n / (double(e[n]) - double(e[0]));
+    for (int64_t i = 0; i < N; ++i) {
+      const scalar_t x = v[i] <= e[0] ? e[0] : (v[i] < e[n] ? v[i] : e[n]);   // NaN: the top edge
+      int64_t k = std::min<int64_t>(n - 1, static_cast<int64_t>((double(x) - double(e[0])) * scale));
+      k += (k < n - 1 && x >= e[k + 1]);
+      k -= (x < e[k]);
+      ++counts4[(i & 3) * n + k];
+    }
+  });
+  auto counts = at::empty({n}, values.options().dtype(at::kLong));
+  int64_t* c = counts.data_ptr<int64_t>();
+  for (int64_t k = 0; k < n; ++k) c[k] = counts4[k] + counts4[n + k] + counts4[2 * n + k] + counts4[3 * n + k];
+  return counts;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(dynamics_recurrence, m) {
+  m.def("rnn_forward(Tensor xp, Tensor h0, Tensor W_hh, str activation) -> Tensor", &rnn_forward);
+  m.def("rnn_backward(Tensor grad_hs, Tensor states, Tensor W_hh, str activation) -> (Tensor, Tensor)", &rnn_backward);
+  m.def("gru_forward(Tensor xp, Tensor h0, Tensor W_hzr, Tensor W_hh) -> (Tensor, Tensor, Tensor, Tensor)", &gru_forward);
+  m.def("gru_backward(Tensor grad_hs, Tensor states, Tensor zr, Tensor cand, Tensor W_hzr, Tensor W_hh)"
+        " -> (Tensor, Tensor, Tensor, Tensor)", &gru_backward);
+  m.def("histogram(Tensor values, Tensor edges) -> Tensor", &histogram);
+  m.def("lstm_forward(Tensor(a!) gates, Tensor h0, Tensor c0, Tensor W_h) -> (Tensor, Tensor, Tensor)", &lstm_forward);
+  m.def("lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor W_h)"
+        " -> (Tensor, Tensor, Tensor, Tensor)", &lstm_backward);
+}

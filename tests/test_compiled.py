@@ -1,0 +1,91 @@
+"""The compiled loops (dynamics/csrc/recurrence.cpp) against the Python loops of recurrence.py,
+and the choice between them: config key, DYNAMICS_BACKEND, and the fallback when a build fails."""
+import pytest
+import torch
+
+import dynamics
+from dynamics import compiled
+from dynamics import config as cfg
+from dynamics.errors import InputError
+
+needs_toolchain = pytest.mark.skipif(compiled.missing_toolchain() is not None, reason="no C++ toolchain")
+CASES = [("rnn", a) for a in ("tanh", "sigmoid", "relu", "linear")] + [("gru", "tanh"), ("lstm", "tanh")]
+
+
+def one_step(cell, activation, dtype, backend, T, B, H, state):
+    """Outputs, ∂L/∂h_t and every gradient of one backward pass of a 2-layer model on `backend`."""
+    compiled.use(backend)
+    try:
+        model = dynamics.build_model(cell, 3, H, 4, "softmax", activation, n_layers=2, seed=5, dtype=dtype)
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.b.uniform_(-1, 1, generator=torch.Generator().manual_seed(6))
+        g = torch.Generator().manual_seed(7)
+        x = torch.randn(T, B, 3, generator=g, dtype=dtype)
+        if state:  # an initial state that is a non-contiguous view, as a carried state can be
+            wide = torch.randn(B, 2 * H, generator=g, dtype=dtype)[:, ::2]
+            state = [(wide, wide.flip(0)) if cell == "lstm" else (wide,) for _ in model.layers]
+        out = model(x, state=state or None)
+        (out.logits * torch.randn(out.logits.shape, generator=g, dtype=dtype)).sum().backward()
+        return ([out.logits, out.hidden, *out.gates.values()] + [layer.hidden_grad for layer in model.layers]
+                + [p.grad for p in model.parameters()])
+    finally:
+        compiled.use("auto")
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("cell,activation", CASES)
+@pytest.mark.parametrize("T,B,H,state", [(7, 3, 17, False), (1, 1, 5, True), (9, 40, 33, True)])
+@needs_toolchain
+def test_compiled_equals_python(cell, activation, dtype, tol, T, B, H, state):
+    ours = one_step(cell, activation, dtype, "compiled", T, B, H, state)
+    ref = one_step(cell, activation, dtype, "python", T, B, H, state)
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape and a.dtype == dtype
+        assert ((a - b).abs().max() / b.abs().max()).item() <= tol
+
+
+def test_selection(monkeypatch):
+    cpu, other = torch.zeros(1), torch.zeros(1, device="meta")
+    monkeypatch.setenv("DYNAMICS_BACKEND", "python")
+    assert compiled.ops_for(cpu) is None
+    compiled.use("compiled")           # the config key wins over the environment
+    try:
+        assert compiled.backend() == "compiled"
+        assert compiled.ops_for(other) is None   # only CPU tensors take the compiled loops
+    finally:
+        compiled.use("auto")
+    monkeypatch.setenv("DYNAMICS_BACKEND", "fast")
+    with pytest.raises(InputError, match="DYNAMICS_BACKEND"):
+        compiled.ops_for(cpu)
+    with pytest.raises(InputError, match="backend"):
+        cfg.make({"backend": "gpu"})
+    assert cfg.make({"backend": "python"}).backend == "python"
+
+
+@needs_toolchain
+def test_failed_build_falls_back(tmp_path, monkeypatch, capsys):
+    """A source that does not compile: `auto` says so in one line and runs the Python loops with
+    the same numbers; `compiled` raises."""
+    broken = tmp_path / "recurrence.cpp"
+    broken.write_text("#error this source does not compile\n")
+    monkeypatch.setattr(compiled, "SOURCE", broken)
+    monkeypatch.setattr(compiled, "_ops", None)
+    monkeypatch.setattr(compiled, "_failure", None)
+    monkeypatch.setenv("DYNAMICS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DYNAMICS_BACKEND", raising=False)
+    model = dynamics.build_model("lstm", 3, 6, 2, "last_softmax", seed=0, dtype=torch.float64)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    out = model(x)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "compiling" in lines[0]
+    assert "unavailable" in lines[1] and "Python loops" in lines[1]
+    compiled.use("python")
+    try:
+        assert torch.equal(model(x).hidden, out.hidden)
+        compiled.use("compiled")
+        with pytest.raises(RuntimeError, match="unavailable"):
+            model(x)
+    finally:
+        compiled.use("auto")
