@@ -25,7 +25,11 @@ class Range:
     hi_open: bool = False
 
     def __contains__(self, v):
-        return (math.isfinite(v) and (self.lo < v if self.lo_open else self.lo <= v)
+        try:
+            finite = math.isfinite(v)
+        except OverflowError:   # an integer too large for a float
+            return False
+        return (finite and (self.lo < v if self.lo_open else self.lo <= v)
                 and (v < self.hi if self.hi_open else v <= self.hi))
 
     def describe(self, kind):

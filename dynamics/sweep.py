@@ -321,6 +321,7 @@ def run_task(config, mode, command="", sweep_id=""):
 
     path = config.run_path
     before = path.stat().st_mtime_ns if path.exists() else None
+    mode = requeued_mode(config, mode)
     t1 = time.perf_counter()
     error = ""
     try:
@@ -343,6 +344,38 @@ def run_task(config, mode, command="", sweep_id=""):
     return {"name": config.name, "status": row["status"], "error": row.get("error", ""), "row": row,
             "setup_time": t1 - t0, "train_time": t2 - t1, "task_time": time.perf_counter() - t0,
             "pid": os.getpid()}
+
+
+def requeued_mode(config, mode):
+    """A task that Dask runs again after its worker was lost finds the file of the attempt that
+    died with it: it continues that file (from its checkpoint) rather than stopping at "exists"."""
+    from .train import checkpoint_path
+    if mode == "fresh" and config.run_path.exists():
+        return "resume" if checkpoint_path(config).exists() else "force"
+    return mode
+
+
+class LostWorkers:
+    """Watches which runs each worker is processing, to say when a worker is lost and Dask runs
+    its runs again elsewhere."""
+
+    def __init__(self, client, futures):
+        self.client, self.names = client, {f.key: p.name for f, p in futures.items()}
+        self.seen = {}
+
+    def check(self):
+        """Lines about the workers gone since the last call, with the runs they had."""
+        try:
+            now = {w: set(keys) for w, keys in self.client.processing().items()}
+        except Exception:   # the scheduler is busy or going away: look again next time
+            return []
+        lines = []
+        for w in sorted(self.seen.keys() - now.keys()):
+            runs = sorted(self.names[k] for k in self.seen[w] if k in self.names)
+            if runs:   # the one it was training, and any the scheduler had queued on it
+                lines.append(f"worker {w} lost: {'run' if len(runs) == 1 else 'runs'} {', '.join(runs)} requeued")
+        self.seen = now
+        return lines
 
 
 # -- summary.csv ---------------------------------------------------------------------------------
@@ -505,7 +538,8 @@ def run_sweep(spec_path, workers=None, scheduler=None, out_dir=None, force=False
             for p in sorted(todo, key=cost, reverse=True):   # longest first: no long run left alone at the end
                 futures[client.submit(run_task, p.config, result.modes[p.name], command, sweep_id, pure=False)] = p
             show_progress(bar, result, len(futures), nthreads)
-            for future in as_completed(list(futures)):
+            lost = LostWorkers(client, futures)
+            for future in completed_while_watching(list(futures), lost, bar):
                 collect(future)
         except KeyboardInterrupt:
             bar.write("stopping: the running runs end at their next check; the same command resumes them")
@@ -528,6 +562,20 @@ def run_sweep(spec_path, workers=None, scheduler=None, out_dir=None, force=False
                 cluster.close()
             result.wall = time.perf_counter() - t_start
     return result
+
+
+def completed_while_watching(futures, lost, bar, every=1.0):
+    """The futures as they complete; meanwhile, every `every` seconds, a line for each lost worker."""
+    from dask.distributed import wait
+    remaining = set(futures)
+    while remaining:
+        try:
+            done, remaining = wait(remaining, timeout=every, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        for line in lost.check():
+            bar.write(line)
+        yield from done
 
 
 def cost(point):

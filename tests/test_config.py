@@ -83,3 +83,4 @@ def test_ranges_in_words():
     assert cfg.allowed("dropout") == "a finite number in [0, 1)"
     assert cfg.allowed("batch_size") == "an integer >= 1"
     assert 0.5 in cfg.FRACTION and 1.0 not in cfg.FRACTION and math.nan not in cfg.FINITE
+    assert 10**400 not in cfg.COUNT and 10**400 not in cfg.FINITE
