@@ -53,6 +53,11 @@ class Config:
     dtype: str = "float32"
     diagnostics: bool = True          # per-check g_t, histograms, saturation, ρ
     sample_chars: int = 200           # text: characters sampled per prompt at each check
+    diagnostics_level: str = "basic"  # basic: the above; full adds dynamics/theory.py's probes
+    probe_batch_size: int = 8         # full: fixed validation sequences (length min_length) probed
+    lyapunov_k: int = 5               # full: top-k Lyapunov exponents
+    sharpness_iters: int = 10         # full: power-iteration steps for the top Hessian eigenvalue (0: off)
+    surface_every: int = 10           # full: error surface at every n-th check and at large-gradient checks (0: off)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -172,9 +177,11 @@ def validate(c):
     choice("clip", CLIPS)
     choice("dtype", DTYPES)
     choice("batching", BATCHING)
+    choice("diagnostics_level", ("basic", "full"))
     positive("n_hidden", "n_layers", "batch_size", "eval_batch_size", "chunk_batch_size", "check_freq",
-             "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars", "threads")
-    for key in ("alpha", "weight_decay", "momentum", "embedding"):
+             "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars", "threads",
+             "probe_batch_size", "lyapunov_k")
+    for key in ("alpha", "weight_decay", "momentum", "embedding", "sharpness_iters", "surface_every"):
         if getattr(c, key) < 0:
             raise bad_value(key, getattr(c, key), "a number >= 0")
     if not 0 <= c.dropout < 1:
@@ -187,6 +194,11 @@ def validate(c):
         raise bad_value("alpha", c.alpha, "0 for a gru or lstm (the regulariser is defined for the RNN's W_hh)")
     if c.n_layers > 1 and c.task != "text":
         raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks")
+    if c.diagnostics_level == "full" and c.task == "text":
+        raise bad_value("diagnostics_level", c.diagnostics_level, "basic for text runs (full probes a synthetic task)")
+    state = 2 * c.n_hidden if c.cell == "lstm" else c.n_hidden
+    if c.lyapunov_k > state:
+        raise bad_value("lyapunov_k", c.lyapunov_k, f"at most the state size {state}")
     if not c.name or "/" in c.name or c.name.startswith("."):
         raise bad_value("name", c.name, "a plain file name")
     if c.device != "cpu" and not c.device.startswith("cuda"):

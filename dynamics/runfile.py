@@ -14,6 +14,8 @@ import h5py
 import numpy as np
 import torch
 
+from . import theory
+
 SCHEMA = "dynamics-run/1"
 ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
                 "steps_in_past", "seq_len", "lr", "step_time")
@@ -90,6 +92,8 @@ class RunFile:
                 for q, edges in hist_edges.items():
                     growing(hist, q, width=len(edges) - 1, dtype="i8", fill=0)
                     hist.create_dataset(f"{q}_edges", data=edges)
+            for name, width in theory.datasets(config).items():   # diagnostics_level = full
+                growing(f, name, width)
             if n_prompts:
                 growing(check, "samples", width=n_prompts, dtype=h5py.string_dtype(), fill=None)
             for k, v in start_weights.items():
@@ -105,9 +109,12 @@ class RunFile:
         except OSError:
             rewrite(self.path)
         with open_for_writing(self.path) as f:
+            n_surfaces = int(np.sum(f["surface/iter"][:] <= n_iters)) if "surface/iter" in f else 0
+
             def cut(name, obj):
                 if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
-                    obj.resize(n_iters if name.startswith("iter/") else n_checks, axis=0)
+                    rows = {"iter": n_iters, "surface": n_surfaces}.get(name.split("/")[0], n_checks)
+                    obj.resize(rows, axis=0)
             f.visititems(cut)
             f.attrs.update(status="running", error="", finished="")
             if "final" in f:
@@ -124,9 +131,10 @@ class RunFile:
             append_rows(self.f["iter"][name], values)
 
     def append_check(self, row, layers, samples=None):
-        """row: {column: value}; layers: per layer (top last) {"grad_time": (T,), "hist": {q: counts}}."""
+        """row: {column: value}, a name starting with / a path from the root (/surface/...);
+        layers: per layer (top last) {"grad_time": (T,), "hist": {q: counts}}."""
         for name, value in row.items():
-            append_rows(self.f["check"][name], [value])
+            append_rows(self.f[name] if name.startswith("/") else self.f["check"][name], [value])
         for l, diag in enumerate(layers):
             group = self.f["check"] if l == len(layers) - 1 else self.f[f"check/layers/{l}"]
             append_rows(group["grad_time"], diag["grad_time"][None, :])

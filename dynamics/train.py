@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import probes
-from .config import task_options
+from . import probes, theory
+from .config import Config, task_options
 from .errors import InputError
 from .model import build_model
 from .runfile import RunFile, read_only
@@ -115,6 +115,7 @@ class Run:
         self.iters, self.checks, self.elapsed = 0, 0, 0.0
         self.pending, self.host = [], []
         self.sample = None
+        self.theory = theory.Probes(self) if c.diagnostics_level == "full" else None
 
     # -- one update -------------------------------------------------------------------------
     def step(self):
@@ -134,9 +135,13 @@ class Run:
             (grad,) = torch.autograd.grad(omega, W)
             layer.W_h.grad.add_(grad, alpha=c.alpha)
             omega = omega.detach()
+        if self.theory:
+            self.theory.before_clip(x, y, loss)
         recurrent = self.model.layers[0].W_h if c.cell == "rnn" else None
         norm, after, clipped, bad = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
         self.opt.step()
+        if self.theory:
+            self.theory.after_update()
         self.iters += 1
         self.pending.append(torch.stack([loss.detach(), norm, after, clipped.to(norm.dtype),
                                          bad.to(norm.dtype), omega.to(norm.dtype), past.to(norm.dtype)]))
@@ -170,6 +175,11 @@ class Run:
         W = self.model.recurrent_matrix()
         row = {"iter": self.iters, "train_loss": float(np.mean(rows[:, 0])),
                "rho": self.model.rho(), "sigma_max": probes.singular_max(W), **valid}
+        if self.theory:
+            theory_iters, theory_checks, surface = self.theory.check()
+            iter_columns.update(theory_iters)
+            row.update(theory_checks)
+            row.update(surface)
         self.checks += 1
         row["wall_time"] = self.elapsed + time.perf_counter() - t_start
         return iter_columns, row, layers
@@ -299,7 +309,8 @@ def check_same_config(path, config):
     with read_only(path) as f:
         recorded = json.loads(f.attrs["config"])
     now = json.loads(config.to_json())
-    changed = [k for k in now if k not in ("max_iters", "device", "threads") and recorded.get(k) != now[k]]
+    defaults = json.loads(Config().to_json())   # a key added since the file was written has its default
+    changed = [k for k in now if k not in ("max_iters", "device", "threads") and recorded.get(k, defaults[k]) != now[k]]
     if changed:
         k = changed[0]
         raise InputError(f"--resume: {k}={now[k]!r} differs from the run file's {k}={recorded.get(k)!r}")
