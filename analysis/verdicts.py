@@ -46,6 +46,14 @@ STALL_REL_TOL = 0.02
 CHANCE_LOSS = {"torder": math.log(4), "torder3": math.log(8)}
 
 
+#: A wall on the error surface (diagnostics_level = full): along the update direction the loss
+#: rises by at least WALL_JUMP times between neighbouring step lengths of the 1-D slice (a step
+#: 10^(1/12) ≈ 1.2 times longer; a quadratic bowl rises at most ≈ 1.5 times there) and by at least
+#: WALL_RISE times the loss at 0, at a step length the unclipped step reaches.
+WALL_JUMP = 2.0
+WALL_RISE = 1.0
+
+
 @dataclass(frozen=True)
 class Verdict:
     kind: str       # vanishing, growing, exploding, nonfinite, clipped, saturated, gate_<g>, rho, ...
@@ -203,6 +211,111 @@ def stalled(snap):
                    f"stalled at chance: valid loss {loss[-1]:.3f} ≈ ln {n} = {chance:.3f}")
 
 
+# ------------------------------------------------------- the theory's objects (full level)
+
+def _word(snap):
+    return "iteration" if snap.check_xlabel.startswith("iteration") else "check"
+
+
+def bounds(snap):
+    """The regime by the bounds at the last check: RNN λ₁ γ < 1 (vanishing certain) or > 1
+    (exploding possible); for every cell sup_t ‖J_t‖₂ along the probe trajectory, whose value
+    below 1 makes every ‖∂h_T/∂h_{T−k}‖ ≤ sup^k vanish."""
+    lg, l1 = snap.check.get("lambda1_gamma"), snap.check.get("lambda1")
+    J = snap.theory.get("jac_step_norm")
+    if J is None or not len(J):
+        return None
+    sup = float(np.nanmax(J[-1])) if np.isfinite(J[-1]).any() else math.nan
+    trajectory = f"sup_t ‖J_t‖₂ = {fmt_num(sup)} on the probe batch"
+    if lg is not None and np.isfinite(lg[-1]):
+        gamma = lg[-1] / l1[-1]
+        regime = "vanishing" if lg[-1] < 1 else "exploding possible"
+        rule = "<" if lg[-1] < 1 else ">"
+        text = (f"regime by the bounds: {regime} (λ₁({snap.recurrent_matrix}) = {fmt_num(l1[-1])} {rule} "
+                f"1/γ = {fmt_num(1 / gamma)} at the end")
+        crossed = np.flatnonzero(np.diff((lg >= 1).astype(int)) != 0)
+        if len(crossed):
+            text += f"; crosses 1/γ {len(crossed)}× , last at {_word(snap)} {int(snap.check_x[crossed[-1] + 1])}"
+        return Verdict("bounds", float(lg[-1]), text + f"; {trajectory})")
+    regime = "vanishing" if sup < 1 else "no bound (sup ‖J_t‖ ≥ 1)"
+    return Verdict("bounds", sup, f"regime by the step Jacobians: {regime} ({trajectory} at the end; "
+                                  f"the λ₁ < 1/γ bound is the RNN's, a {snap.cell.upper()} has an additive path)")
+
+
+def lyapunov(snap):
+    L = snap.theory.get("lyapunov")
+    if L is None or not len(L) or not np.isfinite(L[-1, 0]):
+        return None
+    lead = L[:, 0]
+    k = int(np.nanargmax(lead))
+    text = (f"leading Lyapunov exponent {lead[-1]:+.3g} per step at the end (perturbations ×{math.exp(lead[-1]):.3g} "
+            f"per step, {'growing' if lead[-1] > 0 else 'shrinking'}); largest {lead[k]:+.3g} at {_word(snap)} "
+            f"{int(snap.check_x[k])}")
+    return Verdict("lyapunov", float(lead[-1]), text)
+
+
+def surface_wall(surface, row):
+    """The first wall on the 1-D slice of surface row `row`, or None: (s_before, s_after, L_before,
+    L_after) of the first neighbouring pair with L_after ≥ WALL_JUMP · L_before and
+    L_after − L_before ≥ WALL_RISE · L(0), at s_after ≤ the unclipped step."""
+    s, L = surface["steps"][row], surface["loss"][row]
+    ok = np.isfinite(s)
+    s, L = s[ok], L[ok]
+    if len(s) < 3:
+        return None
+    L0, reach = L[0], surface["step_taken"][row] * (1 + 1e-9)
+    for j in range(1, len(s) - 1):            # s[0] = 0: the pairs of the log grid
+        a, b = L[j], L[j + 1]
+        if s[j + 1] > reach:
+            break
+        if not np.isfinite(b) or (b >= WALL_JUMP * a and b - a >= WALL_RISE * abs(L0)):
+            return float(s[j]), float(s[j + 1]), float(a), float(b)
+    return None
+
+
+def loss_at(surface, row, step):
+    """The 1-D slice's loss at step length `step`, interpolated in log s."""
+    s, L = surface["steps"][row], surface["loss"][row]
+    ok = np.isfinite(s) & (s > 0) & np.isfinite(L)
+    if ok.sum() < 2:
+        return math.nan
+    return float(np.interp(math.log10(step), np.log10(s[ok]), L[ok]))
+
+
+def wall(snap):
+    """When the run met a wall: the surface with the largest jump among those that have one."""
+    sf = snap.surface
+    if not sf or not len(sf.get("iter", ())):
+        return None
+    found = [(r, surface_wall(sf, r)) for r in range(len(sf["iter"]))]
+    found = [(r, w) for r, w in found if w is not None]
+    if not found:
+        return Verdict("wall", math.nan, f"no wall on the {len(sf['iter'])} error-surface slices (loss along "
+                                         f"the update direction never jumps ×{WALL_JUMP:g} within the step)")
+    r, (s1, s2, a, b) = max(found, key=lambda f: f[1][3] / max(f[1][2], 1e-300))
+    u, c = sf["step_taken"][r], sf["step_clipped"][r]
+    text = (f"met a wall at iteration {int(sf['iter'][r])} (‖g‖ = {fmt_num(sf['grad_norm'][r])}): along the update "
+            f"direction the loss jumps ×{fmt_num(b / a)} ({fmt_num(a)} → {fmt_num(b)}) between step lengths "
+            f"{fmt_num(s1)} and {fmt_num(s2)}; the unclipped step {fmt_num(u)} lands at loss "
+            f"{fmt_num(loss_at(sf, r, u))}")
+    if c < u * (1 - 1e-9):
+        text += f", the clipped step {fmt_num(c)} at {fmt_num(loss_at(sf, r, c))}"
+    text += f" (from {fmt_num(sf['loss'][r][0])}; walls in {len(found)} of {len(sf['iter'])} slices)"
+    return Verdict("wall", float(sf["iter"][r]), text)
+
+
+def sharpness(snap):
+    y = snap.check.get("sharpness")
+    if y is None or not len(y) or not np.isfinite(y).any():
+        return None
+    last = y[np.isfinite(y)][-1]
+    lr = snap.cfg("lr")
+    text = f"sharpness (top Hessian eigenvalue, probe batch) {fmt_num(last)} at the end, max {fmt_num(np.nanmax(y))}"
+    if lr:
+        text += f" (2/lr = {fmt_num(2 / float(lr))})"
+    return Verdict("sharpness", float(last), text)
+
+
 def verdicts(snap):
     """All verdicts that hold for the run, most important first."""
     out = [status(snap), vanishing(snap)]
@@ -211,4 +324,5 @@ def verdicts(snap):
             saturated(snap)]
     out += [gate(snap, g) for g in snap.gates]
     out += [rho(snap), decay_rate(snap)]
+    out += [bounds(snap), lyapunov(snap), wall(snap), sharpness(snap)]
     return [v for v in out if v is not None]

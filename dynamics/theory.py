@@ -196,7 +196,7 @@ def loss_surface(loss, params, grads, unclipped, clipped, generator=None):
     """The loss along d = −g/‖g‖ (g the update's gradient before clipping) at step length s = 0
     and on a log grid from min(steps)/100 to 10·max(steps), about SURFACE_PER_DECADE per decade;
     and on a 2-D slice s·d + t·e, e a random unit direction orthogonal to d, s on every few
-    points of that grid and t ∈ [−max(steps), max(steps)]. `loss()` evaluates the loss at the
+    points of that grid and t ∈ [−10·max(steps), 10·max(steps)]. `loss()` evaluates the loss at the
     current parameters; the parameters are restored exactly (the same tensors, copied back)."""
     saved = [p.detach().clone() for p in params]
     g = torch.cat([q.reshape(-1) for q in grads]).double()
@@ -209,7 +209,7 @@ def loss_surface(loss, params, grads, unclipped, clipped, generator=None):
     line_s = 10 ** np.linspace(lo, hi, every * (SURFACE_GRID - 1) + 1)
     steps = np.concatenate([[0.0], line_s])
     grid_s = line_s[::every]                       # the 2-D slice's step lengths lie on the line
-    grid_t = np.linspace(-1, 1, SURFACE_GRID) * max(unclipped, clipped)
+    grid_t = np.linspace(-1, 1, SURFACE_GRID) * line_s[-1]
 
     def at(s, t):
         offset = 0
