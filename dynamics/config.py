@@ -58,6 +58,7 @@ class Config:
     lyapunov_k: int = 5               # full: top-k Lyapunov exponents
     sharpness_iters: int = 10         # full: power-iteration steps for the top Hessian eigenvalue (0: off)
     surface_every: int = 10           # full: error surface at every n-th check and at large-gradient checks (0: off)
+    surface_at: str = ""              # full: also at these updates, e.g. "1200,3417" (recorded at the next check)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -197,6 +198,9 @@ def validate(c):
     if c.diagnostics_level == "full" and c.task == "text":
         raise bad_value("diagnostics_level", c.diagnostics_level, "basic for text runs (full probes a synthetic task)")
     state = 2 * c.n_hidden if c.cell == "lstm" else c.n_hidden
+    from .theory import surface_iterations
+    if surface_iterations(c.surface_at) is None:
+        raise bad_value("surface_at", c.surface_at, "iteration numbers separated by commas, e.g. 1200,3417")
     if c.lyapunov_k > state:
         raise bad_value("lyapunov_k", c.lyapunov_k, f"at most the state size {state}")
     if not c.name or "/" in c.name or c.name.startswith("."):

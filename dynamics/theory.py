@@ -267,6 +267,15 @@ def datasets(config):
     return out
 
 
+def surface_iterations(text):
+    """The iterations of the config key surface_at, "1200,3417" → {1200, 3417}; None if malformed."""
+    try:
+        out = {int(v) for v in text.replace(" ", "").split(",") if v}
+    except ValueError:
+        return None
+    return out if all(v > 0 for v in out) else None
+
+
 def float64_copy(model):
     """A float64 copy of `model` for probing, without the tensors of the last forward pass."""
     held = model.layer_outputs, model.final_state, [layer.hidden_grad for layer in model.layers]
@@ -299,29 +308,41 @@ class Probes:
         if self.y.is_floating_point():
             self.y = self.y.double()
         self.pending, self.surface, self.before = [], None, None
+        self.surface_at = surface_iterations(c.surface_at)
         self.gamma = GAMMA[c.activation] if c.cell == "rnn" else math.nan
 
-    def surface_due(self, iteration, grad_norm):
-        """The error surface is drawn at checks: every surface_every-th one, and any whose update
-        has a gradient norm above the cutoff (clipped or, without clipping, large)."""
+    def surface_due(self, iteration):
+        """Whether this update's error surface may be drawn: at the updates named in surface_at,
+        and (surface_every > 0) at checks, where `surface_wanted` decides. At most one surface
+        per check interval: the first one due is kept."""
         c = self.run.c
-        at_check = iteration % c.check_freq == 0 or iteration == c.max_iters
-        scheduled = (self.run.checks + 1) % c.surface_every == 0
-        return at_check and math.isfinite(grad_norm) and grad_norm > 0 and (scheduled or grad_norm > c.cutoff)
+        if self.surface is not None:
+            return False
+        at_check = c.surface_every > 0 and (iteration % c.check_freq == 0 or iteration == c.max_iters)
+        return iteration in self.surface_at or at_check
+
+    def surface_wanted(self, iteration, grad_norm):
+        """Named in surface_at, or every surface_every-th check, or a check whose update has a
+        gradient norm above the cutoff (clipped or, without clipping, large)."""
+        c = self.run.c
+        if not (math.isfinite(grad_norm) and grad_norm > 0):
+            return False
+        scheduled = c.surface_every > 0 and (self.run.checks + 1) % c.surface_every == 0
+        return iteration in self.surface_at or scheduled or grad_norm > c.cutoff
 
     def before_clip(self, x, y, loss):
         """After backward, before clipping: the groups' gradient norms (on the device), their
-        weights for the update ratios, and at chosen checks the error surface."""
+        weights for the update ratios, and at chosen updates the error surface."""
         grads = [p.grad for p in self.groups]
         self.grad_norms = torch.stack(torch._foreach_norm(grads))
         self.before = [p.detach().clone() for p in self.groups]
         c, model, params = self.run.c, self.run.model, self.run.params
         iteration = self.run.iters + 1
-        if c.surface_every <= 0 or not (iteration % c.check_freq == 0 or iteration == c.max_iters):
+        if not self.surface_due(iteration):
             return
         grads = [p.grad for p in params]
         norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))   # one sync, at checks
-        if not self.surface_due(iteration, norm):
+        if not self.surface_wanted(iteration, norm):
             return
         taken, clipped = step_lengths(c.lr, norm, c.cutoff, c.clip)
         # the check reads the last forward pass (layer_outputs): keep it, and the RNG streams

@@ -171,6 +171,13 @@ def test_loss_slice_at_zero_is_the_recorded_loss(tmp_path):
         np.testing.assert_allclose(plane[r, mid], line[::every][:theory.SURFACE_GRID], rtol=1e-6)
 
 
+def test_surface_at_named_updates(tmp_path):
+    """surface_at takes the surface at any update, recorded at the next check; one per interval."""
+    d = read(train(full(tmp_path, surface_every=0, surface_at="3,7,8", max_iters=10), progress=False))
+    np.testing.assert_array_equal(d["surface/iter"], [3, 7])
+    np.testing.assert_allclose(d["surface/loss"][:, 0], d["iter/loss"][[2, 6]], rtol=1e-6)
+
+
 def test_group_norms_and_update_ratios_against_the_weights(tmp_path):
     """One SGD update without clipping: ΔW = −lr ∇W, so ‖ΔW‖/‖W‖ and ‖∇W‖ follow from the
     start and final weights."""
@@ -206,6 +213,8 @@ def test_resume_keeps_the_surface_rows_of_its_checkpoint(tmp_path):
     (["--set", "surface_every=-1"], "surface_every"),
     (["--set", "sharpness_iters=two"], "sharpness_iters"),
     (["--set", "probe_batch_size=0"], "probe_batch_size"),
+    (["--set", "surface_at=12,x"], "surface_at"),
+    (["--set", "surface_at=-4"], "surface_at"),
 ])
 def test_bad_values_of_the_new_keys(tmp_path, capsys, args, key):
     with pytest.raises(SystemExit) as e:
