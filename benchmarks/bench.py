@@ -1,7 +1,8 @@
 """One SGD step (forward, loss, backward with ∂L/∂h_t, update) of our cells against torch.nn.
 
 Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
-Both sides run interleaved in one process, so the ratio is measured under the same load.
+Both sides run interleaved in one process, so the ratio is measured under the same load. Then
+the cost of diagnostics_level = full against basic (one update, one check, one error surface).
 CPU threads default to 1, as in training (config key `threads`).
 """
 import argparse
@@ -129,6 +130,47 @@ def bench_tasks(repeats, B=1000, T=200):
     return out
 
 
+def bench_probes(repeats):
+    """Milliseconds of one update and one check of the A1 network (mem, tanh RNN, H=50, B=20,
+    T 50-200) with diagnostics_level basic and full, interleaved; the check includes the
+    validation of 1000 sequences. Also one error-surface slice (1-D and 2-D) of a training batch."""
+    import tempfile
+
+    from dynamics import config as cfg
+    from dynamics import theory
+    from dynamics.train import Run
+    base = dict(task="mem", init="basic_tanh", n_hidden=50, batch_size=20, min_length=50, max_length=200,
+                eval_batch_size=1000, chunk_batch_size=500, check_freq=100, surface_every=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {level: Run(cfg.make({**base, "out_dir": tmp, "diagnostics_level": level})) for level in theory.LEVELS}
+        steps, checks = {k: [] for k in runs}, {k: [] for k in runs}
+        for _ in range(repeats):
+            for level, run in runs.items():
+                t = time.perf_counter()
+                for _ in range(5):
+                    run.step()
+                steps[level].append((time.perf_counter() - t) / 5)
+                t = time.perf_counter()
+                run.check(t)
+                checks[level].append(time.perf_counter() - t)
+        run = runs["full"]
+        x, y = run.source.batch()
+        run.opt.zero_grad()
+        run.source.loss(run.model(x).logits, y).backward()
+        grads = [p.grad for p in run.params]
+        surfaces = []
+        for _ in range(max(1, repeats // 3)):
+            t = time.perf_counter()
+            with torch.no_grad():
+                theory.loss_surface(lambda: run.source.loss(run.model(x).logits, y), run.params, grads, 0.1, 0.01)
+            surfaces.append(time.perf_counter() - t)
+    med = {k: 1e3 * statistics.median(v) for k, v in (("step_basic", steps["basic"]), ("step_full", steps["full"]),
+                                                      ("check_basic", checks["basic"]), ("check_full", checks["full"]),
+                                                      ("surface", surfaces))}
+    med["T"] = x.shape[0]
+    return med
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
@@ -157,6 +199,11 @@ def main():
         rows.append((device, "lm-lstm", 32, 256, 100, 1e3 * 3200 / lm["ours"], 1e3 * 3200 / lm["torch"], ratio))
         print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100: ours {lm['ours']:,.0f} chars/s, "
               f"torch.nn {lm['torch']:,.0f} chars/s ({ratio:.2f}x the time)", flush=True)
+    p = bench_probes(max(3, args.repeats // 3))
+    print(f"diagnostics_level full against basic (A1 network): update {p['step_full']:.2f} ms against "
+          f"{p['step_basic']:.2f} ms ({p['step_full'] / p['step_basic']:.2f}x); check {p['check_full']:.0f} ms "
+          f"against {p['check_basic']:.0f} ms ({p['check_full'] / p['check_basic']:.2f}x); one error-surface "
+          f"slice (T={p['T']}) {p['surface']:.0f} ms", flush=True)
     gen = bench_tasks(args.repeats)
     print("task batch (B=1000, T=200) generation ms: " + ", ".join(f"{k} {v:.1f}" for k, v in gen.items()))
     with open(args.csv, "w") as f:
