@@ -120,7 +120,7 @@ def draw_sharpness(ax, snap):
     ax.set_yscale("log")
     ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(snap.check_xlabel)
-    ax.set_ylabel("sharpness |λ_max(∇²L)| (1/parameter²)")
+    ax.set_ylabel("sharpness |λ_max(∇²L)| (loss per parameter²)")
     ax.set_title("Sharpness (power iteration on finite-difference HVPs)")
 
 
@@ -252,9 +252,11 @@ def draw_bounds(ax, snap):
     if lg is None or l1 is None or not np.isfinite(lg).any():
         return
     gamma = float(np.nanmedian(lg / l1))
+    lo, hi = ax.get_ylim()
     ax.axhline(1 / gamma, color="#2ca02c", ls="-.", lw=1.2,
-               label=f"1/γ = {fmt_num(1 / gamma)}: σ_max below ⇒ vanishing; above ⇒ exploding possible")
+               label=f"1/γ = {fmt_num(1 / gamma)}: λ₁ = σ_max below ⇒ vanishing (shaded); above ⇒ exploding possible")
     ax.axhspan(0, 1 / gamma, color="#2ca02c", alpha=0.07)
+    ax.set_ylim(min(lo, 0.95 / gamma), max(hi, 1.05 / gamma))
 
 
 # ------------------------------------------------------------------------------ register

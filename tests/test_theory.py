@@ -129,7 +129,7 @@ def full(tmp_path, **kw):
     return cfg.make({**TINY, "out_dir": str(tmp_path), "diagnostics_level": "full", **kw})
 
 
-def read(path):
+def read_raw(path):
     with h5py.File(path, "r") as f:
         out = {}
         f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
@@ -140,8 +140,8 @@ def read(path):
 def test_full_probes_leave_training_unchanged(tmp_path, cell):
     """The probes perturb and restore the weights and use their own random streams: a run with
     every probe on trains exactly as one with the default set."""
-    basic = read(train(cfg.make({**TINY, "out_dir": str(tmp_path), "name": "basic", "cell": cell}), progress=False))
-    rich = read(train(full(tmp_path, name="full", cell=cell, surface_every=2), progress=False))
+    basic = read_raw(train(cfg.make({**TINY, "out_dir": str(tmp_path), "name": "basic", "cell": cell}), progress=False))
+    rich = read_raw(train(full(tmp_path, name="full", cell=cell, surface_every=2), progress=False))
     for k in ("iter/loss", "iter/grad_norm", "check/valid_loss", "check/grad_time", "final/weights/W_hy"):
         np.testing.assert_array_equal(rich[k], basic[k])
     T = TINY["min_length"]
@@ -151,7 +151,7 @@ def test_full_probes_leave_training_unchanged(tmp_path, cell):
 
 
 def test_loss_slice_at_zero_is_the_recorded_loss(tmp_path):
-    d = read(train(full(tmp_path, surface_every=1, clip="rescale", cutoff=0.01), progress=False))
+    d = read_raw(train(full(tmp_path, surface_every=1, clip="rescale", cutoff=0.01), progress=False))
     iters = d["surface/iter"].astype(int)
     np.testing.assert_array_equal(iters, [5, 10, 15, 20])
     assert d["surface/steps"][:, 0].tolist() == [0.0] * 4
@@ -173,7 +173,7 @@ def test_loss_slice_at_zero_is_the_recorded_loss(tmp_path):
 
 def test_surface_at_named_updates(tmp_path):
     """surface_at takes the surface at any update, recorded at the next check; one per interval."""
-    d = read(train(full(tmp_path, surface_every=0, surface_at="3,7,8", max_iters=10), progress=False))
+    d = read_raw(train(full(tmp_path, surface_every=0, surface_at="3,7,8", max_iters=10), progress=False))
     np.testing.assert_array_equal(d["surface/iter"], [3, 7])
     np.testing.assert_allclose(d["surface/loss"][:, 0], d["iter/loss"][[2, 6]], rtol=1e-6)
 
@@ -181,7 +181,7 @@ def test_surface_at_named_updates(tmp_path):
 def test_group_norms_and_update_ratios_against_the_weights(tmp_path):
     """One SGD update without clipping: ΔW = −lr ∇W, so ‖ΔW‖/‖W‖ and ‖∇W‖ follow from the
     start and final weights."""
-    d = read(train(full(tmp_path, max_iters=1, check_freq=1, lr=0.05), progress=False))
+    d = read_raw(train(full(tmp_path, max_iters=1, check_freq=1, lr=0.05), progress=False))
     for group, name in (("W_hh", "W_hh"), ("W_xh", "W_xh"), ("W_hy", "W_hy")):
         W0, W1 = d[f"start/weights/{name}"], d[f"final/weights/{name}"]
         ratio = np.linalg.norm(W1 - W0) / np.linalg.norm(W0)
@@ -190,7 +190,7 @@ def test_group_norms_and_update_ratios_against_the_weights(tmp_path):
 
 
 def test_bounds_recorded(tmp_path):
-    d = read(train(full(tmp_path, activation="sigmoid", init="sigmoid"), progress=False))
+    d = read_raw(train(full(tmp_path, activation="sigmoid", init="sigmoid"), progress=False))
     W = d["final/weights/W_hh"]
     assert d["check/lambda1"][-1] == pytest.approx(np.linalg.norm(W, 2), rel=1e-6)
     assert d["check/lambda1_gamma"][-1] == pytest.approx(0.25 * np.linalg.norm(W, 2), rel=1e-6)
@@ -201,7 +201,7 @@ def test_bounds_recorded(tmp_path):
 def test_resume_keeps_the_surface_rows_of_its_checkpoint(tmp_path):
     c = full(tmp_path, surface_every=1, max_iters=10)
     train(c, progress=False)
-    d = read(train(c.replace(max_iters=20), resume=True, progress=False))
+    d = read_raw(train(c.replace(max_iters=20), resume=True, progress=False))
     np.testing.assert_array_equal(d["surface/iter"], [5, 10, 15, 20])
     assert d["check/lyapunov"].shape[0] == 4 and d["iter/grad_norm_W_hh"].shape[0] == 20
 
@@ -223,3 +223,41 @@ def test_bad_values_of_the_new_keys(tmp_path, capsys, args, key):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and key in err
     assert list(tmp_path.iterdir()) == []
+
+
+# -- reading, verdicts and figures --------------------------------------------------------------
+
+def test_reader_verdicts_and_figures(tmp_path):
+    from analysis import figures, read, verdicts as V
+    path = train(full(tmp_path, surface_every=1, clip="rescale", cutoff=0.01), progress=False)
+    snap = read.load(path)
+    raw = read_raw(path)
+    np.testing.assert_array_equal(snap.theory["lyapunov"], raw["check/lyapunov"])
+    np.testing.assert_array_equal(snap.surface["iter"], raw["surface/iter"])
+    assert "grad_norm_W_hh" in snap.iter and "lambda1_gamma" in snap.check
+    by_kind = {v.kind: v for v in V.verdicts(snap)}
+    assert by_kind["lyapunov"].value == raw["check/lyapunov"][-1, 0]
+    assert by_kind["bounds"].value == raw["check/lambda1_gamma"][-1]
+    assert by_kind["sharpness"].value == raw["check/sharpness"][-1]
+    assert "wall" in by_kind
+    written = [p.rsplit("_", 1)[-1] for p in figures.plot_run(snap, str(tmp_path / "fig"))]
+    for name in ("dashboard.png", "jacobians.png", "lyapunov.png", "surface.png", "groups.png"):
+        assert name in written
+    basic = read.load(train(cfg.make({**TINY, "out_dir": str(tmp_path), "name": "basic"}), progress=False))
+    assert {v.kind for v in V.verdicts(basic)}.isdisjoint({"bounds", "lyapunov", "wall", "sharpness"})
+    assert not any(n in figures.dashboard_layout(basic)[0] for n in ("jac_steps", "surface_line"))
+
+
+def surface_of(steps, loss, taken):
+    return {"steps": np.array([steps]), "loss": np.array([loss]), "step_taken": np.array([taken])}
+
+
+def test_wall_criterion():
+    from analysis import verdicts as V
+    s = np.concatenate([[0.0], 10 ** np.arange(-4, 1 + 1e-9, 1 / 12)])
+    bowl = 1.0 - 2.0 * s + 5.0 * s ** 2                 # a quadratic: rises, but never ×2 per grid step
+    assert V.surface_wall(surface_of(s, bowl, s[-1]), 0) is None
+    cliff = np.where(s < 0.05, 1.0 - s, 40.0)            # a jump from ≈ 1 to 40 at s = 0.05
+    w = V.surface_wall(surface_of(s, cliff, s[-1]), 0)
+    assert w is not None and w[0] < 0.05 <= w[1] and w[3] == 40.0
+    assert V.surface_wall(surface_of(s, cliff, 0.01), 0) is None   # the step does not reach it
