@@ -136,7 +136,7 @@ def surface_row(snap):
     walls = [(r, V.surface_wall(sf, r)) for r in range(len(sf["iter"]))]
     walls = [(r, w) for r, w in walls if w is not None]
     if walls:
-        r, w = max(walls, key=lambda f: f[1][3] / max(f[1][2], 1e-300))
+        r, w = max(walls, key=lambda f: f[1]["jump"])
         return r, w
     return len(sf["iter"]) - 1, None
 
@@ -155,26 +155,27 @@ def draw_surface_line(ax, snap):
         s, L = _slice(sf, k)
         ax.plot(s, L, color="0.7", lw=0.8)
     if others:
-        ax.plot([], [], color="0.7", lw=0.8, label=f"{len(others)} other slices (iterations "
-                                                   f"{', '.join(str(int(sf['iter'][k])) for k in others)})")
+        ax.plot([], [], color="0.7", lw=0.8, label="iterations " + ", ".join(str(int(sf["iter"][k])) for k in others))
     s, L = _slice(sf, r)
     ax.plot(s, L, color="k", lw=1.6, marker=".", ms=3, label=f"iteration {int(sf['iter'][r])}, "
                                                            f"‖g‖ = {fmt_num(sf['grad_norm'][r])}")
-    ax.axhline(sf["loss"][r][0], color="k", ls=":", lw=0.8, label=f"loss at step 0: {fmt_num(sf['loss'][r][0])}")
+    ax.axhline(sf["loss"][r][0], color="k", ls=":", lw=0.8, label=f"loss at s = 0: {fmt_num(sf['loss'][r][0])}")
     u, c = sf["step_taken"][r], sf["step_clipped"][r]
     ax.axvline(u, color=MARKS["taken"], ls="--", lw=1.1,
-               label=f"unclipped step lr‖g‖ = {fmt_num(u)} → loss {fmt_num(V.loss_at(sf, r, u))}")
+               label=f"unclipped step lr‖g‖ {fmt_num(u)} → {fmt_num(V.loss_at(sf, r, u))}")
     if c < u * (1 - 1e-9):
         ax.axvline(c, color=MARKS["clipped"], ls="--", lw=1.1,
-                   label=f"clipped step = {fmt_num(c)} → loss {fmt_num(V.loss_at(sf, r, c))}")
+                   label=f"clipped step {fmt_num(c)} → {fmt_num(V.loss_at(sf, r, c))}")
     if w is not None:
-        ax.axvspan(w[0], w[1], color="#d62728", alpha=0.25, label=f"wall: loss ×{fmt_num(w[3] / w[2])} "
-                                                                   f"({fmt_num(w[2])} → {fmt_num(w[3])})")
+        ax.plot([w["s_min"]], [w["loss_min"]], marker="v", color="k", ms=7, ls="none",
+                label=f"minimum {fmt_num(w['loss_min'])} at s = {fmt_num(w['s_min'])}")
+        ax.axvspan(w["s1"], w["s2"], color="#d62728", alpha=0.25,
+                   label=f"wall: {fmt_num(w['loss1'])} → {fmt_num(w['loss2'])}, ×{fmt_num(w['jump'])} over the minimum")
     ax.set_xscale("log")
     finite = L[np.isfinite(L)]
     if len(finite) and finite.max() > 0 and finite.max() / max(finite.min(), 1e-300) > 30:
         ax.set_yscale("log")
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="upper left", fontsize="x-small")
     ax.set_xlabel("step length s along −g/‖g‖ (g before clipping)")
     ax.set_ylabel(f"training-batch loss ({'squared error' if snap.task in ('add', 'mul') else 'nats'})")
     ax.set_title("Error surface along the update direction" + (" (wall)" if w is not None else ""))
@@ -197,7 +198,7 @@ def draw_surface_plane(ax, snap):
         ax.plot([c], [0], marker="o", ms=9, color=MARKS["clipped"], mec="w", ls="none",
                 label=f"clipped step {fmt_num(c)}")
     if w is not None:
-        ax.axvline(w[1], color="w", ls="--", lw=1.0, label="wall on the 1-D slice")
+        ax.axvspan(w["s1"], w["s2"], color="w", alpha=0.35, label="wall on the 1-D slice")
     ax.set_xscale("log")
     ax.legend(loc="lower left", fontsize="small", framealpha=0.85)
     ax.set_xlabel("step length s along −g/‖g‖")

@@ -46,12 +46,13 @@ STALL_REL_TOL = 0.02
 CHANCE_LOSS = {"torder": math.log(4), "torder3": math.log(8)}
 
 
-#: A wall on the error surface (diagnostics_level = full): along the update direction the loss
-#: rises by at least WALL_JUMP times between neighbouring step lengths of the 1-D slice (a step
-#: 10^(1/12) ≈ 1.2 times longer; a quadratic bowl rises at most ≈ 1.5 times there) and by at least
-#: WALL_RISE times the loss at 0, at a step length the unclipped step reaches.
+#: A wall on the error surface (diagnostics_level = full), on the 1-D slice of the loss along the
+#: update direction: the loss falls to its minimum L* at step length s*, and the unclipped step u
+#: overshoots it by at least WALL_OVERSHOOT (u >= 4 s*: on a quadratic, a step that long raises
+#: the loss above where it started) into losses at least WALL_JUMP times L*. The wall itself is
+#: drawn at the steepest rise between s* and u.
+WALL_OVERSHOOT = 4.0
 WALL_JUMP = 2.0
-WALL_RISE = 1.0
 
 
 @dataclass(frozen=True)
@@ -229,14 +230,15 @@ def bounds(snap):
     trajectory = f"sup_t ‖J_t‖₂ = {fmt_num(sup)} on the probe batch"
     if lg is not None and np.isfinite(lg[-1]):
         gamma = lg[-1] / l1[-1]
-        regime = "vanishing" if lg[-1] < 1 else "exploding possible"
-        rule = "<" if lg[-1] < 1 else ">"
-        text = (f"regime by the bounds: {regime} (λ₁({snap.recurrent_matrix}) = {fmt_num(l1[-1])} {rule} "
-                f"1/γ = {fmt_num(1 / gamma)} at the end")
+        if lg[-1] < 1:
+            regime = "vanishing guaranteed (λ₁γ < 1, the sufficient condition)"
+        else:
+            regime = "vanishing not guaranteed, exploding possible (λ₁γ > 1, the necessary condition)"
+        text = f"bounds: {regime}: λ₁({snap.recurrent_matrix}) = {fmt_num(l1[-1])}, 1/γ = {fmt_num(1 / gamma)} at the end"
         crossed = np.flatnonzero(np.diff((lg >= 1).astype(int)) != 0)
         if len(crossed):
             text += f"; crosses 1/γ {len(crossed)}× , last at {_word(snap)} {int(snap.check_x[crossed[-1] + 1])}"
-        return Verdict("bounds", float(lg[-1]), text + f"; {trajectory})")
+        return Verdict("bounds", float(lg[-1]), text + f"; {trajectory}")
     regime = "vanishing" if sup < 1 else "no bound (sup ‖J_t‖ ≥ 1)"
     return Verdict("bounds", sup, f"regime by the step Jacobians: {regime} ({trajectory} at the end; "
                                   f"the λ₁ < 1/γ bound is the RNN's, a {snap.cell.upper()} has an additive path)")
@@ -255,22 +257,22 @@ def lyapunov(snap):
 
 
 def surface_wall(surface, row):
-    """The first wall on the 1-D slice of surface row `row`, or None: (s_before, s_after, L_before,
-    L_after) of the first neighbouring pair with L_after ≥ WALL_JUMP · L_before and
-    L_after − L_before ≥ WALL_RISE · L(0), at s_after ≤ the unclipped step."""
+    """The wall on the 1-D slice of surface row `row`, or None: {s_min, loss_min (L*), jump (the
+    largest loss within the step over L*), s1, s2, loss1, loss2 (the steepest rise)}."""
     s, L = surface["steps"][row], surface["loss"][row]
     ok = np.isfinite(s)
-    s, L = s[ok], L[ok]
+    s, L = s[ok], np.where(np.isfinite(L[ok]), L[ok], np.inf)
+    reach = s <= surface["step_taken"][row] * (1 + 1e-9)
+    s, L = s[reach], L[reach]
     if len(s) < 3:
         return None
-    L0, reach = L[0], surface["step_taken"][row] * (1 + 1e-9)
-    for j in range(1, len(s) - 1):            # s[0] = 0: the pairs of the log grid
-        a, b = L[j], L[j + 1]
-        if s[j + 1] > reach:
-            break
-        if not np.isfinite(b) or (b >= WALL_JUMP * a and b - a >= WALL_RISE * abs(L0)):
-            return float(s[j]), float(s[j + 1]), float(a), float(b)
-    return None
+    k = int(np.argmin(L))
+    if L[k] <= 0 or s[-1] < WALL_OVERSHOOT * max(s[k], s[1]) or L[k:].max() < WALL_JUMP * L[k]:
+        return None
+    rise = L[k + 1:] / L[k:-1]
+    j = k + int(np.argmax(rise))
+    return {"s_min": float(s[k]), "loss_min": float(L[k]), "jump": float(L[k:].max() / L[k]),
+            "s1": float(s[j]), "s2": float(s[j + 1]), "loss1": float(L[j]), "loss2": float(L[j + 1])}
 
 
 def loss_at(surface, row, step):
@@ -290,17 +292,19 @@ def wall(snap):
     found = [(r, surface_wall(sf, r)) for r in range(len(sf["iter"]))]
     found = [(r, w) for r, w in found if w is not None]
     if not found:
-        return Verdict("wall", math.nan, f"no wall on the {len(sf['iter'])} error-surface slices (loss along "
-                                         f"the update direction never jumps ×{WALL_JUMP:g} within the step)")
-    r, (s1, s2, a, b) = max(found, key=lambda f: f[1][3] / max(f[1][2], 1e-300))
+        return Verdict("wall", math.nan, f"no wall on the {len(sf['iter'])} error-surface slices (no unclipped step "
+                                         f"overshoots the minimum along its direction ×{WALL_OVERSHOOT:g} into a "
+                                         f"loss ×{WALL_JUMP:g} above it)")
+    r, w = max(found, key=lambda f: f[1]["jump"])
     u, c = sf["step_taken"][r], sf["step_clipped"][r]
     text = (f"met a wall at iteration {int(sf['iter'][r])} (‖g‖ = {fmt_num(sf['grad_norm'][r])}): along the update "
-            f"direction the loss jumps ×{fmt_num(b / a)} ({fmt_num(a)} → {fmt_num(b)}) between step lengths "
-            f"{fmt_num(s1)} and {fmt_num(s2)}; the unclipped step {fmt_num(u)} lands at loss "
-            f"{fmt_num(loss_at(sf, r, u))}")
+            f"direction the loss falls from {fmt_num(sf['loss'][r][0])} to {fmt_num(w['loss_min'])} at step "
+            f"{fmt_num(w['s_min'])}, then jumps ×{fmt_num(w['jump'])} (steepest {fmt_num(w['loss1'])} → "
+            f"{fmt_num(w['loss2'])} between {fmt_num(w['s1'])} and {fmt_num(w['s2'])}); the unclipped step "
+            f"{fmt_num(u)} lands at {fmt_num(loss_at(sf, r, u))}")
     if c < u * (1 - 1e-9):
         text += f", the clipped step {fmt_num(c)} at {fmt_num(loss_at(sf, r, c))}"
-    text += f" (from {fmt_num(sf['loss'][r][0])}; walls in {len(found)} of {len(sf['iter'])} slices)"
+    text += f" (walls in {len(found)} of {len(sf['iter'])} slices)"
     return Verdict("wall", float(sf["iter"][r]), text)
 
 

@@ -255,9 +255,11 @@ def surface_of(steps, loss, taken):
 def test_wall_criterion():
     from analysis import verdicts as V
     s = np.concatenate([[0.0], 10 ** np.arange(-4, 1 + 1e-9, 1 / 12)])
-    bowl = 1.0 - 2.0 * s + 5.0 * s ** 2                 # a quadratic: rises, but never ×2 per grid step
-    assert V.surface_wall(surface_of(s, bowl, s[-1]), 0) is None
+    bowl = 1.0 - 2.0 * s + 5.0 * s ** 2                 # a quadratic, minimum 0.8 at s = 0.2
+    assert V.surface_wall(surface_of(s, bowl, 0.35), 0) is None        # a stable step: no wall
+    w = V.surface_wall(surface_of(s, bowl, 1.0), 0)                     # 5× past the minimum, loss 4
+    assert w is not None and w["s_min"] == pytest.approx(0.2, rel=0.1) and w["jump"] == pytest.approx(4 / 0.8, rel=1e-2)
     cliff = np.where(s < 0.05, 1.0 - s, 40.0)            # a jump from ≈ 1 to 40 at s = 0.05
     w = V.surface_wall(surface_of(s, cliff, s[-1]), 0)
-    assert w is not None and w[0] < 0.05 <= w[1] and w[3] == 40.0
-    assert V.surface_wall(surface_of(s, cliff, 0.01), 0) is None   # the step does not reach it
+    assert w is not None and w["s1"] < 0.05 <= w["s2"] and w["loss2"] == 40.0
+    assert V.surface_wall(surface_of(s, cliff, 0.04), 0) is None       # the step does not reach it
