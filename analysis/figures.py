@@ -581,6 +581,7 @@ def draw_grad_norm(ax, snap):
         ax.plot(x[bad], np.full(bad.sum(), 1.0), ls="none", marker="v", ms=7,
                 color=COLORS["nonfinite"], transform=trans, clip_on=False,
                 label=f"non-finite gradient: {int(bad.sum())} steps (red lines)")
+    theory_figures.mark_walls(ax, snap)
     ax.set_yscale("log")
     if vals:
         v = np.concatenate(vals)

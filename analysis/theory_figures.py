@@ -245,6 +245,17 @@ def draw_group_ratio(ax, snap):
     _draw_groups(ax, snap, "update_ratio", r"$\|\Delta W\|_2 / \|W\|_2$ per update", "Update-to-weight ratio")
 
 
+def mark_walls(ax, snap):
+    """On the gradient-norm panel: a star at each update whose error-surface slice met a wall."""
+    sf = snap.surface
+    if not sf or not len(sf.get("iter", ())):
+        return
+    rows = [r for r in range(len(sf["iter"])) if V.surface_wall(sf, r) is not None]
+    if rows:
+        ax.plot(sf["iter"][rows], sf["grad_norm"][rows], ls="none", marker="*", ms=12, color="#ffbf00", mec="k",
+                mew=0.6, zorder=5, label=f"wall met on the error surface ({len(rows)} of {len(sf['iter'])} slices)")
+
+
 # ---------------------------------------------------------------------------- bounds on ρ
 
 def draw_bounds(ax, snap):
