@@ -1,6 +1,7 @@
 """One SGD step (forward, loss, backward with ∂L/∂h_t, update) of our cells against torch.nn.
 
 Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
+                                  [--probes-only]
 Both sides run interleaved in one process, so the ratio is measured under the same load. Then
 the cost of diagnostics_level = full against basic (one update, one check, one error surface).
 CPU threads default to 1, as in training (config key `threads`).
@@ -171,6 +172,14 @@ def bench_probes(repeats):
     return med
 
 
+def print_probes(repeats):
+    p = bench_probes(max(3, repeats // 3))
+    print(f"diagnostics_level full against basic (A1 network): update {p['step_full']:.2f} ms against "
+          f"{p['step_basic']:.2f} ms ({p['step_full'] / p['step_basic']:.2f}x); check {p['check_full']:.0f} ms "
+          f"against {p['check_basic']:.0f} ms ({p['check_full'] / p['check_basic']:.2f}x); one error-surface "
+          f"slice (T={p['T']}) {p['surface']:.0f} ms", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
@@ -178,8 +187,11 @@ def main():
     p.add_argument("--csv", default="benchmarks/results.csv")
     p.add_argument("--cells", default="rnn,gru,lstm")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--probes-only", action="store_true", help="only the line on diagnostics_level full")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.probes_only:
+        return print_probes(args.repeats)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
@@ -199,11 +211,7 @@ def main():
         rows.append((device, "lm-lstm", 32, 256, 100, 1e3 * 3200 / lm["ours"], 1e3 * 3200 / lm["torch"], ratio))
         print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100: ours {lm['ours']:,.0f} chars/s, "
               f"torch.nn {lm['torch']:,.0f} chars/s ({ratio:.2f}x the time)", flush=True)
-    p = bench_probes(max(3, args.repeats // 3))
-    print(f"diagnostics_level full against basic (A1 network): update {p['step_full']:.2f} ms against "
-          f"{p['step_basic']:.2f} ms ({p['step_full'] / p['step_basic']:.2f}x); check {p['check_full']:.0f} ms "
-          f"against {p['check_basic']:.0f} ms ({p['check_full'] / p['check_basic']:.2f}x); one error-surface "
-          f"slice (T={p['T']}) {p['surface']:.0f} ms", flush=True)
+    print_probes(args.repeats)
     gen = bench_tasks(args.repeats)
     print("task batch (B=1000, T=200) generation ms: " + ", ".join(f"{k} {v:.1f}" for k, v in gen.items()))
     with open(args.csv, "w") as f:
