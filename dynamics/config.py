@@ -197,10 +197,10 @@ def validate(c):
         raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks")
     if c.diagnostics_level == "full" and c.task == "text":
         raise bad_value("diagnostics_level", c.diagnostics_level, "basic for text runs (full probes a synthetic task)")
-    state = 2 * c.n_hidden if c.cell == "lstm" else c.n_hidden
     from .theory import surface_iterations
     if surface_iterations(c.surface_at) is None:
         raise bad_value("surface_at", c.surface_at, "iteration numbers separated by commas, e.g. 1200,3417")
+    state = 2 * c.n_hidden if c.cell == "lstm" else c.n_hidden   # the LSTM's state is [h, c]
     if c.lyapunov_k > state:
         raise bad_value("lyapunov_k", c.lyapunov_k, f"at most the state size {state}")
     if not c.name or "/" in c.name or c.name.startswith("."):
