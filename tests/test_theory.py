@@ -263,3 +263,13 @@ def test_wall_criterion():
     w = V.surface_wall(surface_of(s, cliff, s[-1]), 0)
     assert w is not None and w["s1"] < 0.05 <= w["s2"] and w["loss2"] == 40.0
     assert V.surface_wall(surface_of(s, cliff, 0.04), 0) is None       # the step does not reach it
+
+
+def test_gated_cells_state_the_trajectory_bound(tmp_path):
+    """λ₁γ is the RNN's bound: a GRU or LSTM records NaN and the verdict uses sup_t ‖J_t‖₂."""
+    from analysis import read, verdicts as V
+    for cell in ("gru", "lstm"):
+        snap = read.load(train(full(tmp_path, name=cell, cell=cell), progress=False))
+        assert np.isnan(snap.check["lambda1_gamma"]).all()
+        v = V.bounds(snap)
+        assert v.value == np.nanmax(snap.theory["jac_step_norm"][-1]) and "RNN's" in v.text
