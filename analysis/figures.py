@@ -9,6 +9,7 @@
     figure_grad_norm      global gradient norm before/after clipping, clipped and non-finite steps
     figure_spectrum       ρ and σ_max of the recurrent matrix; its eigenvalues at start and end
     figure_omega          Ω and steps in the past
+    jacobians, lyapunov, surface, groups: the theory's objects (analysis/theory_figures.py)
     figure_dashboard      all panels and the verdicts on one page
 
 Every function returns a matplotlib Figure (Agg canvas, constrained layout) or None when the
@@ -27,7 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-from . import stats, verdicts as V
+from . import stats, theory_figures, verdicts as V
 from .stats import fmt_num, fmt_pct
 
 PANEL_W, PANEL_H = 5.4, 4.0          # inches per panel
@@ -580,6 +581,7 @@ def draw_grad_norm(ax, snap):
         ax.plot(x[bad], np.full(bad.sum(), 1.0), ls="none", marker="v", ms=7,
                 color=COLORS["nonfinite"], transform=trans, clip_on=False,
                 label=f"non-finite gradient: {int(bad.sum())} steps (red lines)")
+    theory_figures.mark_walls(ax, snap)
     ax.set_yscale("log")
     if vals:
         v = np.concatenate(vals)
@@ -619,6 +621,7 @@ def draw_rho(ax, snap):
     if name in snap.start_weights and math.isfinite(start):
         ax.plot([0], [start], "o", color=COLORS["rho"], mfc="none", label=f"ρ before training: {start:.3g}")
     ax.axhline(1.0, color="k", ls="--", lw=0.9, label="ρ = 1")
+    theory_figures.draw_bounds(ax, snap)
     _x_limits(ax, snap, x)
     ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(snap.check_xlabel)
@@ -707,6 +710,7 @@ PANELS = {p.key: p for p in (
     Panel("eigenvalues", _has_eigen, draw_eigen),
     Panel("omega", _has_omega, draw_omega),
     Panel("steps_in_past", _has_past, draw_past),
+    *(Panel(*p) for p in theory_figures.PANELS),
 )}
 
 #: figure name -> (title, panels); the dashboard shows them all in this order.
@@ -719,6 +723,7 @@ FIGURES = {
     "gates": ("gate saturation", ["gates", "saturation_share"]),
     "spectrum": ("recurrent matrix spectrum", ["rho", "eigenvalues"]),
     "omega": ("regulariser Ω", ["omega", "steps_in_past"]),
+    **theory_figures.FIGURES,
 }
 
 
@@ -795,6 +800,8 @@ FIGURE_FUNCTIONS = {
     "training": figure_training, "grad_norm": figure_grad_norm, "grad_hist": figure_grad_hist,
     "grad_time": figure_grad_time, "saturation": figure_saturation, "gates": figure_gates,
     "spectrum": figure_spectrum, "omega": figure_omega,
+    # diagnostics_level = full (analysis/theory_figures.py)
+    **{name: (lambda snap, name=name: _panel_figure(snap, name)) for name in theory_figures.FIGURES},
 }
 
 

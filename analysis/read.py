@@ -23,6 +23,8 @@ SATURATION_EDGES = np.linspace(0.0, 1.0, 51)
 GATE_EDGES = np.linspace(0.0, 0.5, 51)
 
 GATES = ("z", "r", "i", "f", "o")
+#: The 2-D per-check datasets of diagnostics_level = full (their 1-D ones are /check columns).
+THEORY_2D = ("jac_step_norm", "jac_prod_norm", "lyapunov")
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Snapshot:
     static: dict = field(default_factory=dict)        # /static/<name>: fixed data written at the start
     iter_xlabel: str = "iteration (SGD update)"
     check_xlabel: str = "iteration (SGD update)"
+    theory: dict = field(default_factory=dict)       # diagnostics_level = full: THEORY_2D, K rows
+    surface: dict = field(default_factory=dict)      # /surface/<name>, M rows (one per surface)
 
     # --- the layer-0 data under the names of the schema
     @property
@@ -333,13 +337,22 @@ def _read_groups(f, path, attrs):
     final = weights(f.get("final/weights"))
     sample = weights(f.get("final/sample"))
 
+    theory = {k: np.asarray(ch[k][:k_rows], dtype=float) for k in THEORY_2D if k in ch and ch[k].ndim == 2}
+    sf = _datasets(f.get("surface"))
+    m_rows = min((d.shape[0] for d in sf.values()), default=0)
+    surface = {k: np.asarray(d[:m_rows], dtype=float) for k, d in sf.items()}
+    if "iter" in surface and n:            # a surface whose update the /iter rows do not reach yet
+        keep = surface["iter"] <= n
+        surface = {k: v[keep] for k, v in surface.items()}
+
     check_x = check_cols["iter"] if "iter" in check_cols else np.arange(1, k_rows + 1, dtype=float)
     return Snapshot(path=path, source="h5", attrs=attrs, config=config, iter=iter_cols,
                     check=check_cols, layers=layers, samples=samples, arrays=arrays, part_names=part_names,
                     static={k: _text_or_array(d) for k, d in _datasets(f.get("static")).items()}, start_weights=start,
                     final_weights=final, final_sample=sample,
                     iter_x=np.arange(1, n + 1, dtype=float), check_x=np.asarray(check_x, float),
-                    check_xlabel="iteration (SGD update)" if "iter" in check_cols else "check number")
+                    check_xlabel="iteration (SGD update)" if "iter" in check_cols else "check number",
+                    theory=theory, surface=surface)
 
 
 # ------------------------------------------------------------------------------------ NPZ

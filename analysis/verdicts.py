@@ -46,6 +46,15 @@ STALL_REL_TOL = 0.02
 CHANCE_LOSS = {"torder": math.log(4), "torder3": math.log(8)}
 
 
+#: A wall on the error surface (diagnostics_level = full), on the 1-D slice of the loss along the
+#: update direction: the loss falls to its minimum L* at step length s*, and the unclipped step u
+#: overshoots it by at least WALL_OVERSHOOT (u >= 4 s*: on a quadratic, a step that long raises
+#: the loss above where it started) into losses at least WALL_JUMP times L*. The wall itself is
+#: drawn at the steepest rise between s* and u.
+WALL_OVERSHOOT = 4.0
+WALL_JUMP = 2.0
+
+
 @dataclass(frozen=True)
 class Verdict:
     kind: str       # vanishing, growing, exploding, nonfinite, clipped, saturated, gate_<g>, rho, ...
@@ -203,6 +212,114 @@ def stalled(snap):
                    f"stalled at chance: valid loss {loss[-1]:.3f} ≈ ln {n} = {chance:.3f}")
 
 
+# ------------------------------------------------------- the theory's objects (full level)
+
+def _word(snap):
+    return "iteration" if snap.check_xlabel.startswith("iteration") else "check"
+
+
+def bounds(snap):
+    """The regime by the bounds at the last check: RNN λ₁ γ < 1 (vanishing certain) or > 1
+    (exploding possible); for every cell sup_t ‖J_t‖₂ along the probe trajectory, whose value
+    below 1 makes every ‖∂h_T/∂h_{T−k}‖ ≤ sup^k vanish."""
+    lg, l1 = snap.check.get("lambda1_gamma"), snap.check.get("lambda1")
+    J = snap.theory.get("jac_step_norm")
+    if J is None or not len(J):
+        return None
+    sup = float(np.nanmax(J[-1])) if np.isfinite(J[-1]).any() else math.nan
+    trajectory = f"sup_t ‖J_t‖₂ = {fmt_num(sup)} on the probe batch"
+    if lg is not None and np.isfinite(lg[-1]):
+        gamma = lg[-1] / l1[-1]
+        if lg[-1] < 1:
+            regime = "vanishing guaranteed (λ₁γ < 1, the sufficient condition)"
+        else:
+            regime = "vanishing not guaranteed, exploding possible (λ₁γ > 1, the necessary condition)"
+        text = f"bounds: {regime}: λ₁({snap.recurrent_matrix}) = {fmt_num(l1[-1])}, 1/γ = {fmt_num(1 / gamma)} at the end"
+        crossed = np.flatnonzero(np.diff((lg >= 1).astype(int)) != 0)
+        if len(crossed):
+            text += f"; crosses 1/γ {len(crossed)}× , last at {_word(snap)} {int(snap.check_x[crossed[-1] + 1])}"
+        return Verdict("bounds", float(lg[-1]), text + f"; {trajectory}")
+    regime = "vanishing" if sup < 1 else "no bound (sup ‖J_t‖ ≥ 1)"
+    return Verdict("bounds", sup, f"regime by the step Jacobians: {regime} ({trajectory} at the end; "
+                                  f"the λ₁ < 1/γ bound is the RNN's, a {snap.cell.upper()} has an additive path)")
+
+
+def lyapunov(snap):
+    L = snap.theory.get("lyapunov")
+    if L is None or not len(L) or not np.isfinite(L[-1, 0]):
+        return None
+    lead = L[:, 0]
+    k = int(np.nanargmax(lead))
+    text = (f"leading Lyapunov exponent {lead[-1]:+.3g} per step at the end (perturbations ×{math.exp(lead[-1]):.3g} "
+            f"per step, {'growing' if lead[-1] > 0 else 'shrinking'}); largest {lead[k]:+.3g} at {_word(snap)} "
+            f"{int(snap.check_x[k])}")
+    return Verdict("lyapunov", float(lead[-1]), text)
+
+
+def surface_wall(surface, row):
+    """The wall on the 1-D slice of surface row `row`, or None: {s_min, loss_min (L*), jump (the
+    largest loss within the step over L*), s1, s2, loss1, loss2 (the steepest rise)}."""
+    s, L = surface["steps"][row], surface["loss"][row]
+    ok = np.isfinite(s)
+    s, L = s[ok], np.where(np.isfinite(L[ok]), L[ok], np.inf)
+    reach = s <= surface["step_taken"][row] * (1 + 1e-9)
+    s, L = s[reach], L[reach]
+    if len(s) < 3:
+        return None
+    k = int(np.argmin(L))
+    if L[k] <= 0 or s[-1] < WALL_OVERSHOOT * max(s[k], s[1]) or L[k:].max() < WALL_JUMP * L[k]:
+        return None
+    rise = L[k + 1:] / L[k:-1]
+    j = k + int(np.argmax(rise))
+    return {"s_min": float(s[k]), "loss_min": float(L[k]), "jump": float(L[k:].max() / L[k]),
+            "s1": float(s[j]), "s2": float(s[j + 1]), "loss1": float(L[j]), "loss2": float(L[j + 1])}
+
+
+def loss_at(surface, row, step):
+    """The 1-D slice's loss at step length `step`, interpolated in log s."""
+    s, L = surface["steps"][row], surface["loss"][row]
+    ok = np.isfinite(s) & (s > 0) & np.isfinite(L)
+    if ok.sum() < 2:
+        return math.nan
+    return float(np.interp(math.log10(step), np.log10(s[ok]), L[ok]))
+
+
+def wall(snap):
+    """When the run met a wall: the surface with the largest jump among those that have one."""
+    sf = snap.surface
+    if not sf or not len(sf.get("iter", ())):
+        return None
+    found = [(r, surface_wall(sf, r)) for r in range(len(sf["iter"]))]
+    found = [(r, w) for r, w in found if w is not None]
+    if not found:
+        return Verdict("wall", math.nan, f"no wall on the {len(sf['iter'])} error-surface slices (no unclipped step "
+                                         f"overshoots the minimum along its direction ×{WALL_OVERSHOOT:g} into a "
+                                         f"loss ×{WALL_JUMP:g} above it)")
+    r, w = max(found, key=lambda f: f[1]["jump"])
+    u, c = sf["step_taken"][r], sf["step_clipped"][r]
+    text = (f"met a wall at iteration {int(sf['iter'][r])} (‖g‖ = {fmt_num(sf['grad_norm'][r])}): along the update "
+            f"direction the loss falls from {fmt_num(sf['loss'][r][0])} to {fmt_num(w['loss_min'])} at step "
+            f"{fmt_num(w['s_min'])}, then jumps ×{fmt_num(w['jump'])} (steepest {fmt_num(w['loss1'])} → "
+            f"{fmt_num(w['loss2'])} between {fmt_num(w['s1'])} and {fmt_num(w['s2'])}); the unclipped step "
+            f"{fmt_num(u)} lands at {fmt_num(loss_at(sf, r, u))}")
+    if c < u * (1 - 1e-9):
+        text += f", the clipped step {fmt_num(c)} at {fmt_num(loss_at(sf, r, c))}"
+    text += f" (walls in {len(found)} of {len(sf['iter'])} slices)"
+    return Verdict("wall", float(sf["iter"][r]), text)
+
+
+def sharpness(snap):
+    y = snap.check.get("sharpness")
+    if y is None or not len(y) or not np.isfinite(y).any():
+        return None
+    last = y[np.isfinite(y)][-1]
+    lr = snap.cfg("lr")
+    text = f"sharpness (top Hessian eigenvalue, probe batch) {fmt_num(last)} at the end, max {fmt_num(np.nanmax(y))}"
+    if lr:
+        text += f" (2/lr = {fmt_num(2 / float(lr))})"
+    return Verdict("sharpness", float(last), text)
+
+
 def verdicts(snap):
     """All verdicts that hold for the run, most important first."""
     out = [status(snap), vanishing(snap)]
@@ -211,4 +328,5 @@ def verdicts(snap):
             saturated(snap)]
     out += [gate(snap, g) for g in snap.gates]
     out += [rho(snap), decay_rate(snap)]
+    out += [bounds(snap), lyapunov(snap), wall(snap), sharpness(snap)]
     return [v for v in out if v is not None]

@@ -1,7 +1,9 @@
 """One SGD step (forward, loss, backward with ∂L/∂h_t, update) of our cells against torch.nn.
 
-Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH] [--clock wall|cpu]
-Both sides run interleaved in one process, so the ratio is measured under the same load.
+Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
+                                  [--clock wall|cpu] [--probes-only] [--startup]
+Both sides run interleaved in one process, so the ratio is measured under the same load. Then
+the cost of diagnostics_level = full against basic (one update, one check, one error surface).
 CPU threads default to 1, as in training (config key `threads`). On a machine shared with other
 work, `--clock cpu` times the CPU steps by this process's CPU time, which leaves out the time the
 process waits for a core (with one thread it equals the wall time of an idle machine).
@@ -139,7 +141,7 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20)
     model = dynamics.build_model(cell, N_IN, H, N_OUT, "last_softmax", seed=0, device=device)
     params = list(model.parameters())
     opt = torch.optim.SGD(params, lr=0.01)
-    edges = probes.hist_edges(model)
+    edges = {part.name: probes.hist_edges(part) for part in model.parts()}
 
     def block(on):
         pending = []
@@ -154,9 +156,8 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20)
             opt.step()
         if on:
             torch.stack(pending).cpu()
-            for (hidden, gates), layer in zip(model.layer_outputs, model.layers):
-                d = probes.layer_diagnostics(hidden.detach(), layer.hidden_grad,
-                                             {k: v.detach() for k, v in gates.items()}, layer.activation, edges)
+            for part in model.parts():
+                d = probes.layer_diagnostics(part, edges[part.name])
                 d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
 
     block(True), block(False)  # warm-up
@@ -203,6 +204,53 @@ def startup(repeats):
 def print_startup(repeats):
     times = startup(repeats)
     print(f"start-up, median of {repeats}: " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()), flush=True)
+def bench_levels(repeats):
+    """Milliseconds of one update and one check of the A1 network (mem, tanh RNN, H=50, B=20,
+    T 50-200) with diagnostics_level basic and full, interleaved; the check includes the
+    validation of 1000 sequences. Also one error-surface slice (1-D and 2-D) of a training batch."""
+    import tempfile
+
+    from dynamics import config as cfg
+    from dynamics import theory
+    from dynamics.train import Run
+    base = dict(task="mem", init="basic_tanh", n_hidden=50, batch_size=20, min_length=50, max_length=200,
+                eval_batch_size=1000, chunk_batch_size=500, check_freq=100, surface_every=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {level: Run(cfg.make({**base, "out_dir": tmp, "diagnostics_level": level})) for level in theory.LEVELS}
+        steps, checks = {k: [] for k in runs}, {k: [] for k in runs}
+        for _ in range(repeats):
+            for level, run in runs.items():
+                t = time.perf_counter()
+                for _ in range(5):
+                    run.step()
+                steps[level].append((time.perf_counter() - t) / 5)
+                t = time.perf_counter()
+                run.check(t)
+                checks[level].append(time.perf_counter() - t)
+        run = runs["full"]
+        x, y = run.source.batch()
+        run.opt.zero_grad()
+        run.source.loss(run.model(x).logits, y).backward()
+        grads = [p.grad for p in run.params]
+        surfaces = []
+        for _ in range(max(1, repeats // 3)):
+            t = time.perf_counter()
+            with torch.no_grad():
+                theory.loss_surface(lambda: run.source.loss(run.model(x).logits, y), run.params, grads, 0.1, 0.01)
+            surfaces.append(time.perf_counter() - t)
+    med = {k: 1e3 * statistics.median(v) for k, v in (("step_basic", steps["basic"]), ("step_full", steps["full"]),
+                                                      ("check_basic", checks["basic"]), ("check_full", checks["full"]),
+                                                      ("surface", surfaces))}
+    med["T"] = x.shape[0]
+    return med
+
+
+def print_levels(repeats):
+    p = bench_levels(max(3, repeats // 3))
+    print(f"diagnostics_level full against basic (A1 network): update {p['step_full']:.2f} ms against "
+          f"{p['step_basic']:.2f} ms ({p['step_full'] / p['step_basic']:.2f}x); check {p['check_full']:.0f} ms "
+          f"against {p['check_basic']:.0f} ms ({p['check_full'] / p['check_basic']:.2f}x); one error-surface "
+          f"slice (T={p['T']}) {p['surface']:.0f} ms", flush=True)
 
 
 def main():
@@ -214,12 +262,15 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--startup", action="store_true", help="only the start-up times of the commands")
     p.add_argument("--clock", default="wall", choices=list(CLOCK), help="cpu: CPU time of the process (CPU steps)")
+    p.add_argument("--probes-only", action="store_true", help="only the line on diagnostics_level full")
     args = p.parse_args()
     if args.startup:
         return print_startup(args.repeats)
     global clock
     clock = CLOCK[args.clock]
     torch.set_num_threads(args.threads)
+    if args.probes_only:
+        return print_levels(args.repeats)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
@@ -244,6 +295,7 @@ def main():
         rows.append((device, "probes-lstm", 20, 50, 150, pr[True], pr[False], pr[True] / pr[False]))
         print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150, a check every 20 updates: probes on "
               f"{pr[True]:.2f} ms/step, off {pr[False]:.2f} ms/step ({100 * overhead:+.1f}%)", flush=True)
+    print_levels(args.repeats)
     gen = bench_tasks(args.repeats)
     print("task batch (B=1000, T=200) generation ms: " + ", ".join(f"{k} {v:.1f}" for k, v in gen.items()))
     with open(args.csv, "w") as f:

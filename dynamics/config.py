@@ -137,6 +137,18 @@ class Config:
                        choices=BACKENDS)
     diagnostics: bool = key(True, "evaluation and diagnostics", "record g_t, histograms and saturation at "
                             "each check")
+    diagnostics_level: str = key("basic", "evaluation and diagnostics", "basic: g_t, histograms, saturation, ρ; "
+                                 "full adds Jacobians, Lyapunov exponents, sharpness and error-surface slices "
+                                 "(dynamics/theory.py)", choices=("basic", "full"))
+    probe_batch_size: int = key(8, "evaluation and diagnostics", "full: fixed validation sequences (of length "
+                                "min_length) that the check probes read", COUNT)
+    lyapunov_k: int = key(5, "evaluation and diagnostics", "full: how many of the top Lyapunov exponents", COUNT)
+    sharpness_iters: int = key(10, "evaluation and diagnostics", "full: power-iteration steps for the top Hessian "
+                               "eigenvalue (0: off)", NONNEGATIVE)
+    surface_every: int = key(10, "evaluation and diagnostics", "full: an error-surface slice at every n-th check "
+                             "and at large-gradient checks (0: off)", NONNEGATIVE)
+    surface_at: str = key("", "evaluation and diagnostics", "full: also slice at these updates, e.g. \"1200,3417\" "
+                          "(recorded at the next check)")
     sample_chars: int = key(200, "evaluation and diagnostics", "text: characters sampled per prompt at each "
                             "check", COUNT)
 
@@ -289,6 +301,15 @@ def validate(c, given=()):
         raise bad_value("alpha", c.alpha, "0 for a gru or lstm (the regulariser is defined for the RNN's W_hh)")
     if c.n_layers > 1 and family(c.task) == "synthetic":
         raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks")
+    if c.diagnostics_level == "full" and family(c.task) != "synthetic":
+        raise bad_value("diagnostics_level", c.diagnostics_level,
+                        f"basic for {family(c.task)} runs (full probes a synthetic task)")
+    from .theory import surface_iterations
+    if surface_iterations(c.surface_at) is None:
+        raise bad_value("surface_at", c.surface_at, "iteration numbers separated by commas, e.g. 1200,3417")
+    state = 2 * c.n_hidden if c.cell == "lstm" else c.n_hidden   # the LSTM's state is [h, c]
+    if c.lyapunov_k > state:
+        raise bad_value("lyapunov_k", c.lyapunov_k, f"at most the state size {state}")
     if not c.name or "/" in c.name or c.name.startswith("."):
         raise bad_value("name", c.name, "a plain file name")
     if c.device != "cpu" and not c.device.startswith("cuda"):

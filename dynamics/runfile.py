@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from . import theory
 
 SCHEMA = "dynamics-run/1"
 ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
@@ -113,6 +114,8 @@ class RunFile:
                 if v.dtype.kind in "UO":   # text: class names, the tokens of fixed examples
                     v = np.asarray(v, dtype=object).astype(h5py.string_dtype())
                 f.create_dataset(f"static/{k}", data=v)
+            for name, width in theory.datasets(config).items():   # diagnostics_level = full
+                growing(f, name, width)
             for k, v in start_weights.items():
                 f.create_dataset(f"start/weights/{k}", data=to_numpy(v))
 
@@ -129,9 +132,12 @@ class RunFile:
         except OSError:
             rewrite(self.path)
         with open_for_writing(self.path) as f:
+            n_surfaces = int(np.sum(f["surface/iter"][:] <= n_iters)) if "surface/iter" in f else 0
+
             def cut(name, obj):
                 if isinstance(obj, h5py.Dataset) and obj.maxshape[0] is None:
-                    obj.resize(n_iters if name.startswith("iter/") else n_checks, axis=0)
+                    rows = {"iter": n_iters, "surface": n_surfaces}.get(name.split("/")[0], n_checks)
+                    obj.resize(rows, axis=0)
             f.visititems(cut)
             f.attrs.update(status="running", error="", finished="")
             if "final" in f:
@@ -148,10 +154,12 @@ class RunFile:
             append_rows(self.f["iter"][name], values)
 
     def append_check(self, row, parts):
-        """row: {column or array name: value}; parts: {name: {"grad_time": (T,), "hist": {q: counts}}}."""
+        """row: {column or array name: value}, a name starting with / a path from the root
+        (/surface/...); parts: {name: {"grad_time": (T,), "hist": {q: counts}}}."""
         for name, value in row.items():
             value = np.asarray(value)
-            append_rows(self.f["check"][name], value[None] if value.ndim else [value])
+            ds = self.f[name] if name.startswith("/") else self.f["check"][name]
+            append_rows(ds, value[None] if value.ndim else [value])
         for name, diag in parts.items():
             group = self.f["check"] if name == self.main else self.f[f"check/layers/{name}"]
             append_rows(group["grad_time"], diag["grad_time"][None, :])

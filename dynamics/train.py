@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import compiled, probes
+from . import compiled, probes, theory
 from .errors import InputError
 from .model import spectral_radius
 from .runfile import RunFile, exclusive, read_only, save_atomic
@@ -60,6 +60,7 @@ class Run:
         self.iters, self.checks, self.elapsed = 0, 0, 0.0
         self.pending, self.host = [], []
         self.sample = None
+        self.theory = theory.Probes(self) if c.diagnostics_level == "full" else None
 
     # -- one update -------------------------------------------------------------------------
     def step(self):
@@ -79,10 +80,14 @@ class Run:
             (grad,) = torch.autograd.grad(omega, W)
             layer.W_h.grad.add_(grad, alpha=c.alpha)
             omega = omega.detach()
+        if self.theory:
+            self.theory.before_clip(x, y, loss)
         recurrent = self.model.layers[0].W_h if c.cell == "rnn" and hasattr(self.model, "layers") else None
         norm, after, clipped, bad = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
         self.schedule.apply(self.opt, self.iters + 1)
         self.opt.step()
+        if self.theory:
+            self.theory.after_update()
         self.iters += 1
         self.pending.append(torch.stack([loss.detach(), norm, after, clipped.to(norm.dtype),
                                          bad.to(norm.dtype), omega.to(norm.dtype), past.to(norm.dtype)]))
@@ -115,6 +120,11 @@ class Run:
                "rho": np.nan if W is None else spectral_radius(W),
                "sigma_max": np.nan if W is None else probes.singular_max(W), **valid}
         self.schedule.after_check(row["valid_loss"])
+        if self.theory:
+            theory_iters, theory_checks, surface = self.theory.check()
+            iter_columns.update(theory_iters)
+            row.update(theory_checks)
+            row.update(surface)
         self.checks += 1
         row["wall_time"] = self.elapsed + time.perf_counter() - t_start
         return iter_columns, row, parts

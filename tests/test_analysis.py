@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from analysis import commands, figures, stats, verdicts as V
+from analysis import commands, figures, stats, theory_figures, verdicts as V
 from analysis.compare import figure_compare
 from analysis.read import load
 from analysis.report import report_plan
@@ -148,6 +148,7 @@ def test_npz_gives_the_figures_it_can(runs):
 def test_every_figure_renders(runs, cell, tmp_path):
     s = load(runs[cell])
     expected_none = {"rnn": {"gates"}, "gru": {"omega"}, "lstm": {"omega"}}[cell]
+    expected_none |= set(theory_figures.FIGURES)    # diagnostics_level = full only (tests/test_theory.py)
     for name, fn in figures.FIGURE_FUNCTIONS.items():
         fig = fn(s)
         if name in expected_none:

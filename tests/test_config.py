@@ -10,7 +10,7 @@ from dynamics.init import INITS
 from dynamics.recurrence import ACTIVATIONS
 
 # keys whose values are free strings, checked by hand in validate() (or not at all)
-FREE = {"name", "out_dir", "text", "device"}
+FREE = {"name", "out_dir", "text", "device", "surface_at"}   # checked in validate()
 
 
 def bad_values(key):
