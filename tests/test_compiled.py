@@ -22,6 +22,7 @@ def one_step(cell, activation, dtype, backend, T, B, H, state):
                 layer.b.uniform_(-1, 1, generator=torch.Generator().manual_seed(6))
         g = torch.Generator().manual_seed(7)
         x = torch.randn(T, B, 3, generator=g, dtype=dtype)
+        assert (compiled.ops_for(x) is not None) == (backend == "compiled")
         if state:  # an initial state that is a non-contiguous view, as a carried state can be
             wide = torch.randn(B, 2 * H, generator=g, dtype=dtype)[:, ::2]
             state = [(wide, wide.flip(0)) if cell == "lstm" else (wide,) for _ in model.layers]
