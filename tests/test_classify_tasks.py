@@ -111,3 +111,18 @@ def test_sentiment_without_distance_places_the_phrase_anywhere():
 def test_sentiment_refuses(kwargs, key):
     with pytest.raises(ValueError, match=f"^{key}=.* is not allowed: "):
         Sentiment(**kwargs)
+
+
+def test_names_likelihood_matches_the_generator_and_gives_the_bayes_error():
+    """`likelihood` (a forward pass over syllable cuts) against the frequencies of drawn names;
+    the Bayes error from it is small but not zero."""
+    import collections
+    task = Names()
+    n = 6000
+    ex = task.generate(n, np.random.default_rng(1))
+    counts = collections.Counter(task.text(t) for t in ex.tokens)
+    for name, k in counts.most_common(4):
+        expected = n * task.balance @ task.likelihood(name)
+        assert abs(k - expected) < 4 * np.sqrt(expected), name
+    assert task.likelihood("qqq").sum() == 0
+    assert 0.02 < task.best_error(200, np.random.default_rng(2)) < 0.12

@@ -108,7 +108,7 @@ class Classify(Source):
         balance = getattr(self.task, "balance", np.full(self.K, 1.0 / self.K))
         self.class_weight = None if c.class_weighting == "none" else \
             torch.as_tensor(1.0 / (self.K * balance), device=device, dtype=dtype)
-        self.attrs = {"classes": list(self.task.classes)}
+        self.attrs = {"classes": list(self.task.classes), "grad_time_align": "end"}
 
     def build_model(self):
         c = self.c
