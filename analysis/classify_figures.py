@@ -106,7 +106,7 @@ def draw_attention(ax, snap):
 PANELS = (("confusion", _has_confusion, draw_confusion, 1),
           ("recall", _has_recall, draw_recall, 1),
           ("attention", _has_attention, draw_attention, 2))
-FIGURE = ("classification: confusion, recall, attention", [key for key, *_ in PANELS])
+FIGURE = ("classification", [key for key, *_ in PANELS])
 
 
 def config_parts(snap, parts):

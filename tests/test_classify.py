@@ -267,3 +267,25 @@ def test_bad_input_one_line_exit_2_no_file(tmp_path, capsys, args, key):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {key}=") and "not allowed" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_figures_compare_and_report_of_classification_runs(tmp_path):
+    """`plot` draws the confusion, recall and attention panels with the class names and the
+    example tokens; g_t axes say they count from the last token; the report table shows
+    accuracy and macro-F1."""
+    from analysis import compare, figures, report
+    a = load(train(make(tmp_path, name="a", pooling="attention", max_iters=5), progress=False))
+    b = load(train(make(tmp_path, name="b", pooling="last", max_iters=5), progress=False))
+    assert {"confusion", "recall", "attention"} <= {k for row in figures.dashboard_layout(a) for k in row}
+    assert "attention" not in {k for row in figures.dashboard_layout(b) for k in row}
+    fig = figures.FIGURE_FUNCTIONS["classification"](a)
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts + ax.get_xticklabels() + ax.get_yticklabels()}
+    assert {"Amber", "Ember"} <= texts and set(a.static["example_tokens"][0]) - {""} <= texts
+    assert str(int(a.arrays["confusion"][-1][0, 0])) in texts
+    fig = figures.FIGURE_FUNCTIONS["grad_time"](a)
+    assert fig.axes[0].get_xlabel().startswith("steps before each sequence's last token")
+    fig = compare.figure_compare([a, b])
+    assert any(ax.get_xlabel().startswith("steps before") for ax in fig.axes)
+    table = report.display_table(report.summary_table([a, b]))
+    assert "accuracy (%)" in table and "macro-F1 (%)" in table
+    assert table["accuracy (%)"].tolist()[0] == report.fmt_num(a.check["accuracy"][-1])
