@@ -289,3 +289,29 @@ def test_figures_compare_and_report_of_classification_runs(tmp_path):
     table = report.display_table(report.summary_table([a, b]))
     assert "accuracy (%)" in table and "macro-F1 (%)" in table
     assert table["accuracy (%)"].tolist()[0] == report.fmt_num(a.check["accuracy"][-1])
+
+
+def test_truncate_keeps_the_last_tokens():
+    from tasks.sentiment import Sentiment
+    c = cfg.make({**TINY, "task": "sentiment", "min_length": 8, "max_length": 12, "distance": 1, "truncate": 4})
+    source = Classify(c, torch.device("cpu"), torch.float32)
+    full = Sentiment(8, 12, 1).generate(c.eval_batch_size, np.random.default_rng([c.seed, 1]))
+    ids = torch.cat([x.ids for x, _ in source.valid], dim=1)
+    lengths = torch.cat([x.lengths for x, _ in source.valid])
+    assert (lengths == 4).all()
+    for b, tokens in enumerate(full.tokens):
+        assert ids[:, b].tolist() == tokens[-4:].tolist()
+    assert torch.equal(torch.cat([y for _, y in source.valid]), torch.from_numpy(full.labels))
+
+
+def test_balanced_weighting_is_inverse_class_frequency():
+    p = [0.4, 0.3, 0.15, 0.1, 0.05]
+    c = make("unused", class_balance=p, class_weighting="balanced")
+    source = Classify(c, torch.device("cpu"), torch.float64)
+    logits = torch.randn(7, 5, dtype=F64)
+    y = torch.tensor([0, 1, 4, 4, 2, 3, 0])
+    w = [1 / (5 * p[k]) for k in y.tolist()]
+    ce = [-torch.log_softmax(logits[i], 0)[y[i]].item() for i in range(7)]
+    assert source.loss(logits, y).item() == pytest.approx(np.dot(w, ce) / np.sum(w), rel=1e-12)
+    plain = Classify(make("unused", class_balance=p), torch.device("cpu"), torch.float64)
+    assert plain.loss(logits, y).item() == pytest.approx(np.mean(ce), rel=1e-12)
