@@ -122,7 +122,7 @@ def test_padded_batch_equals_each_sequence_alone(cell, pooling, bidirectional):
         assert torch.allclose(p.grad, weights[k].grad, rtol=0, atol=1e-10), k
 
     parts = {p.name: p for p in model.parts()}
-    assert list(parts)[-1] == f"layer1_fwd" and len(parts) == 2 * len(model.directions)
+    assert list(parts)[-1] == "layer1_fwd" and len(parts) == 2 * len(model.directions)
     for name, part in parts.items():
         assert part.align == "end" and torch.equal(part.lengths, lengths)
         for b, n in enumerate(LENGTHS):

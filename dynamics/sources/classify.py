@@ -33,7 +33,7 @@ def make_task(c):
     """The task's generator; bad options are refused with one line (InputError)."""
     try:
         if c.task == "names":
-            return Names(c.n_classes or 5, c.class_balance or None)
+            return Names(c.n_classes or 5, list(c.class_balance) or None)
         return Sentiment(c.min_length, c.max_length, None if c.distance == -1 else c.distance)
     except ValueError as e:
         raise InputError(str(e)) from None
