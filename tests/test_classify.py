@@ -289,6 +289,12 @@ def test_figures_compare_and_report_of_classification_runs(tmp_path):
     table = report.display_table(report.summary_table([a, b]))
     assert "accuracy (%)" in table and "macro-F1 (%)" in table
     assert table["accuracy (%)"].tolist()[0] == report.fmt_num(a.check["accuracy"][-1])
+    # g_t falling by 10x per step away from the last token shrinks going back in time
+    from analysis.verdicts import decay_rate
+    a.layers[0].grad_time = np.array([[1.0, 0.1, 0.01, 0.001]])
+    assert decay_rate(a).text.startswith("g_t shrinks ×0.1 per step back in time")
+    a.attrs = {k: v for k, v in a.attrs.items() if k != "grad_time_align"}   # the same row from the start
+    assert decay_rate(a).text.startswith("g_t grows ×10 per step back in time")
 
 
 def test_truncate_keeps_the_last_tokens():
