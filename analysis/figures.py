@@ -28,7 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-from . import stats, theory_figures, verdicts as V
+from . import classify_figures, stats, theory_figures, verdicts as V
 from .stats import fmt_num, fmt_pct
 
 PANEL_W, PANEL_H = 5.4, 4.0          # inches per panel
@@ -110,7 +110,7 @@ def config_parts(snap):
     if lr is not None:
         opt = c("optimizer")
         parts["lr"] = (f"{opt} " if opt and opt != "sgd" else "") + f"lr {fmt_num(float(lr))}"
-    return parts
+    return classify_figures.config_parts(snap, parts)
 
 
 def config_line(snap):
@@ -280,11 +280,11 @@ def _spread(indices, n=6):
     return [indices[i] for i in pick]
 
 
-def _fit_label(g, prefix):
+def _fit_label(g, prefix, end_aligned=False):
     fit = stats.decay_fit(g)
     if fit is None:
         return prefix, None
-    b = fit[0]
+    b = -fit[0] if end_aligned else fit[0]   # end-aligned: t counts back from the last token
     word = "shrinks" if b >= 0 else "grows"
     return (f"{prefix}: {word} ×{10 ** (-b):.3g} per step\nback in time "
             f"(slope {b:.3g} decades/step)"), fit
@@ -303,7 +303,7 @@ def draw_grad_time(ax, snap):
         ax.plot(t, np.where(g > 0, g, np.nan), color=cmap(norm(x[k])), lw=2.0 if final else 1.0,
                 alpha=1.0 if final else 0.8)
     k = rows[-1]
-    label, fit = _fit_label(gt[k], f"fit at {_at(snap, k)}")
+    label, fit = _fit_label(gt[k], f"fit at {_at(snap, k)}", classify_figures.end_aligned(snap))
     if fit is not None:
         t = np.arange(len(gt[k]))[np.isfinite(gt[k])]
         ax.plot(t, 10 ** (fit[1] + fit[0] * t), "k:", lw=1.3, label=label)
@@ -313,7 +313,7 @@ def draw_grad_time(ax, snap):
         sm = cm.ScalarMappable(norm=norm, cmap=cmap)
         cb = ax.get_figure(root=False).colorbar(sm, ax=ax, pad=0.01)
         cb.set_label(f"{snap.check_xlabel} of the check")
-    ax.set_xlabel("time step t (0 = first input)")
+    ax.set_xlabel(classify_figures.time_label(snap))
     ax.set_ylabel(G_LABEL + "\n(batch mean)")
     ax.set_title(f"Gradient through time, {len(rows)} checks" if len(rows) > 1
                  else f"Gradient through time, {_at(snap, rows[0])}")
@@ -328,12 +328,14 @@ def draw_grad_time_layers(ax, snap):
             continue
         g = gt[k]
         name = "layer 0 (input side)" if l == 0 else f"layer {l}"
-        label, _ = _fit_label(g, name)
+        if not snap.part_names.get(l, "0").isdigit():   # named parts: layer0_fwd, layer0_bwd, ...
+            name = snap.part_names[l]
+        label, _ = _fit_label(g, name, classify_figures.end_aligned(snap))
         ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), ls=styles[i % 4], lw=1.4,
                 label=label)
     ax.set_yscale("log")
     ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel("time step t (0 = first input)")
+    ax.set_xlabel(classify_figures.time_label(snap))
     ax.set_ylabel(G_LABEL + "\n(batch mean, last check)")
     ax.set_title("Gradient through time per layer")
 
@@ -711,6 +713,7 @@ PANELS = {p.key: p for p in (
     Panel("omega", _has_omega, draw_omega),
     Panel("steps_in_past", _has_past, draw_past),
     *(Panel(*p) for p in theory_figures.PANELS),
+    *(Panel(*entry) for entry in classify_figures.PANELS),
 )}
 
 #: figure name -> (title, panels); the dashboard shows them all in this order.
@@ -724,6 +727,7 @@ FIGURES = {
     "spectrum": ("recurrent matrix spectrum", ["rho", "eigenvalues"]),
     "omega": ("regulariser Ω", ["omega", "steps_in_past"]),
     **theory_figures.FIGURES,
+    "classification": classify_figures.FIGURE,
 }
 
 
@@ -802,6 +806,7 @@ FIGURE_FUNCTIONS = {
     "spectrum": figure_spectrum, "omega": figure_omega,
     # diagnostics_level = full (analysis/theory_figures.py)
     **{name: (lambda snap, name=name: _panel_figure(snap, name)) for name in theory_figures.FIGURES},
+    "classification": lambda snap: _panel_figure(snap, "classification"),
 }
 
 

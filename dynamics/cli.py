@@ -30,7 +30,7 @@ def config_options(f):
         choices = field.metadata["choices"]
         f = click.option(*names, key, default=None, help=key_help(key),
                          type=KeyChoice(choices) if choices else
-                         {int: int, float: float, str: str, bool: click.BOOL}[kind])(f)
+                         {int: int, float: float, str: str, bool: click.BOOL, tuple: str}[kind])(f)
     return f
 
 

@@ -151,6 +151,18 @@ class Config:
                           "(recorded at the next check)")
     sample_chars: int = key(200, "evaluation and diagnostics", "text: characters sampled per prompt at each "
                             "check", COUNT)
+    # classify (names, sentiment): sequence classification, dynamics/sources/classify.py
+    pooling: str = key("last", "model", "classify: how the top layer's steps become one vector",
+                       choices=("last", "mean", "max", "attention"))
+    bidirectional: bool = key(False, "model", "classify: every layer also reads each sequence backwards")
+    n_classes: int = key(0, "task", "names: language families, 2 to 10 (0: 5); sentiment: 2 (0: 2)", Range(0, 10))
+    class_balance: tuple = key((), "task", "names: K class probabilities >= 0 summing to 1, e.g. "
+                               "0.4,0.3,0.15,0.1,0.05 (empty: uniform)")
+    class_weighting: str = key("none", "optimisation and clipping", "classify: balanced weighs class k's loss "
+                               "by 1 / (K p_k)", choices=("none", "balanced"))
+    distance: int = key(-1, "task", "sentiment: filler tokens after the deciding phrase (-1: anywhere)", Range(-1))
+    truncate: int = key(0, "task", "classify: keep only each sequence's last N tokens (0: every token)",
+                        NONNEGATIVE)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -200,6 +212,15 @@ def coerce(key, value):
             return float(value)
         except (TypeError, ValueError):
             raise bad_value(key, value, "a number") from None
+    if kind is tuple:   # a list of numbers: a TOML array, or "0.4,0.6" / "[0.4, 0.6]" from --set
+        try:
+            if isinstance(value, str):
+                value = value.strip().strip("[]").replace(",", " ").split()
+            if isinstance(value, (bool, int, float)) or any(isinstance(v, bool) for v in value):
+                raise TypeError
+            return tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise bad_value(key, value, "a list of numbers") from None
     if not isinstance(value, str):
         raise bad_value(key, value, "a string")
     return value
@@ -275,6 +296,8 @@ def check_key(key, value):
 FAMILY_KEYS = {
     "n_values": ("synthetic",), "n_pos": ("synthetic",), "alpha": ("synthetic", "text"),
     "text": ("text",), "batching": ("text",), "sample_chars": ("text",), "tie_weights": ("text",),
+    **{key: ("classify",) for key in ("pooling", "bidirectional", "n_classes", "class_balance",
+                                      "class_weighting", "distance", "truncate")},
 }
 
 

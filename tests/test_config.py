@@ -8,9 +8,10 @@ from dynamics import config as cfg
 from dynamics.cli import main
 from dynamics.init import INITS
 from dynamics.recurrence import ACTIVATIONS
+from dynamics.sources import source_class
 
 # keys whose values are free strings, checked by hand in validate() (or not at all)
-FREE = {"name", "out_dir", "text", "device", "surface_at"}   # checked in validate()
+FREE = {"name", "out_dir", "text", "device", "surface_at", "class_balance"}   # checked in validate()
 
 
 def bad_values(key):
@@ -42,7 +43,8 @@ def test_every_key_declares_what_it_allows():
 
 
 def test_choices_are_those_of_the_implementation():
-    assert cfg.TASKS == tasks.NAMES + ("text",)
+    assert set(tasks.NAMES) | {"text"} <= set(cfg.TASKS)
+    assert all(source_class(task).family for task in cfg.TASKS)     # every task has its source
     assert cfg.INITS == INITS and cfg.ACTIVATIONS == tuple(ACTIVATIONS)
 
 
