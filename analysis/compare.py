@@ -111,13 +111,27 @@ def _grad_hist(ax, runs):
     ax.set_title(r"Final $\log_{10} g_t$ histograms")
 
 
+BLOCK_STYLES = ("-", "--", "-.", ":")
+
+
 def _grad_time(ax, runs):
+    """The main part's g_t at the last check; for a Transformer every block's ‖∂L/∂x_t‖, one
+    line style per block (its top block alone is 0 before the last step of a last-step task)."""
+    blocks = 0
     for s, color in runs:
-        k = stats.last_row(s.grad_time)
-        if k is None:
-            continue
-        g = s.grad_time[k]
-        ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), color=color, lw=1.4)
+        curves = [(s.grad_time, "-")]
+        if s.cell == "transformer":
+            curves = [(s.layers[l].grad_time, BLOCK_STYLES[i % 4]) for i, l in enumerate(sorted(s.layers))]
+            blocks = max(blocks, len(curves))
+        for gt, style in curves:
+            k = None if gt is None else stats.last_row(gt)
+            if k is not None:
+                g = gt[k]
+                ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), color=color, ls=style, lw=1.4)
+    if blocks > 1:
+        from matplotlib.lines import Line2D
+        ax.legend([Line2D([], [], color="0.3", ls=BLOCK_STYLES[i % 4]) for i in range(blocks)],
+                  [f"Transformer block {i}" for i in range(blocks)], fontsize="small", loc="best")
     ax.set_yscale("log")
     ax.set_xlabel("time step t (0 = first input)")
     ax.set_ylabel(G_LABEL + " (batch mean)")

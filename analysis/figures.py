@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-from . import stats, verdicts as V
+from . import stats, transformer_figures as TF, verdicts as V
 from .stats import fmt_num, fmt_pct
 
 PANEL_W, PANEL_H = 5.4, 4.0          # inches per panel
@@ -83,7 +83,7 @@ def config_parts(snap):
     layers = c("n_layers", "layers")
     if layers and int(layers) > 1:
         parts["layers"] = f"{layers} layers"
-    init = c("init")
+    init = c("init") if snap.cell != "transformer" else None
     if init:
         parts["init"] = f"init {init}"
     style = c("clip", "clipstyle", "clipping")
@@ -96,7 +96,9 @@ def config_parts(snap):
     if alpha is not None:
         parts["alpha"] = f"Ω α={fmt_num(float(alpha))}" if float(alpha) else "no Ω"
     hidden = c("n_hidden", "nhid", "hidden")
-    if hidden is not None:
+    if snap.cell == "transformer":
+        parts["hidden"] = f"d={c('d_model')}, {c('n_heads')} heads, {c('positions')} positions"
+    elif hidden is not None:
         parts["hidden"] = f"H={hidden}"
     lo, hi = c("min_length"), c("max_length")
     if lo is not None and c("task") == "text":   # a text run's window is min_length
@@ -326,7 +328,9 @@ def draw_grad_time_layers(ax, snap):
         if k is None:
             continue
         g = gt[k]
-        name = "layer 0 (input side)" if l == 0 else f"layer {l}"
+        part = snap.part_names.get(l, str(l))
+        name = f"layer {part}" if part.isdigit() else part
+        name += " (input side)" if l == 0 else ""
         label, _ = _fit_label(g, name)
         ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), ls=styles[i % 4], lw=1.4,
                 label=label)
@@ -709,6 +713,11 @@ PANELS = {p.key: p for p in (
     Panel("steps_in_past", _has_past, draw_past),
 )}
 
+PANELS.update({p.key: p for p in (   # a Transformer's per-check arrays
+    Panel("attn_entropy", TF._has("attn_entropy"), TF.draw_attn_entropy),
+    Panel("block_grad_norm", TF._has("block_grad_norm"), TF.draw_block_grad_norm),
+)})
+
 #: figure name -> (title, panels); the dashboard shows them all in this order.
 FIGURES = {
     "training": ("validation error and loss", ["valid_error", "loss", "lm"]),
@@ -719,6 +728,7 @@ FIGURES = {
     "gates": ("gate saturation", ["gates", "saturation_share"]),
     "spectrum": ("recurrent matrix spectrum", ["rho", "eigenvalues"]),
     "omega": ("regulariser Ω", ["omega", "steps_in_past"]),
+    "attention": ("attention entropy and gradient per block", ["attn_entropy", "block_grad_norm"]),
 }
 
 
@@ -795,6 +805,7 @@ FIGURE_FUNCTIONS = {
     "training": figure_training, "grad_norm": figure_grad_norm, "grad_hist": figure_grad_hist,
     "grad_time": figure_grad_time, "saturation": figure_saturation, "gates": figure_gates,
     "spectrum": figure_spectrum, "omega": figure_omega,
+    "attention": lambda snap: _panel_figure(snap, "attention"), "attention_maps": TF.figure_attention,
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import InputError, bad_value
 
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm", "lnlstm", "transformer")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 CLIPS = ("none", "rescale")
 DTYPES = ("float32", "float64")
@@ -31,7 +31,7 @@ class Config:
     embedding: int = 0                # text: embedding size (0: n_hidden)
     dropout: float = 0.0
     tie_weights: bool = False
-    forget_bias: float = 1.0          # lstm: initial b_f
+    forget_bias: float = 1.0          # lstm, lnlstm: initial b_f
     batch_size: int = 20
     eval_batch_size: int = 10000      # sequences per validation (text: characters)
     chunk_batch_size: int = 1000      # validation chunk, each with its own length
@@ -53,6 +53,10 @@ class Config:
     dtype: str = "float32"
     diagnostics: bool = True          # per-check g_t, histograms, saturation, ρ
     sample_chars: int = 200           # text: characters sampled per prompt at each check
+    # reference architectures: cell = "lnlstm" (LayerNorm LSTM) or "transformer" (mini-Transformer)
+    d_model: int = 64                 # transformer: width of the residual stream, >= 1
+    n_heads: int = 4                  # transformer: attention heads per block, must divide d_model
+    positions: str = "learned"        # transformer: position embeddings, learned | sinusoidal
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -160,6 +164,23 @@ FAMILY_KEYS = {
 }
 
 
+# Keys that belong to some cells only (architecture keys): key -> the cells it applies to.
+RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
+ARCH_KEYS = {
+    "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS,
+    "embedding": RECURRENT_CELLS, "forget_bias": ("lstm", "lnlstm"),
+    "d_model": ("transformer",), "n_heads": ("transformer",), "positions": ("transformer",),
+}
+
+
+def check_arch_keys(c, given):
+    """Explicitly given keys (`given`) must belong to the run's cell."""
+    for key in given:
+        if key in ARCH_KEYS and c.cell not in ARCH_KEYS[key]:
+            raise bad_value(key, getattr(c, key), f"not set: it applies to cell {', '.join(ARCH_KEYS[key])}, "
+                                                  f"and this run's cell is {c.cell}")
+
+
 def check_family_keys(c, given):
     """Explicitly given keys (`given`) must belong to the family of the run's task."""
     from .sources import family
@@ -192,8 +213,13 @@ def validate(c, given=()):
     choice("clip", CLIPS)
     choice("dtype", DTYPES)
     choice("batching", BATCHING)
+    choice("positions", ("learned", "sinusoidal"))
+    check_arch_keys(c, given)
     positive("n_hidden", "n_layers", "batch_size", "eval_batch_size", "chunk_batch_size", "check_freq",
-             "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars", "threads")
+             "min_length", "max_length", "max_iters", "lr", "cutoff", "n_values", "n_pos", "sample_chars", "threads",
+             "d_model", "n_heads")
+    if c.d_model % c.n_heads:
+        raise InputError(f"n_heads={c.n_heads} is not allowed: it must divide d_model={c.d_model}")
     for key in ("alpha", "weight_decay", "momentum", "embedding"):
         if getattr(c, key) < 0:
             raise bad_value(key, getattr(c, key), "a number >= 0")
@@ -205,8 +231,8 @@ def validate(c, given=()):
         raise bad_value("activation", c.activation, f"tanh (a {c.cell} has fixed nonlinearities)")
     if c.alpha > 0 and c.cell != "rnn":
         raise bad_value("alpha", c.alpha, "0 for a gru or lstm (the regulariser is defined for the RNN's W_hh)")
-    if c.n_layers > 1 and family(c.task) == "synthetic":
-        raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks")
+    if c.n_layers > 1 and family(c.task) == "synthetic" and c.cell != "transformer":
+        raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks (a transformer may have more)")
     if not c.name or "/" in c.name or c.name.startswith("."):
         raise bad_value("name", c.name, "a plain file name")
     if c.device != "cpu" and not c.device.startswith("cuda"):
