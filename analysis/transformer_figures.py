@@ -22,7 +22,7 @@ def draw_attn_entropy(ax, snap):
     blocks = _block_colors(ent.shape[1])
     for l in range(ent.shape[1]):
         for h in range(ent.shape[2]):
-            ax.plot(x, ent[:, l, h], color=blocks[l], lw=1.2, alpha=0.85,
+            ax.plot(x, ent[:, l, h], color=blocks[l], lw=1.2, alpha=0.85, marker="o", ms=3,
                     label=f"block {l}" if h == 0 else None)
     ax.set_xlabel(snap.check_xlabel)
     ax.set_ylabel("attention entropy (nats, mean over\npositions and sequences)")
@@ -36,7 +36,8 @@ def draw_block_grad_norm(ax, snap):
     x = snap.check_x[:len(norms)]
     blocks = _block_colors(norms.shape[1])
     for l in range(norms.shape[1]):
-        ax.plot(x, np.where(norms[:, l] > 0, norms[:, l], np.nan), color=blocks[l], lw=1.4, label=f"block {l}")
+        ax.plot(x, np.where(norms[:, l] > 0, norms[:, l], np.nan), color=blocks[l], lw=1.4, marker="o", ms=3,
+                label=f"block {l}")
     ax.set_yscale("log")
     ax.set_xlabel(snap.check_xlabel)
     ax.set_ylabel(r"$\|\partial L/\partial\theta_{block}\|_2$ (update of the check)")

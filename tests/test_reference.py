@@ -245,6 +245,15 @@ def test_transformer_run_file_and_bit_identical_resume(tmp_path):
     assert resumed["check/attn_map"].shape == (4, 2, 2, 10, 10)
     assert resumed["check/layers/block0/grad_time"].shape[0] == 4 and "check/grad_time" in resumed
     assert attrs["cell"] == "transformer" and attrs["recurrent_matrix"] == ""
+    # the top block is read at the last step only: its zeros before it are no vanishing
+    from analysis import verdicts
+    from analysis.figures import plot_run
+    from analysis.read import load
+    snap = load(path)
+    assert snap.part_names == {0: "block0", 1: "block1"}
+    assert verdicts.read_at_last_step_only(snap, 1) and not verdicts.read_at_last_step_only(snap, 0)
+    written = plot_run(snap, tmp_path / "figures")
+    assert any(p.endswith("_attention_maps.png") for p in written) and any(p.endswith("_attention.png") for p in written)
 
 
 ARCH_BAD = [

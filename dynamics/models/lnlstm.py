@@ -46,22 +46,16 @@ class LNLSTMRecurrence(torch.autograd.Function):
         H = H4 // 4
         states, cells = with_initial(h0, T), with_initial(c0, T)
         gates = torch.empty_like(xp)
-        n_h = torch.empty_like(xp)                   # normalised h_{t-1} W_h
-        inv_h = xp.new_empty(T, B, 1)
-        n_c = xp.new_empty(T, B, H)                  # normalised c_t
-        inv_c = xp.new_empty(T, B, 1)
-        for t in range(T):
-            n, inv_h[t] = normalise(states[t] @ W_h)
-            n_h[t] = n
-            a = torch.addcmul(xp[t] + beta_h, n, g_h)
-            gates[t, :, :2 * H] = torch.sigmoid(a[:, :2 * H])
-            gates[t, :, 2 * H:3 * H] = torch.tanh(a[:, 2 * H:3 * H])
-            gates[t, :, 3 * H:] = torch.sigmoid(a[:, 3 * H:])
+        for t in range(T):   # torch's fused layer norm here; what the backward needs comes after
+            a = xp[t] + F.layer_norm(states[t] @ W_h, (H4,), g_h, beta_h, EPS)
+            torch.sigmoid(a, out=gates[t])
+            torch.tanh(a[:, 2 * H:3 * H], out=gates[t, :, 2 * H:3 * H])
             i, f, cc, o = gates[t].split(H, dim=1)
-            cells[t + 1] = f * cells[t] + i * cc
-            n, inv_c[t] = normalise(cells[t + 1])
-            n_c[t] = n
-            states[t + 1] = o * torch.tanh(torch.addcmul(beta_c, n, g_c))
+            torch.addcmul(i * cc, f, cells[t], out=cells[t + 1])       # c_t = f ⊙ c_{t-1} + i ⊙ c̃
+            torch.mul(o, F.layer_norm(cells[t + 1], (H,), g_c, beta_c, EPS).tanh_(), out=states[t + 1])
+        # the normalised values and 1/std of all steps at once, for the backward
+        n_h, inv_h = normalise(states[:-1] @ W_h)
+        n_c, inv_c = normalise(cells[1:])
         ctx.save_for_backward(states, cells, gates, n_h, inv_h, n_c, inv_c, W_h, g_h, beta_c, g_c)
         ctx.sink = sink
         cs = cells[1:]
