@@ -39,11 +39,16 @@ def common_config(snaps):
 
 # --------------------------------------------------------------------------------- panels
 
+def _few(y):
+    """A marker where a line would show too few points to be seen (a run with one check)."""
+    return "o" if np.isfinite(np.asarray(y, dtype=float)).sum() < 3 else None
+
+
 def _valid_error(ax, runs):
     for s, color in runs:
         y = s.check.get("valid_error")
         if y is not None and len(y):
-            ax.plot(s.check_x, y, color=color, lw=1.4)
+            ax.plot(s.check_x, y, color=color, lw=1.4, marker=_few(y))
     ax.set_ylim(0, None)
     ax.set_xlim(0, None)
     ax.set_xlabel(runs[0][0].check_xlabel)
@@ -81,7 +86,7 @@ def _rho(ax, runs):
     for s, color in runs:
         y = s.check.get("rho")
         if y is not None and len(y):
-            ax.plot(s.check_x, y, color=color, lw=1.4)
+            ax.plot(s.check_x, y, color=color, lw=1.4, marker=_few(y))
     ax.axhline(1.0, color="k", ls="--", lw=0.9, label="ρ = 1")
     ax.legend(loc="best", fontsize="small")
     ax.set_xlim(0, None)
@@ -127,7 +132,8 @@ def _grad_time(ax, runs):
             k = None if gt is None else stats.last_row(gt)
             if k is not None:
                 g = gt[k]
-                ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), color=color, ls=style, lw=1.4)
+                g = np.where(g > 0, g, np.nan)
+                ax.plot(np.arange(len(g)), g, color=color, ls=style, lw=1.4, marker=_few(g))
     if blocks > 1:
         from matplotlib.lines import Line2D
         ax.legend([Line2D([], [], color="0.3", ls=BLOCK_STYLES[i % 4]) for i in range(blocks)],

@@ -164,6 +164,8 @@ FAMILY_KEYS = {
 }
 
 
+# The task families that build a Transformer for cell = "transformer".
+TRANSFORMER_FAMILIES = ("synthetic", "text")
 # Keys that belong to some cells only (architecture keys): key -> the cells it applies to.
 RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
 ARCH_KEYS = {
@@ -231,6 +233,9 @@ def validate(c, given=()):
         raise bad_value("activation", c.activation, f"tanh (a {c.cell} has fixed nonlinearities)")
     if c.alpha > 0 and c.cell != "rnn":
         raise bad_value("alpha", c.alpha, "0 for a gru or lstm (the regulariser is defined for the RNN's W_hh)")
+    if c.cell == "transformer" and family(c.task) not in TRANSFORMER_FAMILIES:
+        raise bad_value("cell", c.cell, f"rnn, gru, lstm or lnlstm for {family(c.task)} tasks (the Transformer "
+                                        f"runs on {' and '.join(TRANSFORMER_FAMILIES)} tasks)")
     if c.n_layers > 1 and family(c.task) == "synthetic" and c.cell != "transformer":
         raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks (a transformer may have more)")
     if not c.name or "/" in c.name or c.name.startswith("."):

@@ -148,6 +148,7 @@ def test_npz_gives_the_figures_it_can(runs):
 def test_every_figure_renders(runs, cell, tmp_path):
     s = load(runs[cell])
     expected_none = {"rnn": {"gates"}, "gru": {"omega"}, "lstm": {"omega"}}[cell]
+    expected_none |= {"attention", "attention_maps"}    # a Transformer's only
     for name, fn in figures.FIGURE_FUNCTIONS.items():
         fig = fn(s)
         if name in expected_none:

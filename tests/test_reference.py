@@ -102,6 +102,8 @@ def test_lnlstm_gradcheck():
             1 + 0.3 * torch.randn(H, dtype=F64), torch.randn(H, dtype=F64)]
     args = [a.requires_grad_() for a in args]
     assert torch.autograd.gradcheck(lambda *a: LNLSTMRecurrence.apply(*a, Sink())[0], args)
+    # the cell states are outputs too: a decoder stepping one token at a time carries them
+    assert torch.autograd.gradcheck(lambda *a: LNLSTMRecurrence.apply(*a, Sink())[1], args)
 
 
 def test_lnlstm_weights_views_rho_and_forget_bias():

@@ -38,7 +38,8 @@ def summed(v):
 
 class LNLSTMRecurrence(torch.autograd.Function):
     """The recurrence given xp_t = LN_x(x_t W_x) + b for every step: returns h (T, B, H), c and
-    the gates (T, B, 4H: i, f, c̃, o after their nonlinearities; both non-differentiable)."""
+    the gates (T, B, 4H: i, f, c̃, o after their nonlinearities; non-differentiable). The cell
+    states are differentiable, so that a decoder stepping one token at a time carries c_t."""
 
     @staticmethod
     def forward(ctx, xp, h0, c0, W_h, g_h, beta_h, g_c, beta_c, sink):
@@ -59,12 +60,12 @@ class LNLSTMRecurrence(torch.autograd.Function):
         ctx.save_for_backward(states, cells, gates, n_h, inv_h, n_c, inv_c, W_h, g_h, beta_c, g_c)
         ctx.sink = sink
         cs = cells[1:]
-        ctx.mark_non_differentiable(cs, gates)
+        ctx.mark_non_differentiable(gates)
         ctx.set_materialize_grads(False)
         return states[1:], cs, gates
 
     @staticmethod
-    def backward(ctx, grad_hs, _grad_cs, _grad_gates):
+    def backward(ctx, grad_hs, grad_cs, _grad_gates):
         states, cells, gates, n_h, inv_h, n_c, inv_c, W_h, g_h, beta_c, g_c = ctx.saved_tensors
         hs = states[1:]
         grad_hs = materialise(grad_hs, hs)
@@ -86,6 +87,8 @@ class LNLSTMRecurrence(torch.autograd.Function):
         for t in range(T - 1, -1, -1):
             dchat[t] = d[t] * k_chat[t]
             dc = dc_carry + normalise_backward(dchat[t] * g_c, n_c[t], inv_c[t])
+            if grad_cs is not None:   # ∂L/∂c_t from outside (a decoder's carried state)
+                dc = dc + grad_cs[t]
             da[t] = torch.cat([dc * k_i[t], dc * k_f[t], dc * k_cc[t], d[t] * k_o[t]], dim=1)
             dc_carry = dc * f[t]
             dz[t] = normalise_backward(da[t] * g_h, n_h[t], inv_h[t])
