@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3 T1 T2 T3 T4
+PRESETS += M1 M2 M3 M4 M5 M6 M7
 RUNS   := $(PRESETS)
 ARGS   ?=
 

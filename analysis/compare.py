@@ -6,6 +6,7 @@ import numpy as np
 
 from . import stats, verdicts as V
 from .figures import G_LABEL, PANEL_H, PANEL_W, config_parts, new_figure, readable_log_axis
+from .classify_figures import time_label
 from .stats import fmt_num
 
 MAX_RUNS_SINGLE_PALETTE = 10
@@ -139,7 +140,8 @@ def _grad_time(ax, runs):
         ax.legend([Line2D([], [], color="0.3", ls=BLOCK_STYLES[i % 4]) for i in range(blocks)],
                   [f"Transformer block {i}" for i in range(blocks)], fontsize="small", loc="best")
     ax.set_yscale("log")
-    ax.set_xlabel("time step t (0 = first input)")
+    ends = {time_label(s) for s, _ in runs}
+    ax.set_xlabel(ends.pop() if len(ends) == 1 else "time step t (from the start or the end, per run)")
     ax.set_ylabel(G_LABEL + " (batch mean)")
     ax.set_title("Gradient through time, last check")
 

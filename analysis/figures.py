@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-from . import stats, transformer_figures as TF, verdicts as V
+from . import classify_figures, stats, transformer_figures as TF, verdicts as V
 from .stats import fmt_num, fmt_pct
 
 PANEL_W, PANEL_H = 5.4, 4.0          # inches per panel
@@ -111,7 +111,7 @@ def config_parts(snap):
     if lr is not None:
         opt = c("optimizer")
         parts["lr"] = (f"{opt} " if opt and opt != "sgd" else "") + f"lr {fmt_num(float(lr))}"
-    return parts
+    return classify_figures.config_parts(snap, parts)
 
 
 def config_line(snap):
@@ -281,11 +281,11 @@ def _spread(indices, n=6):
     return [indices[i] for i in pick]
 
 
-def _fit_label(g, prefix):
+def _fit_label(g, prefix, end_aligned=False):
     fit = stats.decay_fit(g)
     if fit is None:
         return prefix, None
-    b = fit[0]
+    b = -fit[0] if end_aligned else fit[0]   # end-aligned: t counts back from the last token
     word = "shrinks" if b >= 0 else "grows"
     return (f"{prefix}: {word} ×{10 ** (-b):.3g} per step\nback in time "
             f"(slope {b:.3g} decades/step)"), fit
@@ -304,7 +304,7 @@ def draw_grad_time(ax, snap):
         ax.plot(t, np.where(g > 0, g, np.nan), color=cmap(norm(x[k])), lw=2.0 if final else 1.0,
                 alpha=1.0 if final else 0.8)
     k = rows[-1]
-    label, fit = _fit_label(gt[k], f"fit at {_at(snap, k)}")
+    label, fit = _fit_label(gt[k], f"fit at {_at(snap, k)}", classify_figures.end_aligned(snap))
     if fit is not None:
         t = np.arange(len(gt[k]))[np.isfinite(gt[k])]
         ax.plot(t, 10 ** (fit[1] + fit[0] * t), "k:", lw=1.3, label=label)
@@ -314,7 +314,7 @@ def draw_grad_time(ax, snap):
         sm = cm.ScalarMappable(norm=norm, cmap=cmap)
         cb = ax.get_figure(root=False).colorbar(sm, ax=ax, pad=0.01)
         cb.set_label(f"{snap.check_xlabel} of the check")
-    ax.set_xlabel("time step t (0 = first input)")
+    ax.set_xlabel(classify_figures.time_label(snap))
     ax.set_ylabel(G_LABEL + "\n(batch mean)")
     ax.set_title(f"Gradient through time, {len(rows)} checks" if len(rows) > 1
                  else f"Gradient through time, {_at(snap, rows[0])}")
@@ -328,15 +328,15 @@ def draw_grad_time_layers(ax, snap):
         if k is None:
             continue
         g = gt[k]
-        part = snap.part_names.get(l, str(l))
-        name = f"layer {part}" if part.isdigit() else part
-        name += " (input side)" if l == 0 else ""
-        label, _ = _fit_label(g, name)
+        name = "layer 0 (input side)" if l == 0 else f"layer {l}"
+        if not snap.part_names.get(l, "0").isdigit():   # named parts: layer0_fwd, block0, ...
+            name = snap.part_names[l]
+        label, _ = _fit_label(g, name, classify_figures.end_aligned(snap))
         ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), ls=styles[i % 4], lw=1.4,
                 label=label)
     ax.set_yscale("log")
     ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel("time step t (0 = first input)")
+    ax.set_xlabel(classify_figures.time_label(snap))
     ax.set_ylabel(G_LABEL + "\n(batch mean, last check)")
     ax.set_title("Gradient through time per layer")
 
@@ -711,6 +711,7 @@ PANELS = {p.key: p for p in (
     Panel("eigenvalues", _has_eigen, draw_eigen),
     Panel("omega", _has_omega, draw_omega),
     Panel("steps_in_past", _has_past, draw_past),
+    *(Panel(*entry) for entry in classify_figures.PANELS),
 )}
 
 PANELS.update({p.key: p for p in (   # a Transformer's per-check arrays
@@ -729,6 +730,7 @@ FIGURES = {
     "spectrum": ("recurrent matrix spectrum", ["rho", "eigenvalues"]),
     "omega": ("regulariser Ω", ["omega", "steps_in_past"]),
     "attention": ("attention entropy and gradient per block", ["attn_entropy", "block_grad_norm"]),
+    "classification": classify_figures.FIGURE,
 }
 
 
@@ -806,6 +808,7 @@ FIGURE_FUNCTIONS = {
     "grad_time": figure_grad_time, "saturation": figure_saturation, "gates": figure_gates,
     "spectrum": figure_spectrum, "omega": figure_omega,
     "attention": lambda snap: _panel_figure(snap, "attention"), "attention_maps": TF.figure_attention,
+    "classification": lambda snap: _panel_figure(snap, "classification"),
 }
 
 

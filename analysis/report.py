@@ -10,6 +10,7 @@ import math
 import os
 import textwrap
 
+import numpy as np
 import pandas as pd
 
 from . import stats, verdicts as V
@@ -48,6 +49,12 @@ def _tag(v):
     return TAGS.get(v.kind, v.kind)
 
 
+def _last_finite(values):
+    values = np.asarray(values if values is not None else [], dtype=float)
+    values = values[np.isfinite(values)]
+    return float(values[-1]) if len(values) else math.nan
+
+
 def summary_table(snaps):
     """One row per run with the raw numbers (shares as 0..1, errors in percent)."""
     rows = []
@@ -72,6 +79,8 @@ def summary_table(snaps):
             "rho_start": sm["rho_start"],
             "rho_end": sm["rho_end"],
             "wall_time": sm["wall_time"],
+            "accuracy": _last_finite(s.check.get("accuracy")),     # classification runs
+            "macro_f1": _last_finite(s.check.get("macro_f1")),
             "verdicts": "; ".join(v.text for v in vs),
             "_tags": ", ".join(t for t in (_tag(v) for v in vs) if t),
         })
@@ -99,6 +108,10 @@ def display_table(df):
         "ρ start → end": [f"{fmt_num(a)} → {fmt_num(b)}" for a, b in zip(df["rho_start"], df["rho_end"])],
         "verdicts": df["_tags"] if "_tags" in df else df["verdicts"],
     })
+    if "accuracy" in df and np.isfinite(df["accuracy"]).any():   # classification runs among them
+        at = out.columns.get_loc("valid error (%)") + 1
+        out.insert(at, "accuracy (%)", [fmt_num(a) if math.isfinite(a) else "n/a" for a in df["accuracy"]])
+        out.insert(at + 1, "macro-F1 (%)", [fmt_num(a) if math.isfinite(a) else "n/a" for a in df["macro_f1"]])
     return out
 
 

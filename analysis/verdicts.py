@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import stats
+from .classify_figures import end_aligned
 from .stats import fmt_num, fmt_pct
 
 # ------------------------------------------------------------------------------ thresholds
@@ -194,7 +195,7 @@ def decay_rate(snap):
     fit = stats.decay_fit(gt[k])
     if fit is None:
         return None
-    b = fit[0]
+    b = -fit[0] if end_aligned(snap) else fit[0]   # end-aligned: t counts back from the last token
     factor = 10 ** (-b)
     if b >= 0:
         text = f"g_t shrinks ×{factor:.3g} per step back in time (log10 slope {b:.3g}/step, last check)"

@@ -1,0 +1,132 @@
+"""Panels of classification runs (family `classify`): the confusion matrix, per-class recall over
+training, and attention weights over the tokens of fixed validation examples. Each is a
+(key, available, draw, span) entry of `PANELS`, registered in analysis/figures.py."""
+import numpy as np
+from matplotlib import cm
+
+from .stats import fmt_num
+
+END_ALIGNED_LABEL = "steps before each sequence's last token (0 = last token)"
+
+
+def end_aligned(snap):
+    """g_t of this run is indexed by steps before each sequence's last token."""
+    return str(snap.attrs.get("grad_time_align", "start")) == "end"
+
+
+def time_label(snap):
+    return END_ALIGNED_LABEL if end_aligned(snap) else "time step t (0 = first input)"
+
+
+def _classes(snap, K):
+    names = snap.static.get("classes")
+    return [str(c) for c in names] if names is not None else [f"class {k}" for k in range(K)]
+
+
+def _last(snap, name):
+    rows = snap.arrays.get(name)
+    return None if rows is None or len(rows) == 0 else rows[-1]
+
+
+def _has_confusion(snap):
+    return _last(snap, "confusion") is not None
+
+
+def draw_confusion(ax, snap):
+    C = np.asarray(_last(snap, "confusion"), dtype=float)
+    K = len(C)
+    share = C / np.maximum(C.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(K):
+        for j in range(K):
+            ax.text(j, i, f"{int(C[i, j])}", ha="center", va="center", fontsize="small",
+                    color="white" if share[i, j] > 0.6 else "black")
+    names = _classes(snap, K)
+    ax.set_xticks(range(K), names, rotation=30 if max(map(len, names)) > 5 else 0, ha="right")
+    ax.set_yticks(range(K), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    cb = ax.get_figure(root=False).colorbar(image, ax=ax, pad=0.02, fraction=0.05)
+    cb.set_label("share of the true class (row)")
+    ax.set_title(f"Confusion, last check (counts; {int(C.sum())} validation sequences)")
+
+
+def _has_recall(snap):
+    rows = snap.arrays.get("recall")
+    return rows is not None and len(rows) > 0
+
+
+def draw_recall(ax, snap):
+    recall = np.asarray(snap.arrays["recall"], dtype=float)
+    x = snap.check_x[:len(recall)]
+    names = _classes(snap, recall.shape[1])
+    colors = cm.tab10(np.arange(len(names)) % 10)
+    for k, name in enumerate(names):
+        ax.plot(x, recall[:, k], color=colors[k], lw=1.3, label=f"{name}: {recall[-1, k]:.3g}%")
+    f1 = snap.check.get("macro_f1")
+    if f1 is not None:
+        ax.plot(x, f1[:len(x)], "k--", lw=1.6, label=f"macro-F1: {f1[len(x) - 1]:.3g}%")
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel(snap.check_xlabel)
+    ax.set_ylabel("recall per class (%)")
+    ax.legend(loc="lower right", fontsize="small", title="last check", title_fontsize="small")
+    ax.set_title("Per-class recall over training")
+
+
+def _has_attention(snap):
+    return _last(snap, "attention") is not None and "example_tokens" in snap.static
+
+
+def draw_attention(ax, snap):
+    weights = np.asarray(_last(snap, "attention"), dtype=float)
+    tokens = np.asarray(snap.static["example_tokens"]).astype(str)
+    labels = snap.static.get("example_labels")
+    n, T = weights.shape
+    image = ax.imshow(np.ma.masked_invalid(weights), cmap="viridis", aspect="auto", vmin=0,
+                      vmax=max(float(np.nanmax(weights)), 1e-9), interpolation="nearest")
+    words = max(len(t) for t in tokens.ravel()) > 1
+    size = "x-small" if not words else ("xx-small" if T > 40 else "x-small")
+    for i in range(n):
+        for t in range(T):
+            if tokens[i, t]:
+                bright = weights[i, t] > 0.6 * np.nanmax(weights)
+                ax.text(t, i, tokens[i, t], ha="center", va="center", fontsize=size,
+                        rotation=90 if words else 0, color="black" if bright else "white")
+    names = _classes(snap, int(np.max(labels)) + 1 if labels is not None else 1)
+    ylabels = [f"{names[int(labels[i])]} (#{i})" if labels is not None else f"#{i}" for i in range(n)]
+    ax.set_yticks(range(n), ylabels)
+    ax.set_ylabel("validation example (true class)")
+    ax.set_xlabel("token position (tokens written in the cells; grey: padding)")
+    ax.set_facecolor("0.85")
+    cb = ax.get_figure(root=False).colorbar(image, ax=ax, pad=0.01, fraction=0.04)
+    cb.set_label("attention weight")
+    ax.set_title("Attention over the tokens of fixed validation examples, last check")
+
+
+PANELS = (("confusion", _has_confusion, draw_confusion, 1),
+          ("recall", _has_recall, draw_recall, 1),
+          ("attention", _has_attention, draw_attention, 2))
+FIGURE = ("classification", [key for key, *_ in PANELS])
+
+
+def config_parts(snap, parts):
+    """A classification run's key config: pooling, directions, class balance and weighting,
+    sentiment's lengths and distance, truncation (other runs' parts pass unchanged)."""
+    if snap.family != "classify":
+        return parts
+    c = snap.cfg
+    parts.pop("alpha", None)
+    if c("bidirectional"):
+        parts["cell"] = "bi" + parts["cell"]
+    parts["pooling"] = f"{c('pooling')} pooling"
+    if snap.task == "names":
+        parts.pop("length", None)
+        if c("class_balance"):
+            parts["balance"] = "balance " + "/".join(fmt_num(float(p)) for p in c("class_balance"))
+    elif c("distance") is not None and int(c("distance")) >= 0:
+        parts["distance"] = f"distance {c('distance')}"
+    if c("class_weighting") not in (None, "none"):
+        parts["weighting"] = f"{c('class_weighting')} weighting"
+    if c("truncate"):
+        parts["truncate"] = f"last {c('truncate')} tokens"
+    return parts
