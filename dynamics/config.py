@@ -184,12 +184,12 @@ FAMILY_KEYS = {
 
 
 # The task families that build a Transformer for cell = "transformer".
-TRANSFORMER_FAMILIES = ("synthetic", "text")
+TRANSFORMER_FAMILIES = ("synthetic", "text", "classify")
 # Keys that belong to some cells only (architecture keys): key -> the cells it applies to.
 RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
 ARCH_KEYS = {
     "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS,
-    "embedding": RECURRENT_CELLS, "forget_bias": ("lstm", "lnlstm"),
+    "embedding": RECURRENT_CELLS, "forget_bias": ("lstm", "lnlstm"), "bidirectional": RECURRENT_CELLS,
     "d_model": ("transformer",), "n_heads": ("transformer",), "positions": ("transformer",),
 }
 

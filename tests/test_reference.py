@@ -300,3 +300,57 @@ def test_lnlstm_run(tmp_path):
     attrs, data = read(train(c, progress=False))
     assert attrs["recurrent_matrix"] == "W_hc" and "check/hist/gate_f" in data
     assert np.isfinite(data["check/rho"]).all() and "final/weights/g_c" in data
+
+
+# -- the reference architectures in the classification family ------------------------------------
+
+def classify_config(tmp_path, **kw):
+    return cfg.make(dict(task="sentiment", min_length=8, max_length=14, batch_size=8, eval_batch_size=40,
+                         chunk_batch_size=20, check_freq=5, max_iters=10, optimizer="adam", lr=0.003,
+                         out_dir=str(tmp_path), **kw))
+
+
+def test_encoder_ignores_padding_and_matches_autograd():
+    """A sequence alone and inside a padded batch gives the same logits; the hooked ∂L/∂x_t are
+    autograd's and exactly 0 at padded steps."""
+    from dynamics.models.classifier import Batch
+    from dynamics.models.transformer import build_encoder
+    c = cfg.make(dict(task="sentiment", cell="transformer", d_model=16, n_heads=2, n_layers=2, pooling="mean"))
+    model = build_encoder(c, 11, 2, 12, dtype=F64).eval()
+    torch.manual_seed(0)
+    ids = torch.randint(11, (9, 3))
+    lengths = torch.tensor([9, 5, 3])
+    both = model(Batch(ids, lengths)).logits
+    for b in range(3):
+        n = int(lengths[b])
+        alone = model(Batch(ids[:n, b:b + 1], lengths[b:b + 1])).logits
+        assert torch.allclose(alone[0], both[b], atol=1e-12)
+    model.train()
+    out = model(Batch(ids, lengths))
+    loss = F.cross_entropy(out.logits, torch.tensor([0, 1, 1]))
+    expected = torch.autograd.grad(loss, model.residuals, retain_graph=True)
+    loss.backward()
+    for part, e in zip(model.parts(), expected):
+        assert torch.allclose(part.grad, e.transpose(0, 1), atol=1e-14)
+        assert part.align == "end" and torch.equal(part.lengths, lengths)
+        assert (part.grad[5:, 1] == 0).all() and (part.grad[3:, 2] == 0).all()
+
+
+@pytest.mark.parametrize("cell,pooling", [("transformer", "attention"), ("lnlstm", "last")])
+def test_classification_runs(tmp_path, cell, pooling):
+    kw = dict(d_model=16, n_heads=2, n_layers=2) if cell == "transformer" else dict(n_hidden=8)
+    attrs, data = read(train(classify_config(tmp_path, cell=cell, pooling=pooling, name="c", **kw), progress=False))
+    assert attrs["status"] in ("finished", "solved") and np.isfinite(data["check/valid_loss"]).all()
+    if cell == "transformer":
+        assert data["check/attn_map"].shape[:3] == (2, 2, 2) and "check/layers/block0/grad_time" in data
+        assert "check/attention" in data     # the pooling's weights over the fixed examples
+    else:
+        assert "check/hist/gate_f" in data
+
+
+def test_transformer_refuses_recurrent_classify_keys(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--task", "sentiment", "--cell", "transformer", "--bidirectional", "true",
+              "--out-dir", str(tmp_path), "--quiet"])
+    assert e.value.code == 2 and "bidirectional" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

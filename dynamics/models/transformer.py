@@ -1,4 +1,4 @@
-"""A mini-Transformer (pre-LN, causal), in the spirit of nanoGPT's model.py, with the harness's
+"""A mini-Transformer (pre-LN; causal, or an encoder for classification), in the spirit of nanoGPT's model.py, with the harness's
 diagnostics: per position, ‖∂L/∂x_t‖ of the residual stream after each block (the Transformer's
 g_t, read by the same probes as ∂L/∂h_t of a recurrent layer), the attention entropy of every
 head, the gradient norm of every block, and attention maps of a fixed example.
@@ -32,13 +32,18 @@ class SelfAttention(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.weights = None          # (B, heads, T, T) of the last forward
 
-    def forward(self, x):
+    def forward(self, x, padding=None):
+        """x (B, T, C); `padding` (B, T) bool marks padded steps of an encoder's batch: with it
+        every position sees every valid one (no causal mask), without it position t sees 0..t."""
         B, T, C = x.shape
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
                    for t in self.qkv(x).split(C, dim=2))             # (B, heads, T, head size)
         scores = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])
-        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        att = scores.masked_fill(future, -math.inf).softmax(dim=-1)   # position t sees 0..t
+        if padding is None:
+            hidden = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)   # the future
+        else:
+            hidden = padding[:, None, None, :]                                     # padded keys
+        att = scores.masked_fill(hidden, -math.inf).softmax(dim=-1)
         self.weights = att.detach()
         y = (self.drop(att) @ v).transpose(1, 2).reshape(B, T, C)
         return self.drop(self.proj(y))
@@ -53,8 +58,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model),
                                  nn.Dropout(dropout))
 
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x, padding=None):
+        x = x + self.attn(self.ln1(x), padding)
         return x + self.mlp(self.ln2(x))
 
 
@@ -162,13 +167,52 @@ class Transformer(nn.Module):
                  for b in self.blocks]
         kept = (self.training, self.final_state, self.layer_outputs)
         self.eval()
-        self(example.to(self.out.weight.device))
+        self(example)
         maps = [b.attn.weights[0] for b in self.blocks]
         self.train(kept[0])
         self.final_state, self.layer_outputs = kept[1], kept[2]
         return {"attn_entropy": torch.stack(entropy).double().cpu().numpy(),
                 "block_grad_norm": torch.stack(norms).double().cpu().numpy(),
                 "attn_map": torch.stack(maps).float().cpu().numpy()}
+
+
+class Encoder(Transformer):
+    """A Transformer encoder for sequence classification: a right-padded batch (ids (T, B),
+    lengths (B,); dynamics.models.classifier.Batch) → blocks that attend over all valid steps
+    (padded keys masked) → LN → the classifier's pooling over the valid steps → logits (B, K).
+    Its parts carry the lengths and are aligned on each sequence's last token, as the
+    recurrent classifier's."""
+
+    def __init__(self, vocab_size, n_classes, d_model, n_heads, n_layers, block_size, dropout=0.0,
+                 positions="learned", pooling="last"):
+        super().__init__(None, n_classes, "last_softmax", d_model, n_heads, n_layers, block_size, vocab_size,
+                         dropout, positions)
+        self.pooling = pooling
+        self.query = nn.Parameter(torch.zeros(d_model)) if pooling == "attention" else None
+        self.attention = None      # (T, B) pooling weights of the last forward (attention pooling)
+        self.lengths = None
+
+    def forward(self, x):
+        from .pooling import pool
+        ids, lengths = x.ids, x.lengths
+        T = ids.shape[0]
+        if T > self.block_size:
+            raise ValueError(f"a batch of {T} steps is longer than the encoder's block_size={self.block_size}")
+        padding = torch.arange(T, device=ids.device)[None, :] >= lengths[:, None]     # (B, T)
+        h = self.drop(self.embed(ids.t()) + self.pos[:T])
+        self.residuals, self.lengths = [], lengths
+        for l, block in enumerate(self.blocks):
+            h = block(h, padding)
+            if h.requires_grad:
+                h.register_hook(self._keep_grad(l))
+            self.residuals.append(h)
+        self.layer_outputs = [(r.detach().transpose(0, 1), {}) for r in self.residuals]
+        pooled, weights = pool(self.ln_f(h).transpose(0, 1), lengths, self.pooling, self.query)
+        self.attention = None if weights is None else weights.detach()
+        return Output(self.out(pooled), self.layer_outputs[-1][0], {})
+
+    def parts(self):
+        return [p._replace(lengths=self.lengths, align="end") for p in super().parts()]
 
 
 def initialise(model, generator):
@@ -182,6 +226,17 @@ def initialise(model, generator):
             else:
                 std = 0.02 / math.sqrt(2 * L) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
                 p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64) * std)
+
+
+def build_encoder(c, vocab_size, n_classes, block_size, device=None, dtype=torch.float32):
+    """The classification Encoder of a run's config `c`, its weights drawn from the run's seed."""
+    model = Encoder(vocab_size, n_classes, c.d_model, c.n_heads, c.n_layers, block_size, c.dropout, c.positions,
+                    c.pooling)
+    initialise(model, torch.Generator().manual_seed(c.seed))
+    if model.query is not None:
+        with torch.no_grad():
+            model.query.zero_()    # uniform pooling weights at the start, as the recurrent classifier's
+    return model.to(device=device, dtype=dtype)
 
 
 def build_transformer(c, n_in, n_out, head, block_size, vocab_size=None, device=None, dtype=torch.float32):
