@@ -19,7 +19,7 @@ BATCHING = ("stream", "random")
 class Config:
     name: str = "run"                 # the run file is <out_dir>/<name>.h5
     out_dir: str = "runs"
-    task: str = "torder"              # torder torder3 add mul mem perm text
+    task: str = "torder"              # torder torder3 add mul mem perm text copy reverse date
     n_values: int = 5                 # mem: number of symbols
     n_pos: int = 10                   # mem: pattern length
     text: str = ""                    # text: a UTF-8 file; empty for the default corpus
@@ -53,6 +53,17 @@ class Config:
     dtype: str = "float32"
     diagnostics: bool = True          # per-check g_t, histograms, saturation, ρ
     sample_chars: int = 200           # text: characters sampled per prompt at each check
+    # seq2seq family (tasks copy, reverse, date)
+    alphabet: int = 20                # copy, reverse: symbols in the alphabet, 1..62
+    bidirectional: bool = False       # seq2seq: a backward encoder layer beside each forward one
+    attention: str = "luong_general"  # seq2seq: none bahdanau luong_dot luong_general
+    teacher_forcing: float = 1.0      # seq2seq: teacher-forcing ratio at the start, in [0, 1]
+    tf_schedule: str = "constant"     # seq2seq: constant linear exponential inverse_sigmoid
+    tf_k: float = 1000.0              # seq2seq: schedule parameter (linear: updates to 0, > 0;
+                                      #   exponential: decay per update in (0, 1); inverse_sigmoid: >= 1)
+    beam_size: int = 5                # seq2seq: beam width of each check's beam decoding, >= 1
+    length_norm: str = "gnmt"         # seq2seq: beam score normalisation none avg gnmt
+    length_alpha: float = 0.6         # seq2seq: GNMT length-penalty exponent, >= 0
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -157,6 +168,8 @@ def load(preset=None, overrides=None):
 FAMILY_KEYS = {
     "n_values": ("synthetic",), "n_pos": ("synthetic",), "alpha": ("synthetic", "text"),
     "text": ("text",), "batching": ("text",), "sample_chars": ("text",), "tie_weights": ("text",),
+    **{key: ("seq2seq",) for key in ("alphabet", "bidirectional", "attention", "teacher_forcing", "tf_schedule",
+                                     "tf_k", "beam_size", "length_norm", "length_alpha")},
 }
 
 

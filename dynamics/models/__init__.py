@@ -1,0 +1,1 @@
+"""Models of the task families, built from the hand-written layers of dynamics/model.py."""
