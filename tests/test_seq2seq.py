@@ -319,3 +319,58 @@ def test_bad_config_is_refused(tmp_path, changes, message):
         config(tmp_path, **changes)
     with pytest.raises(InputError, match="attention='none' is not allowed: not set"):
         make_config(dict(task="add", attention="none"))
+
+
+# -- dynamics translate --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def date_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("date")
+    return train(config(tmp, task="date", name="d", max_iters=10, check_freq=5), progress=False)
+
+
+def run_cli(capsys, *args):
+    from dynamics import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(list(args))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_translate_prints_the_n_best_of_the_beam(date_run, capsys, tmp_path):
+    from dynamics.translate import hypotheses
+    (inputs := tmp_path / "in.txt").write_text("30 Sep 2025\nMonday, 1 July 1963\n")
+    code, out, err = run_cli(capsys, "translate", str(date_run), "2025-09-30", "--file", str(inputs),
+                             "--beam", "4", "--n-best", "3")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "2025-09-30" and lines[4] == "30 Sep 2025" and lines[8] == "Monday, 1 July 1963"
+    assert all(line.startswith(f"  {k}. ") and "log p = " in line for line, k in zip(lines[1:4], (1, 2, 3)))
+    [(_, hyps)] = hypotheses(date_run, ["2025-09-30"], beam=4, n_best=3, norm="none")
+    assert [h[1] for h in hyps] == sorted([h[1] for h in hyps], reverse=True) and len(hyps) == 3
+    [(_, [one])] = hypotheses(date_run, ["2025-09-30"], beam=1)
+    source = Source(config(tmp_path, task="date"), torch.device("cpu"), torch.float32)
+    from dynamics.translate import load_model, read_config
+    model, task, _ = load_model(read_config(date_run), date_run)
+    src, src_len = task.encode_source(["2025-09-30"])
+    ids, logp, _ = greedy(model, src, src_len, source.max_steps)
+    assert one[0] == task.decode_target(ids[0].tolist()) and abs(one[1] - logp.item()) < 1e-4
+
+
+def test_translate_refuses_bad_input_with_one_line(date_run, capsys, tmp_path):
+    other = train(make_config(dict(task="torder", name="t", out_dir=str(tmp_path), min_length=10, max_length=10,
+                                   n_hidden=5, max_iters=2, check_freq=1, eval_batch_size=10)), progress=False)
+    (empty_line := tmp_path / "in.txt").write_text("2025-09-30\n\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args, message in [
+        ((str(date_run), "2025-09-3x"), "'x' at position 9 is not in it"),
+        ((str(date_run), ""), "input='' is not allowed: a non-empty string"),
+        ((str(date_run), "2025-09-30", "--beam", "0"), "beam_size=0 is not allowed"),
+        ((str(date_run), "2025-09-30", "--n-best", "3", "--beam", "2"), "n_best=3 is not allowed"),
+        ((str(other), "2025-09-30"), "a seq2seq run"),
+        ((str(date_run), "--file", str(empty_line)), "line 2 is empty"),
+        ((str(tmp_path / "none.h5"), "2025"), "no such run file"),
+    ]:
+        code, out, err = run_cli(capsys, "translate", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and out == "", (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
