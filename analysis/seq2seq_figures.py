@@ -96,7 +96,7 @@ def figure_exact_length(snap):
     fig = new_figure(PANEL_W * (2 if per_format else 1.4), PANEL_H + 1.0)
     axes = fig.subplots(1, 2 if per_format else 1, squeeze=False)[0]
     draw_exact_by_length(axes[0], snap)
-    axes[0].legend(fontsize="small", title="check", loc="lower left")
+    axes[0].legend(fontsize="small", title="check", loc="best")
     if per_format:
         k = per_format[-1]
         y = snap.arrays["exact_by_format"][k]

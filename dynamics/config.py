@@ -28,7 +28,7 @@ class Config:
     init: str = "uniform"             # sigmoid basic_tanh smart_tanh orthogonal identity uniform
     n_hidden: int = 50
     n_layers: int = 1
-    embedding: int = 0                # text: embedding size (0: n_hidden)
+    embedding: int = 0                # text, seq2seq: embedding size (0: n_hidden)
     dropout: float = 0.0
     tie_weights: bool = False
     forget_bias: float = 1.0          # lstm: initial b_f

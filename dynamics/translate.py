@@ -64,7 +64,6 @@ def hypotheses(run, inputs, beam=5, n_best=1, norm=None, alpha=None):
     for i, text in enumerate(inputs):
         task.check_source(text, key="input" if len(inputs) == 1 else f"input {i + 1}")
     src, src_len = task.encode_source(inputs)
-    src = src.to(torch.int64)
     max_steps = task.longest_target() + EXTRA_STEPS
     hyps = beam_search(model, src, src_len, beam, max_steps, norm or config.length_norm,
                        config.length_alpha if alpha is None else alpha, n_best)

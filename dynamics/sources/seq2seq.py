@@ -232,7 +232,7 @@ class Seq2Seq(Source):
             row = ids[b].tolist()
             steps = row.index(EOS) + 1 if EOS in row else len(row)
             maps[b, :steps, :src.shape[0]] = weights[:steps, b].double().cpu().numpy()
-            outputs.append(task_text(self.task, row))
+            outputs.append(self.task.decode_target(row))
         return {"attention": maps, "attention_output": np.array(outputs, dtype=object)}
 
     def save_best(self, model, out):
@@ -251,10 +251,6 @@ class Seq2Seq(Source):
         self.rng.bit_generator.state = state["rng"]
         self.updates, self.ratios = state["updates"], list(state["ratios"])
         self.best, self.n_checks = tuple(state["best"]), state["n_checks"]
-
-
-def task_text(task, ids):
-    return task.decode_target(ids)
 
 
 def compare(ids, target, lengths):
