@@ -163,6 +163,8 @@ PANELS = [
     ("grad_hist", lambda s: stats.final_hist(s, "log10_grad") is not None, _grad_hist),
     ("grad_time", lambda s: stats.last_row(s.grad_time) is not None, _grad_time),
 ]
+from .seq2seq_figures import COMPARE_PANELS  # noqa: E402 - the seq2seq family's panels
+PANELS += COMPARE_PANELS
 
 
 def figure_compare(snaps, title=None, ncols=3):

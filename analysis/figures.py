@@ -103,7 +103,7 @@ def config_parts(snap):
     lo, hi = c("min_length"), c("max_length")
     if lo is not None and c("task") == "text":   # a text run's window is min_length
         parts["length"] = f"T {lo}"
-    elif lo is not None and hi is not None:
+    elif lo is not None and hi is not None and c("task") != "date":   # date: lengths by format
         parts["length"] = f"T {lo}–{hi}" if lo != hi else f"T {lo}"
     elif c("seq_len", "bptt") is not None:
         parts["length"] = f"T {c('seq_len', 'bptt')}"
@@ -902,4 +902,6 @@ def plot_run(snap, out_dir, dpi=DPI):
         fig = fn(snap)
         if fig is not None:
             written.append(save(fig, os.path.join(out_dir, f"{snap.name}_{name}.png"), dpi))
+    from .seq2seq_figures import plot_seq2seq
+    written += plot_seq2seq(snap, out_dir, dpi)
     return written

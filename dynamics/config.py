@@ -19,7 +19,7 @@ BATCHING = ("stream", "random")
 class Config:
     name: str = "run"                 # the run file is <out_dir>/<name>.h5
     out_dir: str = "runs"
-    task: str = "torder"              # torder torder3 add mul mem perm text names sentiment
+    task: str = "torder"              # torder torder3 add mul mem perm text names sentiment copy reverse date
     n_values: int = 5                 # mem: number of symbols
     n_pos: int = 10                   # mem: pattern length
     text: str = ""                    # text: a UTF-8 file; empty for the default corpus
@@ -28,7 +28,7 @@ class Config:
     init: str = "uniform"             # sigmoid basic_tanh smart_tanh orthogonal identity uniform
     n_hidden: int = 50
     n_layers: int = 1
-    embedding: int = 0                # text: embedding size (0: n_hidden)
+    embedding: int = 0                # text, seq2seq: embedding size (0: n_hidden)
     dropout: float = 0.0
     tie_weights: bool = False
     forget_bias: float = 1.0          # lstm, lnlstm: initial b_f
@@ -59,12 +59,22 @@ class Config:
     positions: str = "learned"        # transformer: position embeddings, learned | sinusoidal
     # classify (names, sentiment): sequence classification, dynamics/sources/classify.py
     pooling: str = "last"             # last mean max attention: how the top layer's steps become one vector
-    bidirectional: bool = False       # true: every layer also reads each sequence backwards
+    bidirectional: bool = False       # classify, seq2seq: every (encoder) layer also reads each sequence backwards
     n_classes: int = 0                # names: number of families, 2 to 10 (0: 5); sentiment: 2 (0: 2)
     class_balance: tuple = ()         # names: K class probabilities >= 0 summing to 1 (empty: uniform)
     class_weighting: str = "none"     # none or balanced: class k's loss weight 1 / (K p_k)
     distance: int = -1                # sentiment: filler tokens after the deciding phrase, >= 0 (-1: anywhere)
     truncate: int = 0                 # keep only each sequence's last N tokens, N >= 1 (0: every token)
+    # seq2seq family (tasks copy, reverse, date)
+    alphabet: int = 20                # copy, reverse: symbols in the alphabet, 1..62
+    attention: str = "luong_general"  # seq2seq: none bahdanau luong_dot luong_general
+    teacher_forcing: float = 1.0      # seq2seq: teacher-forcing ratio at the start, in [0, 1]
+    tf_schedule: str = "constant"     # seq2seq: constant linear exponential inverse_sigmoid
+    tf_k: float = 1000.0              # seq2seq: schedule parameter (linear: updates to 0, > 0;
+                                      #   exponential: decay per update in (0, 1); inverse_sigmoid: >= 1)
+    beam_size: int = 5                # seq2seq: beam width of each check's beam decoding, >= 1
+    length_norm: str = "gnmt"         # seq2seq: beam score normalisation none avg gnmt
+    length_alpha: float = 0.6         # seq2seq: GNMT length-penalty exponent, >= 0
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -178,8 +188,11 @@ def load(preset=None, overrides=None):
 FAMILY_KEYS = {
     "n_values": ("synthetic",), "n_pos": ("synthetic",), "alpha": ("synthetic", "text"),
     "text": ("text",), "batching": ("text",), "sample_chars": ("text",), "tie_weights": ("text",),
-    **{key: ("classify",) for key in ("pooling", "bidirectional", "n_classes", "class_balance",
+    **{key: ("classify",) for key in ("pooling", "n_classes", "class_balance",
                                       "class_weighting", "distance", "truncate")},
+    "bidirectional": ("classify", "seq2seq"),
+    **{key: ("seq2seq",) for key in ("alphabet", "attention", "teacher_forcing", "tf_schedule",
+                                     "tf_k", "beam_size", "length_norm", "length_alpha")},
 }
 
 

@@ -354,3 +354,20 @@ def test_transformer_refuses_recurrent_classify_keys(tmp_path, capsys):
               "--out-dir", str(tmp_path), "--quiet"])
     assert e.value.code == 2 and "bidirectional" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the LN-LSTM in the seq2seq family; the Transformer is not (yet) there ------------------------
+
+def seq2seq_config(tmp_path, **kw):
+    return cfg.make(dict(task="reverse", alphabet=6, min_length=3, max_length=6, n_hidden=12, batch_size=8,
+                         eval_batch_size=20, chunk_batch_size=20, optimizer="adam", lr=0.01, beam_size=2,
+                         max_iters=10, check_freq=5, seed=3, out_dir=str(tmp_path), name="s", **kw))
+
+
+def test_lnlstm_seq2seq_runs_and_is_refused_where_its_cell_state_would_lose_its_gradient(tmp_path):
+    attrs, data = read(train(seq2seq_config(tmp_path, cell="lnlstm", attention="bahdanau"), progress=False))
+    assert attrs["status"] in ("finished", "solved") and "check/layers/enc0/hist/gate_f" in data
+    with pytest.raises(cfg.InputError, match="cell='lnlstm' is not allowed"):
+        seq2seq_config(tmp_path, cell="lnlstm", attention="luong_general")   # decodes step by step
+    with pytest.raises(cfg.InputError, match="cell='transformer' is not allowed"):
+        cfg.make(dict(task="reverse", cell="transformer"))

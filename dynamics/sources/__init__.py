@@ -37,6 +37,7 @@ SOURCES = {
     **{name: "synthetic:Synthetic" for name in ("torder", "torder3", "add", "mul", "mem", "perm")},
     "text": "text:Text",
     "names": "classify:Classify", "sentiment": "classify:Classify",
+    **{name: "seq2seq:Seq2Seq" for name in ("copy", "reverse", "date")},
 }
 
 
