@@ -253,7 +253,7 @@ def write_npz(path):
             out["g_t"] = f["check/grad_time"][-1]
         sample = f.get("final/sample")
         if sample is not None:
-            if "h" in sample:
+            if "h" in sample and f.attrs["cell"] != "transformer":   # a residual stream has no saturation
                 h = sample["h"][:]
                 activation = __import__("json").loads(f.attrs["config"])["activation"]
                 out["saturation"] = np.minimum(h, 1 - h) if activation == "sigmoid" else 1 - np.abs(h)

@@ -247,6 +247,8 @@ def test_transformer_run_file_and_bit_identical_resume(tmp_path):
     assert resumed["check/attn_map"].shape == (4, 2, 2, 10, 10)
     assert resumed["check/layers/block0/grad_time"].shape[0] == 4 and "check/grad_time" in resumed
     assert attrs["cell"] == "transformer" and attrs["recurrent_matrix"] == ""
+    npz = np.load(path.with_name("r_final_state.npz"))
+    assert "g_t" in npz and "saturation" not in npz
     # the top block is read at the last step only: its zeros before it are no vanishing
     from analysis import verdicts
     from analysis.figures import plot_run
