@@ -2,12 +2,13 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3
+PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3 T1 T2 T3 T4
 PRESETS += M1 M2 M3 M4 M5 M6 M7
+PRESETS += S1 S2 S3 S4 S5
 RUNS   := $(PRESETS)
 ARGS   ?=
 
-.PHONY: install test bench golden keys runs report fig7-quick clean-runs $(PRESETS)
+.PHONY: install test bench golden keys runs report fig7-quick s2s-quick clean-runs $(PRESETS)
 
 # the tested torch, installed (the CPU build) only into an environment that has none
 TORCH  ?= 2.13.0
@@ -42,6 +43,9 @@ report:
 fig7-quick:
 	$(BIN)/dynamics sweep runs/sweeps/fig7-quick.toml --workers 2
 	$(BIN)/dynamics success runs/fig7-quick/ -o runs/fig7-quick/success.png
+
+s2s-quick:
+	$(BIN)/dynamics sweep runs/sweeps/s2s-quick.toml --workers 2
 
 clean-runs:  # removes run outputs (not presets)
 	rm -f runs/*.h5 runs/*.npz runs/*.pt

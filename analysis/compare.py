@@ -40,11 +40,16 @@ def common_config(snaps):
 
 # --------------------------------------------------------------------------------- panels
 
+def _few(y):
+    """A marker where a line would show too few points to be seen (a run with one check)."""
+    return "o" if np.isfinite(np.asarray(y, dtype=float)).sum() < 3 else None
+
+
 def _valid_error(ax, runs):
     for s, color in runs:
         y = s.check.get("valid_error")
         if y is not None and len(y):
-            ax.plot(s.check_x, y, color=color, lw=1.4)
+            ax.plot(s.check_x, y, color=color, lw=1.4, marker=_few(y))
     ax.set_ylim(0, None)
     ax.set_xlim(0, None)
     ax.set_xlabel(runs[0][0].check_xlabel)
@@ -82,7 +87,7 @@ def _rho(ax, runs):
     for s, color in runs:
         y = s.check.get("rho")
         if y is not None and len(y):
-            ax.plot(s.check_x, y, color=color, lw=1.4)
+            ax.plot(s.check_x, y, color=color, lw=1.4, marker=_few(y))
     ax.axhline(1.0, color="k", ls="--", lw=0.9, label="ρ = 1")
     ax.legend(loc="best", fontsize="small")
     ax.set_xlim(0, None)
@@ -112,13 +117,28 @@ def _grad_hist(ax, runs):
     ax.set_title(r"Final $\log_{10} g_t$ histograms")
 
 
+BLOCK_STYLES = ("-", "--", "-.", ":")
+
+
 def _grad_time(ax, runs):
+    """The main part's g_t at the last check; for a Transformer every block's ‖∂L/∂x_t‖, one
+    line style per block (its top block alone is 0 before the last step of a last-step task)."""
+    blocks = 0
     for s, color in runs:
-        k = stats.last_row(s.grad_time)
-        if k is None:
-            continue
-        g = s.grad_time[k]
-        ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), color=color, lw=1.4)
+        curves = [(s.grad_time, "-")]
+        if s.cell == "transformer":
+            curves = [(s.layers[l].grad_time, BLOCK_STYLES[i % 4]) for i, l in enumerate(sorted(s.layers))]
+            blocks = max(blocks, len(curves))
+        for gt, style in curves:
+            k = None if gt is None else stats.last_row(gt)
+            if k is not None:
+                g = gt[k]
+                g = np.where(g > 0, g, np.nan)
+                ax.plot(np.arange(len(g)), g, color=color, ls=style, lw=1.4, marker=_few(g))
+    if blocks > 1:
+        from matplotlib.lines import Line2D
+        ax.legend([Line2D([], [], color="0.3", ls=BLOCK_STYLES[i % 4]) for i in range(blocks)],
+                  [f"Transformer block {i}" for i in range(blocks)], fontsize="small", loc="best")
     ax.set_yscale("log")
     ends = {time_label(s) for s, _ in runs}
     ax.set_xlabel(ends.pop() if len(ends) == 1 else "time step t (from the start or the end, per run)")
@@ -143,6 +163,8 @@ PANELS = [
     ("grad_hist", lambda s: stats.final_hist(s, "log10_grad") is not None, _grad_hist),
     ("grad_time", lambda s: stats.last_row(s.grad_time) is not None, _grad_time),
 ]
+from .seq2seq_figures import COMPARE_PANELS  # noqa: E402 - the seq2seq family's panels
+PANELS += COMPARE_PANELS
 
 
 def figure_compare(snaps, title=None, ncols=3):

@@ -28,7 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-from . import classify_figures, stats, theory_figures, verdicts as V
+from . import classify_figures, stats, theory_figures, transformer_figures as TF, verdicts as V
 from .stats import fmt_num, fmt_pct
 
 PANEL_W, PANEL_H = 5.4, 4.0          # inches per panel
@@ -84,7 +84,7 @@ def config_parts(snap):
     layers = c("n_layers", "layers")
     if layers and int(layers) > 1:
         parts["layers"] = f"{layers} layers"
-    init = c("init")
+    init = c("init") if snap.cell != "transformer" else None
     if init:
         parts["init"] = f"init {init}"
     style = c("clip", "clipstyle", "clipping")
@@ -97,12 +97,14 @@ def config_parts(snap):
     if alpha is not None:
         parts["alpha"] = f"Ω α={fmt_num(float(alpha))}" if float(alpha) else "no Ω"
     hidden = c("n_hidden", "nhid", "hidden")
-    if hidden is not None:
+    if snap.cell == "transformer":
+        parts["hidden"] = f"d={c('d_model')}, {c('n_heads')} heads, {c('positions')} positions"
+    elif hidden is not None:
         parts["hidden"] = f"H={hidden}"
     lo, hi = c("min_length"), c("max_length")
     if lo is not None and c("task") == "text":   # a text run's window is min_length
         parts["length"] = f"T {lo}"
-    elif lo is not None and hi is not None:
+    elif lo is not None and hi is not None and c("task") != "date":   # date: lengths by format
         parts["length"] = f"T {lo}–{hi}" if lo != hi else f"T {lo}"
     elif c("seq_len", "bptt") is not None:
         parts["length"] = f"T {c('seq_len', 'bptt')}"
@@ -328,7 +330,7 @@ def draw_grad_time_layers(ax, snap):
             continue
         g = gt[k]
         name = "layer 0 (input side)" if l == 0 else f"layer {l}"
-        if not snap.part_names.get(l, "0").isdigit():   # named parts: layer0_fwd, layer0_bwd, ...
+        if not snap.part_names.get(l, "0").isdigit():   # named parts: layer0_fwd, block0, ...
             name = snap.part_names[l]
         label, _ = _fit_label(g, name, classify_figures.end_aligned(snap))
         ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), ls=styles[i % 4], lw=1.4,
@@ -716,6 +718,11 @@ PANELS = {p.key: p for p in (
     *(Panel(*entry) for entry in classify_figures.PANELS),
 )}
 
+PANELS.update({p.key: p for p in (   # a Transformer's per-check arrays
+    Panel("attn_entropy", TF._has("attn_entropy"), TF.draw_attn_entropy),
+    Panel("block_grad_norm", TF._has("block_grad_norm"), TF.draw_block_grad_norm),
+)})
+
 #: figure name -> (title, panels); the dashboard shows them all in this order.
 FIGURES = {
     "training": ("validation error and loss", ["valid_error", "loss", "lm"]),
@@ -727,6 +734,7 @@ FIGURES = {
     "spectrum": ("recurrent matrix spectrum", ["rho", "eigenvalues"]),
     "omega": ("regulariser Ω", ["omega", "steps_in_past"]),
     **theory_figures.FIGURES,
+    "attention": ("attention entropy and gradient per block", ["attn_entropy", "block_grad_norm"]),
     "classification": classify_figures.FIGURE,
 }
 
@@ -806,6 +814,7 @@ FIGURE_FUNCTIONS = {
     "spectrum": figure_spectrum, "omega": figure_omega,
     # diagnostics_level = full (analysis/theory_figures.py)
     **{name: (lambda snap, name=name: _panel_figure(snap, name)) for name in theory_figures.FIGURES},
+    "attention": lambda snap: _panel_figure(snap, "attention"), "attention_maps": TF.figure_attention,
     "classification": lambda snap: _panel_figure(snap, "classification"),
 }
 
@@ -900,4 +909,6 @@ def plot_run(snap, out_dir, dpi=DPI):
         fig = fn(snap)
         if fig is not None:
             written.append(save(fig, os.path.join(out_dir, f"{snap.name}_{name}.png"), dpi))
+    from .seq2seq_figures import plot_seq2seq
+    written += plot_seq2seq(snap, out_dir, dpi)
     return written

@@ -101,7 +101,20 @@ def _log10_mass(snap, layer, kind, share_of, bound, min_share, label, side):
                    f"{label}{where}: {fmt_pct(share)} of log10 g_t mass {side} {bound:g} at the end")
 
 
+def read_at_last_step_only(snap, layer):
+    """Whether a part's last g_t is exactly 0 at every step but the last one: nothing reads it
+    earlier (a Transformer's top block under a last-step head), so its zeros are no vanishing."""
+    gt = snap.layers[layer].grad_time if layer in snap.layers else None
+    k = None if gt is None else stats.last_row(gt)
+    if k is None:
+        return False
+    g = gt[k][np.isfinite(gt[k])]
+    return len(g) > 1 and g[-1] > 0 and not np.any(g[:-1])
+
+
 def vanishing(snap, layer=0):
+    if read_at_last_step_only(snap, layer):
+        return None
     return _log10_mass(snap, layer, "vanishing", stats.share_below, VANISHING_LOG10, VANISHING_MIN_SHARE,
                        "vanishing", "below")
 

@@ -1,5 +1,8 @@
 """One SGD step (forward, loss, backward with ∂L/∂h_t, update) of our cells against torch.nn.
 
+The LayerNorm LSTM is timed against our own LSTM (rows "lnlstm/lstm": ours_ms is the LN-LSTM,
+torch_ms our LSTM).
+
 Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
                                   [--clock wall|cpu] [--probes-only] [--startup]
 Both sides run interleaved in one process, so the ratio is measured under the same load. Then
@@ -99,6 +102,23 @@ class TorchLM(nn.Module):
 
     def forward(self, x):
         return self.head(self.rnn(self.embed(x))[0])
+
+
+def bench_lnlstm(B, H, T, device, repeats):
+    """One SGD step of our LayerNorm LSTM against our plain LSTM, same shapes and head."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, N_IN, device=device)
+    y = torch.randint(N_OUT, (B,), device=device)
+    steps = {cell: step_fn(dynamics.build_model(cell, N_IN, H, N_OUT, "last_softmax", seed=0, device=device),
+                           x, y, True) for cell in ("lnlstm", "lstm")}
+    for s in steps.values():
+        for _ in range(3):
+            s()
+    times = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, s in steps.items():
+            times[k].append(timed(s, device))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def bench_lm(device, repeats, vocab=65, H=256, layers=2, B=32, T=100):
@@ -285,6 +305,12 @@ def main():
                 rows.append((device, cell, B, H, T, t["ours"] * 1e3, t["torch"] * 1e3, ratio))
                 print(f"{device:6} {cell:5} {B:5d} {H:4d} {T:4d} {t['ours'] * 1e3:9.2f} "
                       f"{t['torch'] * 1e3:12.2f} {ratio:5.2f}x", flush=True)
+        for B, H, T in SHAPES[::2]:
+            t = bench_lnlstm(B, H, T, device, max(5, args.repeats // 3))
+            ratio = t["lnlstm"] / t["lstm"]
+            rows.append((device, "lnlstm/lstm", B, H, T, t["lnlstm"] * 1e3, t["lstm"] * 1e3, ratio))
+            print(f"{device:6} LN-LSTM against our LSTM, B={B} H={H} T={T}: {t['lnlstm'] * 1e3:.2f} ms against "
+                  f"{t['lstm'] * 1e3:.2f} ms ({ratio:.2f}x the time)", flush=True)
         lm = bench_lm(device, max(5, args.repeats // 3))
         ratio = lm["torch"] / lm["ours"]
         rows.append((device, "lm-lstm", 32, 256, 100, 1e3 * 3200 / lm["ours"], 1e3 * 3200 / lm["torch"], ratio))

@@ -71,6 +71,7 @@ class Commands(click.Group):
         "temperature": ("dynamics.temperature", "Diversity (distinct word n-grams) and coherence (the model's "
                                                 "own loss) of the text run RUN.h5's samples, against the sampling "
                                                 "temperature."),
+        "translate": ("dynamics.translate", "Translate INPUTS (or the lines of --file) with the seq2seq run RUN.h5."),
     }
 
     def list_commands(self, ctx):

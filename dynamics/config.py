@@ -61,7 +61,7 @@ def key(default, group, help, range=None, choices=None):
 # Choices named here so that the help and the checks need no torch; tests compare them with the
 # modules that implement them (tasks.NAMES, init.INITS, recurrence.ACTIVATIONS).
 TASKS = tuple(SOURCES)
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm", "lnlstm", "transformer")
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear")
 INITS = ("sigmoid", "basic_tanh", "smart_tanh", "orthogonal", "identity", "uniform")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -163,6 +163,27 @@ class Config:
     distance: int = key(-1, "task", "sentiment: filler tokens after the deciding phrase (-1: anywhere)", Range(-1))
     truncate: int = key(0, "task", "classify: keep only each sequence's last N tokens (0: every token)",
                         NONNEGATIVE)
+    # reference architectures: cell = "lnlstm" (LayerNorm LSTM) or "transformer" (mini-Transformer)
+    d_model: int = key(64, "model", "transformer: width of the residual stream", COUNT)
+    n_heads: int = key(4, "model", "transformer: attention heads per block (must divide d_model)", COUNT)
+    positions: str = key("learned", "model", "transformer: position embeddings", choices=("learned", "sinusoidal"))
+    # seq2seq (copy, reverse, date): encoder-decoder, dynamics/sources/seq2seq.py
+    alphabet: int = key(20, "task", "copy, reverse: symbols in the alphabet", Range(1, 62))
+    attention: str = key("luong_general", "model", "seq2seq: the decoder's attention over the encoder states",
+                         choices=("none", "bahdanau", "luong_dot", "luong_general"))
+    teacher_forcing: float = key(1.0, "optimisation and clipping", "seq2seq: teacher-forcing ratio at the start",
+                                 Range(0, 1))
+    tf_schedule: str = key("constant", "optimisation and clipping", "seq2seq: how the teacher-forcing ratio "
+                           "decays (scheduled sampling)", choices=("constant", "linear", "exponential",
+                                                                   "inverse_sigmoid"))
+    tf_k: float = key(1000.0, "optimisation and clipping", "seq2seq: schedule parameter (linear: updates to 0; "
+                      "exponential: decay per update in (0, 1); inverse_sigmoid: >= 1)", POSITIVE)
+    beam_size: int = key(5, "evaluation and diagnostics", "seq2seq: beam width of each check's beam decoding",
+                         COUNT)
+    length_norm: str = key("gnmt", "evaluation and diagnostics", "seq2seq: beam score normalisation",
+                           choices=("none", "avg", "gnmt"))
+    length_alpha: float = key(0.6, "evaluation and diagnostics", "seq2seq: GNMT length-penalty exponent",
+                              NONNEGATIVE)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -296,9 +317,31 @@ def check_key(key, value):
 FAMILY_KEYS = {
     "n_values": ("synthetic",), "n_pos": ("synthetic",), "alpha": ("synthetic", "text"),
     "text": ("text",), "batching": ("text",), "sample_chars": ("text",), "tie_weights": ("text",),
-    **{key: ("classify",) for key in ("pooling", "bidirectional", "n_classes", "class_balance",
+    **{key: ("classify",) for key in ("pooling", "n_classes", "class_balance",
                                       "class_weighting", "distance", "truncate")},
+    "bidirectional": ("classify", "seq2seq"),
+    **{key: ("seq2seq",) for key in ("alphabet", "attention", "teacher_forcing", "tf_schedule",
+                                     "tf_k", "beam_size", "length_norm", "length_alpha")},
 }
+
+
+# The task families that build a Transformer for cell = "transformer".
+TRANSFORMER_FAMILIES = ("synthetic", "text", "classify")
+# Keys that belong to some cells only (architecture keys): key -> the cells it applies to.
+RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
+ARCH_KEYS = {
+    "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS,
+    "embedding": RECURRENT_CELLS, "forget_bias": ("lstm", "lnlstm"), "bidirectional": RECURRENT_CELLS,
+    "d_model": ("transformer",), "n_heads": ("transformer",), "positions": ("transformer",),
+}
+
+
+def check_arch_keys(c, given):
+    """Explicitly given keys (`given`) must belong to the run's cell."""
+    for key in given:
+        if key in ARCH_KEYS and c.cell not in ARCH_KEYS[key]:
+            raise bad_value(key, getattr(c, key), f"not set: it applies to cell {', '.join(ARCH_KEYS[key])}, "
+                                                  f"and this run's cell is {c.cell}")
 
 
 def check_family_keys(c, given):
@@ -316,17 +359,26 @@ def validate(c, given=()):
     from .sources import family, source_class
     for key in FIELDS:
         check_key(key, getattr(c, key))
+    check_arch_keys(c, given)
+    if c.d_model % c.n_heads:
+        raise InputError(f"n_heads={c.n_heads} is not allowed: it must divide d_model={c.d_model}")
     if c.min_length > c.max_length:
         raise InputError(f"min_length={c.min_length} is not allowed: it exceeds max_length={c.max_length}")
     if c.cell != "rnn" and c.activation != "tanh":
         raise bad_value("activation", c.activation, f"tanh (a {c.cell} has fixed nonlinearities)")
     if c.alpha > 0 and c.cell != "rnn":
         raise bad_value("alpha", c.alpha, "0 for a gru or lstm (the regulariser is defined for the RNN's W_hh)")
-    if c.n_layers > 1 and family(c.task) == "synthetic":
-        raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks")
+    if c.cell == "transformer" and family(c.task) not in TRANSFORMER_FAMILIES:
+        raise bad_value("cell", c.cell, f"rnn, gru, lstm or lnlstm for {family(c.task)} tasks (the Transformer "
+                                        f"runs on {' and '.join(TRANSFORMER_FAMILIES)} tasks)")
+    if c.n_layers > 1 and family(c.task) == "synthetic" and c.cell != "transformer":
+        raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks (a transformer may have more)")
     if c.diagnostics_level == "full" and family(c.task) != "synthetic":
         raise bad_value("diagnostics_level", c.diagnostics_level,
                         f"basic for {family(c.task)} runs (full probes a synthetic task)")
+    if c.diagnostics_level == "full" and c.cell not in ("rnn", "gru", "lstm"):
+        raise bad_value("diagnostics_level", c.diagnostics_level, f"basic for a {c.cell} (full probes the step "
+                                                                  f"Jacobians of an rnn, gru or lstm)")
     from .theory import surface_iterations
     if surface_iterations(c.surface_at) is None:
         raise bad_value("surface_at", c.surface_at, "iteration numbers separated by commas, e.g. 1200,3417")

@@ -1,4 +1,5 @@
-"""Initialisations by name. Biases start at zero, except the LSTM forget bias b_f (forget_bias).
+"""Initialisations by name. Biases start at zero, except the LSTM forget bias b_f (forget_bias);
+the LN-LSTM's layer-norm gains start at 1 and their biases at 0 (set where they are made).
 
 - sigmoid:    all weights N(0, 0.01²) (Pascanu et al. 2013, with sigmoid units)
 - basic_tanh: all weights N(0, 0.1²)
@@ -60,7 +61,7 @@ def initialise(model, name, forget_bias=1.0, generator=None):
             layer.W_x.copy_(outer(layer.W_x.shape))
             layer.W_h.copy_(torch.cat([recurrent() for _ in range(k)], dim=1))
             layer.b.zero_()
-            if layer.cell == "lstm":
+            if layer.cell in ("lstm", "lnlstm"):
                 layer.weights()["b_f"].fill_(forget_bias)
         model.W_hy.copy_(outer(model.W_hy.shape))
         model.b_y.zero_()

@@ -12,13 +12,14 @@ from torch import nn
 
 from .errors import bad_value
 from .init import initialise
+from .models import lnlstm
 from .recurrence import ACTIVATIONS, GRURecurrence, LSTMRecurrence, RNNRecurrence
 
 Output = namedtuple("Output", "logits hidden gates")
 
 # Column blocks of the fused parameters, and the name of each block's equation.
-GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o")}
-RECURRENT = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc"}
+GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o"), "lnlstm": ("i", "f", "c", "o")}
+RECURRENT = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc", "lnlstm": "W_hc"}
 HEADS = ("last_softmax", "softmax", "last_linear")
 
 
@@ -38,6 +39,8 @@ class Recurrent(nn.Module):
         self.W_x = nn.Parameter(torch.zeros(n_in, k * n_hidden))
         self.W_h = nn.Parameter(torch.zeros(n_hidden, k * n_hidden))
         self.b = nn.Parameter(torch.zeros(k * n_hidden))
+        if cell == "lnlstm":
+            lnlstm.add_layer_norms(self, n_hidden)
         self.hidden_grad = None
 
     def weights(self):
@@ -48,10 +51,14 @@ class Recurrent(nn.Module):
             out[f"W_x{g}"] = self.W_x.detach()[:, cols]
             out[f"W_h{g}"] = self.W_h.detach()[:, cols]
             out[f"b_{g}"] = self.b.detach()[cols]
+        if self.cell == "lnlstm":
+            out.update(lnlstm.layer_norm_weights(self))
         return out
 
     def forward(self, x, state=None):
         """x (T, B, n_in) → hidden (T, B, H), gates {name: (T, B, H)}, final state (detached)."""
+        if self.cell == "lnlstm":
+            return lnlstm.forward(self, x, state)
         T, B, _ = x.shape
         H = self.n_hidden
         if state is None:
@@ -146,7 +153,7 @@ class Model(nn.Module):
         return out
 
     def recurrent_matrix(self, layer=0):
-        """The matrix that carries the state: RNN W_hh, GRU candidate W_hh, LSTM W_hc."""
+        """The matrix that carries the state: RNN W_hh, GRU candidate W_hh, (LN-)LSTM W_hc."""
         return self.layers[layer].weights()[RECURRENT[self.cell]]
 
     def rho(self, layer=0):

@@ -16,7 +16,7 @@ SIGMOID_EDGES = np.linspace(0.0, 0.5, 51)
 VANISHING_FLOOR = 1e-20   # ‖d_k‖² below this: the pair is left out of Ω
 
 
-GATE_NAMES = {"rnn": "", "gru": "zr", "lstm": "ifo"}
+GATE_NAMES = {"rnn": "", "gru": "zr", "lstm": "ifo", "lnlstm": "ifo"}
 
 
 def hist_edges(part):

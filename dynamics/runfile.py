@@ -21,6 +21,8 @@ from .errors import InputError
 from . import theory
 
 SCHEMA = "dynamics-run/1"
+# the root attribute recurrent_matrix: the weight that carries the state ("" for the Transformer)
+RECURRENT_MATRIX = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc", "lnlstm": "W_hc", "transformer": ""}
 ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
                 "steps_in_past", "seq_len", "lr", "step_time")
 CHECK_COLUMNS = ("iter", "train_loss", "valid_loss", "valid_error", "rho", "sigma_max", "wall_time")
@@ -93,7 +95,7 @@ class RunFile:
                            dynamics_version=version(), git_commit=git_commit(), device=config.device,
                            error="", cell=config.cell, task=config.task, family=source.family,
                            parts=json.dumps(list(parts)),
-                           recurrent_matrix="W_hc" if config.cell == "lstm" else "W_hh", **source.attrs)
+                           recurrent_matrix=RECURRENT_MATRIX.get(config.cell, "W_hh"), **source.attrs)
             it = f.create_group("iter")
             for name in ITER_COLUMNS:
                 growing(it, name)

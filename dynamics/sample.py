@@ -66,9 +66,13 @@ def load_model(config, run):
         raise InputError(f"run={str(run)!r} has no model to sample from: neither {best.name!r} "
                          f"nor {last.name!r} is beside it")
     c = config
-    model = build_model(c.cell, c.embedding or c.n_hidden, c.n_hidden, len(vocab), "softmax", c.activation,
-                        c.init, n_layers=c.n_layers, vocab_size=len(vocab), dropout=c.dropout,
-                        tie_weights=c.tie_weights, forget_bias=c.forget_bias, dtype=getattr(torch, c.dtype))
+    if c.cell == "transformer":   # it reads windows of the training length (min_length)
+        from .models.transformer import build_transformer
+        model = build_transformer(c, None, len(vocab), "softmax", c.min_length, len(vocab), dtype=getattr(torch, c.dtype))
+    else:
+        model = build_model(c.cell, c.embedding or c.n_hidden, c.n_hidden, len(vocab), "softmax", c.activation,
+                            c.init, n_layers=c.n_layers, vocab_size=len(vocab), dropout=c.dropout,
+                            tie_weights=c.tie_weights, forget_bias=c.forget_bias, dtype=getattr(torch, c.dtype))
     model.load_state_dict(state)
     model.eval()
     return model, vocab, source

@@ -57,6 +57,12 @@ class Run:
         self.opt = make_optimizer(c, self.params)
         self.schedule = Schedule(c)
         self.edges = {p.name: probes.hist_edges(p) for p in self.model.parts()}   # main part last
+        # A model may record per-check arrays of its own (the Transformer: attention entropy and
+        # maps, gradient norm per block): it declares them, and the run file adds them to the source's.
+        self.example = None
+        if hasattr(self.model, "check_values"):
+            self.example = self.source.example()
+            self.source.check_arrays = {**self.source.check_arrays, **self.model.check_arrays(self.example)}
         self.iters, self.checks, self.elapsed = 0, 0, 0.0
         self.pending, self.host = [], []
         self.sample = None
@@ -112,13 +118,14 @@ class Run:
                                     "hist": {q: v.cpu().numpy() for q, v in d["hist"].items()}}
             self.sample = {"g": d["g"], "h": part.hidden, **part.gates}   # the main part's
             self.sample = {k: v.detach().cpu() for k, v in self.sample.items()}
+        extra = self.model.check_values(self.example) if self.example is not None else {}
         self.model.eval()
         valid = self.source.evaluate(self.model)
         self.model.train()
         W = self.model.recurrent_matrix() if hasattr(self.model, "recurrent_matrix") else None
         row = {"iter": self.iters, "train_loss": float(np.mean(rows[:, 0])),
                "rho": np.nan if W is None else spectral_radius(W),
-               "sigma_max": np.nan if W is None else probes.singular_max(W), **valid}
+               "sigma_max": np.nan if W is None else probes.singular_max(W), **valid, **extra}
         self.schedule.after_check(row["valid_loss"])
         if self.theory:
             theory_iters, theory_checks, surface = self.theory.check()
@@ -334,7 +341,7 @@ def write_npz(path):
             out["g_t"] = f["check/grad_time"][-1]
         sample = f.get("final/sample")
         if sample is not None:
-            if "h" in sample:
+            if "h" in sample and f.attrs["cell"] != "transformer":   # a residual stream has no saturation
                 h = sample["h"][:]
                 activation = __import__("json").loads(f.attrs["config"])["activation"]
                 out["saturation"] = np.minimum(h, 1 - h) if activation == "sigmoid" else 1 - np.abs(h)

@@ -149,6 +149,7 @@ def test_every_figure_renders(runs, cell, tmp_path):
     s = load(runs[cell])
     expected_none = {"rnn": {"gates"}, "gru": {"omega"}, "lstm": {"omega"}}[cell] | {"classification"}
     expected_none |= set(theory_figures.FIGURES)    # diagnostics_level = full only (tests/test_theory.py)
+    expected_none |= {"attention", "attention_maps"}    # a Transformer's only
     for name, fn in figures.FIGURE_FUNCTIONS.items():
         fig = fn(s)
         if name in expected_none:

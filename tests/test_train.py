@@ -307,7 +307,7 @@ def test_exception_records_failed(tmp_path, monkeypatch):
 
 BAD = [
     (["--task", "sorting"], "task"),
-    (["--cell", "transformer"], "cell"),
+    (["--cell", "mamba"], "cell"),
     (["--init", "xavier"], "init"),
     (["--set", "colour=red"], "colour"),
     (["--set", "n_hidden=many"], "n_hidden"),

@@ -17,6 +17,8 @@ A source is built from the config by `make_source(config, device, dtype)` and ha
                              (class names, the tokens of fixed examples, ...)
     attrs                    root attributes (provenance of the data)
     state_dict(), load_state_dict(state), after_resume(model)   exact resume
+    example()                one fixed input (T, 1, ...) for figures of a single sequence
+                             (the Transformer's attention maps)
 
 The model names its recurrent (or per-position) parts: `model.parts()` returns `Part`s, the
 main part last (the top layer, or the decoder); the probes read each one after backward.
@@ -35,6 +37,7 @@ SOURCES = {
     **{name: "synthetic:Synthetic" for name in ("torder", "torder3", "add", "mul", "mem", "perm")},
     "text": "text:Text",
     "names": "classify:Classify", "sentiment": "classify:Classify",
+    **{name: "seq2seq:Seq2Seq" for name in ("copy", "reverse", "date")},
 }
 
 
@@ -53,13 +56,23 @@ class Source:
         """Refuse, with one line, what this family cannot run (before anything is written)."""
 
     def build_model(self):
-        """The stacked model of dynamics/model.py for this source's sizes and head."""
+        """The stacked model of dynamics/model.py for this source's sizes and head, or the
+        Transformer (dynamics/models/transformer.py) reading up to `block_size` steps."""
         from ..model import build_model
         c = self.c
+        if c.cell == "transformer":
+            from ..models.transformer import build_transformer
+            return build_transformer(c, self.n_in, self.n_out, self.head, self.block_size, self.vocab_size,
+                                     device=self.device, dtype=self.dtype)
         return build_model(c.cell, self.n_in, c.n_hidden, self.n_out, self.head, c.activation, c.init,
                            n_layers=c.n_layers, vocab_size=self.vocab_size, dropout=c.dropout,
                            tie_weights=c.tie_weights, forget_bias=c.forget_bias, seed=c.seed,
                            device=self.device, dtype=self.dtype)
+
+    @property
+    def block_size(self):
+        """The longest sequence a model of this source reads."""
+        return self.c.max_length
 
     def forward(self, model, x):
         return model(x)

@@ -112,9 +112,23 @@ class Classify(Source):
 
     def build_model(self):
         c = self.c
+        if c.cell == "transformer":
+            from ..models.transformer import build_encoder
+            return build_encoder(c, len(self.task.vocab), self.K, self.block_size, self.device, self.dtype)
         return build_classifier(c.cell, len(self.task.vocab), c.embedding or c.n_hidden, c.n_hidden, self.K,
                                 c.n_layers, c.bidirectional, c.pooling, c.activation, c.dropout, c.init,
                                 c.forget_bias, seed=c.seed, device=self.device, dtype=self.dtype)
+
+    @property
+    def block_size(self):
+        """The longest sequence an encoder reads: the task's longest."""
+        return self.task.max_length
+
+    def example(self):
+        """The first fixed example alone, (T, 1) ids (a Transformer's attention maps)."""
+        x, _ = self.examples
+        n = int(x.lengths[0])
+        return Batch(x.ids[:n, :1], x.lengths[:1])
 
     def cut(self, tokens):
         """The last `truncate` tokens (all of them when truncate is 0)."""

@@ -40,6 +40,11 @@ class Synthetic(Source):
     def batch(self):
         return self.tensors(*self.task.generate(self.c.batch_size, self.length(self.rng), self.rng))
 
+    def example(self):
+        """One fixed sequence of min_length steps, from its own generator (the same at every check)."""
+        x, _ = self.task.generate(1, self.c.min_length, np.random.default_rng([self.c.seed, 3]))
+        return torch.from_numpy(x).to(self.device, self.dtype)
+
     def loss(self, logits, y):
         return self.task.loss(logits, y)
 

@@ -117,6 +117,15 @@ class Text(Source):
     def forward(self, model, x):
         return model(x, state=self.state)
 
+    @property
+    def block_size(self):
+        """A Transformer reads one training window at a time."""
+        return self.c.min_length
+
+    def example(self):
+        """The first window of the validation split, (T, 1) ids."""
+        return torch.from_numpy(self.corpus.valid[:self.c.min_length].copy()).long()[:, None].to(self.device)
+
     def loss(self, logits, y):
         """Mean cross-entropy in nats per character."""
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))

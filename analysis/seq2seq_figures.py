@@ -1,0 +1,221 @@
+"""Figures of a seq2seq run (family "seq2seq"), drawn from its per-check arrays:
+
+    figure_attention      attention heat maps of the fixed examples early, middle and late
+    figure_exact_length   greedy exact match against source length (and per input format)
+    figure_encoder_grad   encoder g_t through source time, each layer and direction
+    figure_teacher        teacher-forcing ratio and exact match over training
+
+plus two panels for `dynamics compare` (exact match against length, encoder g_t at the last check).
+"""
+import os
+
+import numpy as np
+from matplotlib import cm, colors
+
+from .figures import G_LABEL, PANEL_H, PANEL_W, _spread, new_figure, save, title
+
+
+def is_seq2seq(snap):
+    return snap.family == "seq2seq"
+
+
+def checks_with(snap, name):
+    a = snap.arrays.get(name)
+    return [] if a is None else [k for k in range(len(a)) if np.isfinite(np.asarray(a[k], float)).any()]
+
+
+def _at(snap, k):
+    return f"iteration {int(snap.check_x[k])}"
+
+
+# ----------------------------------------------------------------------------- attention
+def figure_attention(snap):
+    """Rows: fixed validation examples; columns: checks early, middle and late. x: source
+    characters, y: the characters the model wrote (greedy), then <eos>."""
+    rows = checks_with(snap, "attention")
+    if not rows:
+        return None
+    picks = sorted({rows[0], rows[len(rows) // 2], rows[-1]})
+    maps, outputs = snap.arrays["attention"], snap.arrays["attention_output"]
+    sources = [str(s) for s in snap.static["example_source"]]
+    n = len(sources)
+    longest = max(len(s) for s in sources)
+    cell = max(0.16, min(0.3, 9.0 / max(longest, 1)))
+    width = max(10.0, len(picks) * (longest * cell + 1.4))
+    height = sum(max(1.6, (min(len(str(outputs[picks[-1]][e])) + 1, maps.shape[2]) * cell + 1.0)) for e in range(n)) + 1.6
+    fig = new_figure(width, height)
+    axes = fig.subplots(n, len(picks), squeeze=False)
+    for e in range(n):
+        src = sources[e]
+        for j, k in enumerate(picks):
+            ax = axes[e, j]
+            out = str(outputs[k][e])
+            steps = min(len(out) + 1, maps.shape[2])
+            ax.imshow(maps[k, e, :steps, :len(src)], aspect="auto", cmap="Greys", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks(range(len(src)), list(src.replace(" ", "␣")), fontsize="x-small")
+            ylabels = list(out.replace(" ", "␣"))[:steps] + (["<eos>"] if len(out) + 1 <= maps.shape[2] else [])
+            ax.set_yticks(range(len(ylabels)), ylabels, fontsize="x-small")
+            if e == 0:
+                ax.set_title(_at(snap, k), fontsize="medium")
+            if j == 0:
+                ax.set_ylabel("output", fontsize="small")
+            if e == n - 1:
+                ax.set_xlabel("source", fontsize="small")
+    sm = cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap="Greys")
+    fig.colorbar(sm, ax=axes, shrink=0.5, label="attention weight a_tj")
+    fig.suptitle(title(snap, "attention of fixed validation examples (greedy decoding)", width), fontsize="large")
+    return fig
+
+
+# ----------------------------------------------------------------------------- exact match
+def draw_exact_by_length(ax, snap, color=None, label=None, all_checks=True):
+    """Greedy exact match (%) against source length, at checks spread over training."""
+    a = snap.arrays["exact_by_length"]
+    rows = checks_with(snap, "exact_by_length")
+    picks = _spread(rows) if all_checks else rows[-1:]
+    norm = colors.Normalize(vmin=float(snap.check_x[picks[0]]), vmax=float(snap.check_x[picks[-1]]) + 1)
+    for k in picks:
+        y = np.asarray(a[k], float)
+        last = k == picks[-1]
+        ax.plot(np.arange(len(y)), y, marker="o", ms=3, lw=2.0 if last else 1.0,
+                color=color or cm.viridis(0.85 * norm(snap.check_x[k])),
+                label=label if label else (_at(snap, k) if len(picks) <= 6 else None))
+    ax.set_ylim(-3, 103)
+    ax.set_xlabel("source length (characters)")
+    ax.set_ylabel("greedy exact match (%)")
+    ax.set_title("Exact match against source length")
+    ax.grid(alpha=0.3)
+
+
+def figure_exact_length(snap):
+    if not checks_with(snap, "exact_by_length"):
+        return None
+    formats = [str(f) for f in snap.static.get("formats", [])]
+    per_format = len(formats) > 1 and checks_with(snap, "exact_by_format")
+    fig = new_figure(PANEL_W * (2 if per_format else 1.4), PANEL_H + 1.0)
+    axes = fig.subplots(1, 2 if per_format else 1, squeeze=False)[0]
+    draw_exact_by_length(axes[0], snap)
+    axes[0].legend(fontsize="small", title="check", loc="best")
+    if per_format:
+        k = per_format[-1]
+        y = snap.arrays["exact_by_format"][k]
+        bars = axes[1].bar(range(len(formats)), y, color="#2ca02c")
+        axes[1].bar_label(bars, fmt="%.1f", fontsize="small")
+        axes[1].set_xticks(range(len(formats)), formats, rotation=20, fontsize="small")
+        axes[1].set_ylim(0, 105)
+        axes[1].set_ylabel("greedy exact match (%)")
+        axes[1].set_title(f"Per input format, {_at(snap, k)}")
+    fig.suptitle(title(snap, "exact match on the validation set", PANEL_W * 2), fontsize="large")
+    return fig
+
+
+# ----------------------------------------------------------------------------- gradients
+def encoder_parts(snap):
+    return [(i, name) for i, name in snap.part_names.items() if name.startswith("enc")]
+
+
+def draw_encoder_grad(ax, snap, index, k_rows, color=None, label=None):
+    gt = snap.layers[index].grad_time
+    norm = colors.Normalize(vmin=float(snap.check_x[k_rows[0]]), vmax=float(snap.check_x[k_rows[-1]]) + 1)
+    for k in k_rows:
+        g = gt[k]
+        last = k == k_rows[-1]
+        ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), lw=2.0 if last else 1.0,
+                color=color or cm.viridis(0.85 * norm(snap.check_x[k])),
+                label=label if label else (_at(snap, k) if len(k_rows) <= 6 else None))
+    ax.set_yscale("log")
+    ax.set_xlabel("source step t (0 = first character)")
+    ax.set_ylabel(G_LABEL + "\n(mean over sequences reaching t)")
+
+
+def figure_encoder_grad(snap):
+    parts = [(i, name) for i, name in encoder_parts(snap)
+             if snap.layers.get(i) is not None and snap.layers[i].grad_time is not None]
+    if not parts:
+        return None
+    rows = [k for k in range(len(snap.check_x)) if np.isfinite(snap.layers[parts[0][0]].grad_time[k]).any()]
+    if not rows:
+        return None
+    picks = _spread(rows)
+    fig = new_figure(max(10.0, PANEL_W * len(parts)), PANEL_H + 1.0)
+    axes = fig.subplots(1, len(parts), squeeze=False)[0]
+    for ax, (i, name) in zip(axes, parts):
+        draw_encoder_grad(ax, snap, i, picks)
+        direction = {"f": "forward", "b": "backward"}.get(name[-1], "")
+        ax.set_title(f"Encoder {name} {direction}".strip())
+    axes[0].legend(fontsize="small", title="check")
+    fig.suptitle(title(snap, "encoder ∂L/∂h_t through source time", PANEL_W * len(parts)), fontsize="large")
+    return fig
+
+
+# ----------------------------------------------------------------------------- teacher forcing
+def figure_teacher(snap):
+    ratio = snap.arrays.get("tf_ratio")
+    if ratio is None or not is_seq2seq(snap):
+        return None
+    fig = new_figure(2 * PANEL_W, PANEL_H + 1.0)
+    left, right = fig.subplots(1, 2)
+    used = np.asarray(snap.arrays["tf_used"], float).reshape(-1)
+    ratio = np.asarray(ratio, float).reshape(-1)
+    keep = np.isfinite(ratio)
+    it = np.arange(1, keep.sum() + 1)
+    left.plot(it, used[keep], lw=0.6, color="#1f77b4", alpha=0.6, label="target tokens fed (share)")
+    left.plot(it, ratio[keep], lw=2.0, color="k", label="scheduled ratio ε_i")
+    left.set_ylim(-0.03, 1.03)
+    left.set_xlabel("iteration (SGD update)")
+    left.set_ylabel("teacher-forcing ratio")
+    left.set_title("Teacher forcing applied per update")
+    left.legend(fontsize="small", loc="lower left")
+    for key, name, color in (("greedy_exact", "greedy exact match", "#2ca02c"), ("beam_exact", "beam exact match", "#9467bd"),
+                             ("greedy_token_acc", "greedy token accuracy", "#ff7f0e"),
+                             ("tf_token_acc", "teacher-forced token accuracy", "#7f7f7f")):
+        y = snap.check.get(key)
+        if y is not None and len(y):
+            right.plot(snap.check_x, y, marker="o", ms=3, lw=1.4, color=color, label=name)
+    right.set_ylim(-3, 103)
+    right.set_xlabel("iteration (SGD update)")
+    right.set_ylabel("validation (%)")
+    right.set_title("Validation accuracy over training")
+    right.legend(fontsize="small", loc="lower right")
+    right.grid(alpha=0.3)
+    fig.suptitle(title(snap, "teacher forcing and exact match", 2 * PANEL_W), fontsize="large")
+    return fig
+
+
+FIGURES = {"attention": figure_attention, "exact_length": figure_exact_length,
+           "encoder_grad": figure_encoder_grad, "teacher": figure_teacher}
+
+
+def plot_seq2seq(snap, out_dir, dpi):
+    """The seq2seq figures of `snap` that have data, as PNG files; their paths."""
+    written = []
+    if not is_seq2seq(snap):
+        return written
+    for name, fn in FIGURES.items():
+        fig = fn(snap)
+        if fig is not None:
+            written.append(save(fig, os.path.join(out_dir, f"{snap.name}_{name}.png"), dpi))
+    return written
+
+
+# ----------------------------------------------------------------------------- compare panels
+def compare_exact_by_length(ax, runs):
+    for s, color in runs:
+        if "exact_by_length" in s.arrays and checks_with(s, "exact_by_length"):
+            draw_exact_by_length(ax, s, color=color, label=s.name, all_checks=False)
+    ax.set_title("Exact match against source length, last check")
+
+
+def compare_encoder_grad(ax, runs):
+    for s, color in runs:
+        parts = encoder_parts(s)
+        if parts and s.layers[parts[0][0]].grad_time is not None and len(s.layers[parts[0][0]].grad_time):
+            draw_encoder_grad(ax, s, parts[0][0], [len(s.check_x) - 1], color=color, label=s.name)
+    ax.set_title("Encoder (first layer, forward) g_t, last check")
+
+
+COMPARE_PANELS = [
+    ("exact_by_length", lambda s: "exact_by_length" in s.arrays, compare_exact_by_length),
+    ("encoder_grad_time", lambda s: is_seq2seq(s) and bool(encoder_parts(s)), compare_encoder_grad),
+]

@@ -1,0 +1,74 @@
+"""Panels and figures of a Transformer run (cell "transformer"): the attention entropy of every
+head and the gradient norm of every block over training (dashboard panels), and the attention
+maps of the fixed example at the last check (a figure of its own, <name>_attention.png)."""
+import numpy as np
+from matplotlib import cm, colors
+
+from . import stats
+
+
+def _has(name):
+    return lambda snap: name in snap.arrays and len(snap.arrays[name]) > 0
+
+
+def _block_colors(n):
+    return cm.viridis(np.linspace(0, 0.85, max(n, 1)))
+
+
+def draw_attn_entropy(ax, snap):
+    """Mean attention entropy (nats) per head over checks: one colour per block, one line per head."""
+    ent = snap.arrays["attn_entropy"]              # (K, blocks, heads)
+    x = snap.check_x[:len(ent)]
+    blocks = _block_colors(ent.shape[1])
+    for l in range(ent.shape[1]):
+        for h in range(ent.shape[2]):
+            ax.plot(x, ent[:, l, h], color=blocks[l], lw=1.2, alpha=0.85, marker="o", ms=3,
+                    label=f"block {l}" if h == 0 else None)
+    ax.set_xlabel(snap.check_xlabel)
+    ax.set_ylabel("attention entropy (nats, mean over\npositions and sequences)")
+    ax.set_title(f"Attention entropy, {ent.shape[2]} heads per block")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="best", fontsize="small")
+
+
+def draw_block_grad_norm(ax, snap):
+    norms = snap.arrays["block_grad_norm"]          # (K, blocks)
+    x = snap.check_x[:len(norms)]
+    blocks = _block_colors(norms.shape[1])
+    for l in range(norms.shape[1]):
+        ax.plot(x, np.where(norms[:, l] > 0, norms[:, l], np.nan), color=blocks[l], lw=1.4, marker="o", ms=3,
+                label=f"block {l}")
+    ax.set_yscale("log")
+    ax.set_xlabel(snap.check_xlabel)
+    ax.set_ylabel(r"$\|\partial L/\partial\theta_{block}\|_2$ (update of the check)")
+    ax.set_title("Gradient norm per block")
+    ax.legend(loc="best", fontsize="small")
+
+
+def figure_attention(snap):
+    """Attention maps (query position × key position) of every head and block on the fixed
+    example at the last check; None when the run has none."""
+    from .figures import new_figure, title
+    maps = snap.arrays.get("attn_map")
+    k = None if maps is None else stats.last_row(maps.reshape(len(maps), -1))
+    if k is None:
+        return None
+    maps = maps[k]                                   # (blocks, heads, T, T)
+    L, H = maps.shape[:2]
+    width, height = 2.6 * H + 1.2, 2.6 * L + 1.3
+    fig = new_figure(width, height)
+    axes = np.atleast_2d(fig.subplots(L, H, squeeze=False))
+    for l in range(L):
+        for h in range(H):
+            ax = axes[l, h]
+            im = ax.imshow(maps[l, h], cmap="magma", norm=colors.PowerNorm(0.5, vmin=0, vmax=1),
+                           interpolation="nearest")
+            ax.set_title(f"block {l}, head {h}", fontsize="small")
+            if l == L - 1:
+                ax.set_xlabel("key position")
+            if h == 0:
+                ax.set_ylabel("query position")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight (square-root scale)")
+    at = int(snap.check_x[k]) if len(snap.check_x) > k else k
+    fig.suptitle(title(snap, f"attention on the fixed example at iteration {at}", width), fontsize="medium")
+    return fig

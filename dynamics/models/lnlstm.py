@@ -1,0 +1,129 @@
+"""The LayerNorm LSTM of Ba, Kiros & Hinton (2016), with a hand-written BPTT backward.
+
+    a_t = LN_x(x_t W_x) + LN_h(h_{t-1} W_h) + b        (columns i, f, c, o, as the LSTM)
+    [i f o] = σ(·), c̃ = tanh(·) of a_t;  c_t = f ⊙ c_{t-1} + i ⊙ c̃;  h_t = o ⊙ tanh(LN_c(c_t))
+
+LN(z) = γ ⊙ (z − mean z)/std z + β over the features of each row, with its own gain γ and bias
+β at each of its three places (LN_x and LN_h over all 4H columns together, as in the paper).
+LN_x of all steps is one autograd expression outside the loop (it does not depend on the
+state); `LNLSTMRecurrence` runs the per-step recurrence and carries d_t = ∂L/∂h_t, the total
+derivative, into `sink.hidden_grad` as the other cells do (dynamics/recurrence.py).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..recurrence import materialise, outer_sum, with_initial
+
+EPS = 1e-5
+LAYER_NORMS = ("x", "h", "c")   # where the layer norms sit: gain g_<k>, bias beta_<k>
+
+
+def normalise(z):
+    """(z − mean)/std over the last axis, and 1/std (…, 1) for the backward."""
+    mu = z.mean(dim=-1, keepdim=True)
+    inv = torch.rsqrt(z.var(dim=-1, unbiased=False, keepdim=True) + EPS)
+    return (z - mu) * inv, inv
+
+
+def normalise_backward(dn, n, inv):
+    """∂L/∂z from ∂L/∂n for n = normalise(z): (dn − mean dn − n ⊙ mean(dn ⊙ n)) / std."""
+    return (dn - dn.mean(dim=-1, keepdim=True) - n * (dn * n).mean(dim=-1, keepdim=True)) * inv
+
+
+def summed(v):
+    """Σ over steps and sequences: (T, B, n) → (n,)."""
+    return v.reshape(-1, v.shape[-1]).sum(0)
+
+
+class LNLSTMRecurrence(torch.autograd.Function):
+    """The recurrence given xp_t = LN_x(x_t W_x) + b for every step: returns h (T, B, H), c and
+    the gates (T, B, 4H: i, f, c̃, o after their nonlinearities; non-differentiable). The cell
+    states are differentiable, so that a decoder stepping one token at a time carries c_t."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, c0, W_h, g_h, beta_h, g_c, beta_c, sink):
+        T, B, H4 = xp.shape
+        H = H4 // 4
+        states, cells = with_initial(h0, T), with_initial(c0, T)
+        gates = torch.empty_like(xp)
+        for t in range(T):   # torch's fused layer norm here; what the backward needs comes after
+            a = xp[t] + F.layer_norm(states[t] @ W_h, (H4,), g_h, beta_h, EPS)
+            torch.sigmoid(a, out=gates[t])
+            torch.tanh(a[:, 2 * H:3 * H], out=gates[t, :, 2 * H:3 * H])
+            i, f, cc, o = gates[t].split(H, dim=1)
+            torch.addcmul(i * cc, f, cells[t], out=cells[t + 1])       # c_t = f ⊙ c_{t-1} + i ⊙ c̃
+            torch.mul(o, F.layer_norm(cells[t + 1], (H,), g_c, beta_c, EPS).tanh_(), out=states[t + 1])
+        # the normalised values and 1/std of all steps at once, for the backward
+        n_h, inv_h = normalise(states[:-1] @ W_h)
+        n_c, inv_c = normalise(cells[1:])
+        ctx.save_for_backward(states, cells, gates, n_h, inv_h, n_c, inv_c, W_h, g_h, beta_c, g_c)
+        ctx.sink = sink
+        cs = cells[1:]
+        ctx.mark_non_differentiable(gates)
+        ctx.set_materialize_grads(False)
+        return states[1:], cs, gates
+
+    @staticmethod
+    def backward(ctx, grad_hs, grad_cs, _grad_gates):
+        states, cells, gates, n_h, inv_h, n_c, inv_c, W_h, g_h, beta_c, g_c = ctx.saved_tensors
+        hs = states[1:]
+        grad_hs = materialise(grad_hs, hs)
+        T, B, H = hs.shape
+        i, f, cc, o = gates.split(H, dim=2)
+        # Step-independent factors, for all steps at once.
+        tanh_c = torch.tanh(torch.addcmul(beta_c, n_c, g_c))   # tanh(LN_c(c_t))
+        k_chat = o * (1 - tanh_c * tanh_c)                      # ∂h/∂LN_c(c), times d_t
+        k_o = tanh_c * o * (1 - o)                               # ∂h/∂a_o, times d_t
+        k_i, k_f, k_cc = cc * i * (1 - i), cells[:-1] * f * (1 - f), i * (1 - cc * cc)  # ∂c_t/∂a, times dc
+        d = torch.empty_like(hs)                                 # d_t = ∂L/∂h_t, total
+        da = torch.empty_like(gates)                             # ∂L/∂a_t
+        dchat = torch.empty_like(hs)                             # ∂L/∂LN_c(c_t)
+        dz = torch.empty_like(gates)                             # ∂L/∂(h_{t-1} W_h)
+        dc_carry = torch.zeros_like(hs[0])                       # ∂L/∂c_t through c_{t+1}
+        dh0 = None
+        d[-1] = grad_hs[-1]
+        W_t = W_h.t()
+        for t in range(T - 1, -1, -1):
+            dchat[t] = d[t] * k_chat[t]
+            dc = dc_carry + normalise_backward(dchat[t] * g_c, n_c[t], inv_c[t])
+            if grad_cs is not None:   # ∂L/∂c_t from outside (a decoder's carried state)
+                dc = dc + grad_cs[t]
+            da[t] = torch.cat([dc * k_i[t], dc * k_f[t], dc * k_cc[t], d[t] * k_o[t]], dim=1)
+            dc_carry = dc * f[t]
+            dz[t] = normalise_backward(da[t] * g_h, n_h[t], inv_h[t])
+            if t > 0:   # d_{t-1} = g_{t-1} + ∂L/∂z_t W_hᵀ
+                d[t - 1] = torch.addmm(grad_hs[t - 1], dz[t], W_t)
+            else:
+                dh0 = dz[0] @ W_t
+        ctx.sink.hidden_grad = d
+        return (da, dh0, dc_carry, outer_sum(states[:-1], dz), summed(da * n_h), summed(da),
+                summed(dchat * n_c), summed(dchat), None)
+
+
+def add_layer_norms(layer, n_hidden):
+    """The layer norms' gains (1) and biases (0) as parameters of a Recurrent layer."""
+    for k in LAYER_NORMS:
+        width = n_hidden if k == "c" else 4 * n_hidden
+        setattr(layer, f"g_{k}", nn.Parameter(torch.ones(width)))
+        setattr(layer, f"beta_{k}", nn.Parameter(torch.zeros(width)))
+
+
+def layer_norm_weights(layer):
+    """The gains and biases by name (views), for Recurrent.weights()."""
+    return {f"{p}_{k}": getattr(layer, f"{p}_{k}").detach() for k in LAYER_NORMS for p in ("g", "beta")}
+
+
+def forward(layer, x, state=None):
+    """One LN-LSTM layer (dynamics.model.Recurrent with cell "lnlstm"): x (T, B, n_in) →
+    hidden (T, B, H), gates {i, f, o}, final state (h, c) detached."""
+    T, B, _ = x.shape
+    H = layer.n_hidden
+    if state is None:
+        zero = x.new_zeros(B, H)
+        state = (zero, zero)
+    xp = F.layer_norm(x @ layer.W_x, (4 * H,), layer.g_x, layer.beta_x, EPS) + layer.b
+    hs, cs, g = LNLSTMRecurrence.apply(xp, state[0], state[1], layer.W_h, layer.g_h, layer.beta_h,
+                                       layer.g_c, layer.beta_c, layer)
+    gates = {name: g[..., j * H:(j + 1) * H] for j, name in enumerate("ifco") if name != "c"}
+    return hs, gates, (hs[-1].detach(), cs[-1].detach())

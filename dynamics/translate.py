@@ -1,0 +1,104 @@
+"""`dynamics translate RUN.h5 INPUT...`: decode inputs with a trained seq2seq model by beam search.
+
+The model is the run's best by greedy exact match (`<name>_best.pt` beside the run file) or,
+failing that, its last checkpoint (`<name>_checkpoint.pt`), rebuilt from the run file's config.
+Each input is printed, then its n best hypotheses with their log-probabilities (and the
+length-normalised score the beam ranks them by).
+"""
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from .errors import InputError, bad_value
+from .runfile import read_only
+
+
+def read_config(path):
+    """The config of the seq2seq run whose file is at `path`."""
+    from .config import make
+    path = Path(path)
+    if not path.is_file():
+        raise bad_value("run", str(path), "no such run file")
+    try:
+        with read_only(path) as f:
+            family, recorded = f.attrs.get("family"), f.attrs.get("config")
+    except OSError:
+        raise bad_value("run", str(path), "not a run file (HDF5)") from None
+    if recorded is None:
+        raise bad_value("run", str(path), "not a run file (it has no config)")
+    values = json.loads(recorded)
+    if family != "seq2seq":
+        raise bad_value("run", str(path), f"a seq2seq run (copy, reverse, date; this is a {values.get('task')} run)")
+    return make(values, given=())
+
+
+def load_model(config, run):
+    """(model, task, file it came from): the best model, or else the last checkpoint."""
+    from .sources.seq2seq import model_of, task_of
+    run = Path(run)
+    for path in (run.with_name(f"{config.name}_best.pt"), run.with_name(f"{config.name}_checkpoint.pt")):
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            task = task_of(config)
+            model = model_of(config, task)
+            model.load_state_dict(saved["model"])
+            return model.eval(), task, path
+    raise InputError(f"run={str(run)!r} has no model to translate with: neither {config.name}_best.pt "
+                     f"nor {config.name}_checkpoint.pt is beside it")
+
+
+def hypotheses(run, inputs, beam=5, n_best=1, norm=None, alpha=None):
+    """[(input, [(output, log p, score), ...]), ...] for every input string."""
+    from .models.seq2seq import beam_search
+    from .sources.seq2seq import EXTRA_STEPS
+    if beam < 1:
+        raise bad_value("beam_size", beam, "an integer >= 1")
+    if not 1 <= n_best <= beam:
+        raise bad_value("n_best", n_best, f"an integer in 1..{beam} (the beam size)")
+    config = read_config(run)
+    model, task, _ = load_model(config, run)
+    if not inputs:
+        raise bad_value("input", "", "at least one input (arguments or --file)")
+    for i, text in enumerate(inputs):
+        task.check_source(text, key="input" if len(inputs) == 1 else f"input {i + 1}")
+    src, src_len = task.encode_source(inputs)
+    max_steps = task.longest_target() + EXTRA_STEPS
+    hyps = beam_search(model, src, src_len, beam, max_steps, norm or config.length_norm,
+                       config.length_alpha if alpha is None else alpha, n_best)
+    return [(text, [(task.decode_target(ids), logp, score) for ids, logp, score in h]) for text, h in zip(inputs, hyps)]
+
+
+def read_inputs(path):
+    path = Path(path)
+    if not path.is_file():
+        raise bad_value("file", str(path), "no such file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise bad_value("file", str(path), "a UTF-8 text file") from None
+    for i, line in enumerate(lines):
+        if not line:
+            raise bad_value("file", str(path), f"one non-empty input a line (line {i + 1} is empty)")
+    return lines
+
+
+@click.command()
+@click.argument("run", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1)
+@click.option("--file", "-f", "path", type=click.Path(dir_okay=False), help="read one input a line")
+@click.option("--beam", default=5, show_default=True, type=int, help="beam size (1 is greedy)")
+@click.option("--n-best", default=1, show_default=True, type=int, help="hypotheses printed per input")
+@click.option("--norm", type=click.Choice(["none", "avg", "gnmt"]), default=None,
+              help="length normalisation (default: the run's length_norm)")
+@click.option("--alpha", type=float, default=None, help="GNMT exponent α (default: the run's length_alpha)")
+def translate(run, inputs, path, beam, n_best, norm, alpha):
+    """Translate INPUTS (or the lines of --file) with the seq2seq run RUN.h5."""
+    inputs = list(inputs) + (read_inputs(path) if path else [])
+    if any(text == "" for text in inputs):
+        raise bad_value("input", "", "a non-empty string")
+    for text, hyps in hypotheses(run, inputs, beam, n_best, norm, alpha):
+        click.echo(text)
+        for k, (output, logp, score) in enumerate(hyps, 1):
+            click.echo(f"  {k}. {output}    log p = {logp:.4f}    score = {score:.4f}")
