@@ -170,8 +170,13 @@ def _loss_unit(snap):
     if snap.task in ("add", "mul"):
         return "squared error"
     if snap.task == "text":
-        return "nats/char"
+        return f"nats/{_token(snap)}"
     return "nats"
+
+
+def _token(snap):
+    """What a language model predicts: char or word."""
+    return "word" if snap.attrs.get("tokens") == "word" else "char"
 
 
 def _at(snap, k):
@@ -264,12 +269,17 @@ def draw_grad_hist_evolution(ax, snap):
 
 # ------------------------------------------------------------------ gradient through time
 
+def _through_time(rows):
+    """g_t through time needs two steps or more (a window MLP records one: it has no recurrence)."""
+    return stats.last_row(rows) is not None and rows.shape[1] >= 2
+
+
 def _has_grad_time(snap):
-    return stats.last_row(snap.grad_time) is not None
+    return _through_time(snap.grad_time)
 
 
 def _has_layers(snap):
-    return sum(stats.last_row(l.grad_time) is not None for l in snap.layers.values()) >= 2
+    return sum(_through_time(l.grad_time) for l in snap.layers.values()) >= 2
 
 
 def _spread(indices, n=6):
@@ -500,8 +510,8 @@ def draw_lm(ax, snap):
     if _finite(ppl):
         other = ax.twinx() if _finite(bpc) else ax
         handles += other.plot(x, ppl, color="#e377c2", ls="--", marker=marker, lw=1.2,
-                              label=f"perplexity per character (final {ppl[np.isfinite(ppl)][-1]:.4g})")
-        other.set_ylabel("validation perplexity per character")
+                              label=f"perplexity per {_token(snap)} (final {ppl[np.isfinite(ppl)][-1]:.4g})")
+        other.set_ylabel(f"validation perplexity per {_token(snap)}")
     _x_limits(ax, snap, x)
     ax.legend(handles=handles, loc="best", fontsize="small")
     ax.set_xlabel(snap.check_xlabel)

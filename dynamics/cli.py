@@ -23,7 +23,7 @@ class Commands(click.Group):
     `dynamics plot` do not wait for torch to load."""
     elsewhere = {"info": "analysis.commands", "plot": "analysis.commands", "compare": "analysis.commands",
                  "report": "analysis.commands", "sample": "dynamics.sample", "sweep": "dynamics.sweep",
-                 "success": "dynamics.sweep"}
+                 "success": "dynamics.sweep", "context": "analysis.context"}
 
     def list_commands(self, ctx):
         return sorted([*super().list_commands(ctx), *self.elsewhere])

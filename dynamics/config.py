@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import InputError, bad_value
 
-CELLS = ("rnn", "gru", "lstm")
+CELLS = ("rnn", "gru", "lstm", "mlp")   # mlp: the fixed-window language model (text tasks)
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 CLIPS = ("none", "rescale")
 DTYPES = ("float32", "float64")
@@ -53,6 +53,12 @@ class Config:
     dtype: str = "float32"
     diagnostics: bool = True          # per-check g_t, histograms, saturation, ρ
     sample_chars: int = 200           # text: characters sampled per prompt at each check
+    # language models (text family): the fixed-window MLP, word tokens, class-conditioned generation
+    window: int = 8                   # cell mlp: how many previous tokens it reads (>= 1)
+    tokens: str = "char"              # text: char or word
+    vocab_size: int = 5000            # tokens word: the most frequent training words kept, + <unk> (>= 2)
+    condition: str = "first"          # gen tasks: the class enters through the initial state (first)
+                                      # or is concatenated to every input (every)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -157,6 +163,7 @@ def load(preset=None, overrides=None):
 FAMILY_KEYS = {
     "n_values": ("synthetic",), "n_pos": ("synthetic",), "alpha": ("synthetic", "text"),
     "text": ("text",), "batching": ("text",), "sample_chars": ("text",), "tie_weights": ("text",),
+    "window": ("text",), "tokens": ("text",), "vocab_size": ("text",), "condition": ("conditional",),
 }
 
 
@@ -205,6 +212,8 @@ def validate(c, given=()):
         raise bad_value("activation", c.activation, f"tanh (a {c.cell} has fixed nonlinearities)")
     if c.alpha > 0 and c.cell != "rnn":
         raise bad_value("alpha", c.alpha, "0 for a gru or lstm (the regulariser is defined for the RNN's W_hh)")
+    if c.cell == "mlp" and family(c.task) != "text":
+        raise bad_value("cell", c.cell, f"rnn, gru or lstm (the mlp is a language model of the text task)")
     if c.n_layers > 1 and family(c.task) == "synthetic":
         raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks")
     if not c.name or "/" in c.name or c.name.startswith("."):

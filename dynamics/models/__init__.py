@@ -1,0 +1,1 @@
+"""Models of the task families beyond the stacked recurrent model of dynamics/model.py."""
