@@ -14,7 +14,7 @@ def config_options(f):
         kind = type(field.default)
         help_text = f"config key {key} (default {field.default!r})"
         f = click.option(*names, key, default=None, help=help_text,
-                         type={int: int, float: float, str: str, bool: click.BOOL}[kind])(f)
+                         type={int: int, float: float, str: str, bool: click.BOOL, tuple: str}[kind])(f)
     return f
 
 

@@ -19,7 +19,7 @@ BATCHING = ("stream", "random")
 class Config:
     name: str = "run"                 # the run file is <out_dir>/<name>.h5
     out_dir: str = "runs"
-    task: str = "torder"              # torder torder3 add mul mem perm text
+    task: str = "torder"              # torder torder3 add mul mem perm text names sentiment
     n_values: int = 5                 # mem: number of symbols
     n_pos: int = 10                   # mem: pattern length
     text: str = ""                    # text: a UTF-8 file; empty for the default corpus
@@ -53,12 +53,22 @@ class Config:
     dtype: str = "float32"
     diagnostics: bool = True          # per-check g_t, histograms, saturation, ρ
     sample_chars: int = 200           # text: characters sampled per prompt at each check
+    # classify (names, sentiment): sequence classification, dynamics/sources/classify.py
+    pooling: str = "last"             # last mean max attention: how the top layer's steps become one vector
+    bidirectional: bool = False       # true: every layer also reads each sequence backwards
+    n_classes: int = 0                # names: number of families, 2 to 10 (0: 5); sentiment: 2 (0: 2)
+    class_balance: tuple = ()         # names: K class probabilities >= 0 summing to 1 (empty: uniform)
+    class_weighting: str = "none"     # none or balanced: class k's loss weight 1 / (K p_k)
+    distance: int = -1                # sentiment: filler tokens after the deciding phrase, >= 0 (-1: anywhere)
+    truncate: int = 0                 # keep only each sequence's last N tokens, N >= 1 (0: every token)
     # language models (text family): the fixed-window MLP, word tokens, class-conditioned generation
     window: int = 8                   # cell mlp: how many previous tokens it reads (>= 1)
     tokens: str = "char"              # text: char or word
     vocab_size: int = 5000            # tokens word: the most frequent training words kept, + <unk> (>= 2)
     condition: str = "first"          # gen tasks: the class enters through the initial state (first)
                                       # or is concatenated to every input (every)
+    judge: str = ""                   # gen tasks: a classifier run (.h5) of the same classes that
+                                      # judges the samples at every check; empty: none
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -108,6 +118,15 @@ def coerce(key, value):
             return float(value)
         except (TypeError, ValueError):
             raise bad_value(key, value, "a number") from None
+    if kind is tuple:   # a list of numbers: a TOML array, or "0.4,0.6" / "[0.4, 0.6]" from --set
+        try:
+            if isinstance(value, str):
+                value = value.strip().strip("[]").replace(",", " ").split()
+            if isinstance(value, (bool, int, float)) or any(isinstance(v, bool) for v in value):
+                raise TypeError
+            return tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise bad_value(key, value, "a list of numbers") from None
     if not isinstance(value, str):
         raise bad_value(key, value, "a string")
     return value
@@ -163,7 +182,10 @@ def load(preset=None, overrides=None):
 FAMILY_KEYS = {
     "n_values": ("synthetic",), "n_pos": ("synthetic",), "alpha": ("synthetic", "text"),
     "text": ("text",), "batching": ("text",), "sample_chars": ("text",), "tie_weights": ("text",),
+    **{key: ("classify",) for key in ("pooling", "bidirectional", "n_classes", "class_balance",
+                                      "class_weighting", "distance", "truncate")},
     "window": ("text",), "tokens": ("text",), "vocab_size": ("text",), "condition": ("conditional",),
+    "judge": ("conditional",),
 }
 
 

@@ -1,1 +1,1 @@
-"""Models of the task families beyond the stacked recurrent model of dynamics/model.py."""
+"""Models of the task families, built from the hand-written recurrent layers of dynamics/model.py."""

@@ -34,6 +34,7 @@ Part = namedtuple("Part", "name cell activation hidden gates grad lengths align"
 SOURCES = {
     **{name: "synthetic:Synthetic" for name in ("torder", "torder3", "add", "mul", "mem", "perm")},
     "text": "text:Text",
+    "names": "classify:Classify", "sentiment": "classify:Classify",
 }
 
 
