@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-from . import stats, verdicts as V
+from . import conditional_figures, stats, verdicts as V
 from .stats import fmt_num, fmt_pct
 
 PANEL_W, PANEL_H = 5.4, 4.0          # inches per panel
@@ -717,11 +717,12 @@ PANELS = {p.key: p for p in (
     Panel("eigenvalues", _has_eigen, draw_eigen),
     Panel("omega", _has_omega, draw_omega),
     Panel("steps_in_past", _has_past, draw_past),
+    Panel("generation", conditional_figures.has_generation, conditional_figures.draw_generation),
 )}
 
 #: figure name -> (title, panels); the dashboard shows them all in this order.
 FIGURES = {
-    "training": ("validation error and loss", ["valid_error", "loss", "lm"]),
+    "training": ("validation error and loss", ["valid_error", "loss", "lm", "generation"]),
     "grad_norm": ("gradient norm and clipping", ["grad_norm"]),
     "grad_hist": ("distribution of log10 g_t", ["grad_hist", "grad_hist_evolution"]),
     "grad_time": ("gradient through time", ["grad_time", "grad_time_layers"]),

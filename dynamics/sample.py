@@ -15,11 +15,13 @@ import torch
 from .errors import InputError, bad_value
 from .runfile import read_only
 from .sampling import _check, generate
+from .sources import SOURCES
 from .sources.text import build_lm, step_fn
 
 
-def read_config(path):
-    """The config of the text run whose file is at `path`."""
+def read_config(path, families=("text",)):
+    """The config of the run whose file is at `path`, a run of one of `families`."""
+    from .sources import family
     from .config import make
     path = Path(path)
     if not path.is_file():
@@ -32,8 +34,10 @@ def read_config(path):
     if recorded is None:
         raise bad_value("run", str(path), "not a run file (it has no config)")
     values = json.loads(recorded)
-    if (task or values.get("task")) != "text":
-        raise bad_value("run", str(path), f"a text run (this is a {task or values.get('task')} run)")
+    task = task or values.get("task")
+    fam = family(task) if task in SOURCES else None
+    if fam not in families:
+        raise bad_value("run", str(path), f"{' or '.join(f'a {f} run' for f in families)} (this is a {task} run)")
     return make(values, given=())
 
 
@@ -113,7 +117,18 @@ def continuation(run, prompt, n=200, temperature=0.8, top_k=None, top_p=None, se
 @click.option("--top-p", default=None, type=float, help="keep the most probable characters up to mass p")
 @click.option("--seed", default=0, show_default=True, type=int, help="the same seed writes the same text")
 @click.option("--no-prompt", is_flag=True, help="print only the continuation, not the prompt before it")
-def sample(run, prompt, n, temperature, top_k, top_p, seed, no_prompt):
-    """Continue PROMPT with the model of the text run RUN.h5 (its best checkpoint by validation loss)."""
+@click.option("--class", "label", default=None, metavar="K",
+              help="conditional runs: the class to generate for (its index or name); -n sequences, one a line")
+def sample(run, prompt, n, temperature, top_k, top_p, seed, no_prompt, label):
+    """Continue PROMPT with the model of the text run RUN.h5 (its best checkpoint by validation
+    loss), or write N sequences of class K with a conditional run."""
+    config = read_config(run, families=("text", "conditional"))
+    if config.task in ("names_gen", "sentiment_gen"):
+        from .sources.conditional import sample_class
+        for line in sample_class(run, config, label, n, temperature, top_k, top_p, seed):
+            click.echo(line)
+        return
+    if label is not None:
+        raise bad_value("class", label, f"not given: {run} is an unconditioned {config.task} run")
     text = continuation(run, prompt, n, temperature, top_k, top_p, seed)
     click.echo(text if no_prompt else prompt + text)

@@ -35,6 +35,7 @@ SOURCES = {
     **{name: "synthetic:Synthetic" for name in ("torder", "torder3", "add", "mul", "mem", "perm")},
     "text": "text:Text",
     "names": "classify:Classify", "sentiment": "classify:Classify",
+    "names_gen": "conditional:Conditional", "sentiment_gen": "conditional:Conditional",
 }
 
 
