@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3
+PRESETS += W1 W2 G0 G1 G2   # word LMs; the judge G0 and conditional generation G1/G2
 RUNS   := $(PRESETS)
 ARGS   ?=
 
-.PHONY: install test bench golden runs report fig7-quick clean-runs $(PRESETS)
+.PHONY: install test bench golden runs report fig7-quick context-quick clean-runs $(PRESETS)
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,11 @@ $(PRESETS):
 	@if [ -f runs/$@.h5 ]; then $(BIN)/dynamics train runs/$@.toml --resume $(ARGS); \
 	 else $(BIN)/dynamics train runs/$@.toml $(ARGS); fi
 
+G1 G2: | runs/G0.h5   # their judge: the classifier run G0
+
+runs/G0.h5:
+	$(MAKE) G0
+
 runs: $(RUNS)
 
 report:
@@ -34,6 +40,10 @@ report:
 fig7-quick:
 	$(BIN)/dynamics sweep runs/sweeps/fig7-quick.toml --workers 2
 	$(BIN)/dynamics success runs/fig7-quick/ -o runs/fig7-quick/success.png
+
+context-quick:   # validation loss against context length: MLP windows 1-32 beside RNN/GRU/LSTM
+	$(BIN)/dynamics sweep runs/sweeps/context-quick.toml --workers 2
+	$(BIN)/dynamics context runs/context-quick/ -o runs/context-quick/context.png
 
 clean-runs:  # removes run outputs (not presets)
 	rm -f runs/*.h5 runs/*.npz runs/*.pt

@@ -95,3 +95,8 @@ class WordCorpus:
         spaces before token i count) to the end of token j − 1."""
         starts, ends = self._offsets[split]
         return int(ends[j - 1] - (ends[i - 1] if i > 0 else starts[0]))
+
+    def words_within(self, split, n_chars):
+        """How many tokens of `split` end within its first `n_chars` characters."""
+        starts, ends = self._offsets[split]
+        return int(np.searchsorted(ends, n_chars, side="right"))

@@ -12,7 +12,8 @@ state is carried from one window to the next (truncated BPTT): `forward_args()` 
 the model's final state of the previous update, or None at the start of every epoch. With
 `batching="random"` every window starts at a random offset from a zero state.
 
-Each check evaluates the first `eval_batch_size` characters of the validation split, cut into
+Each check evaluates the first `eval_batch_size` characters of the validation split (a word run:
+the words that end within them, so that char and word runs read the same text), cut into
 contiguous streams and read with the state carried through them; it reports nats, bits and
 perplexity per token, the percentage of wrongly predicted next tokens, and the training speed
 since the previous check. Bits per character are the validation text's total nats over its
@@ -144,6 +145,8 @@ class Text(Source):
         # word runs report characters per second as words per second × characters per word
         self.chars_per_token = 1.0 if c.tokens == "char" else \
             self.corpus.chars("train", 0, len(self.corpus.train)) / len(self.corpus.train)
+        # eval_batch_size counts characters: a word run reads the words within as many of them
+        self.eval_tokens = c.eval_batch_size if c.tokens == "char" else self.corpus.words_within("valid", c.eval_batch_size)
         self.last_samples = None
         self.check_arrays = {"samples": ((len(self.prompts),), "str")}
         self.model = None
@@ -215,7 +218,7 @@ class Text(Source):
         """Summed loss (nats), wrong predictions, predicted tokens and the characters they span,
         over the evaluated validation text."""
         valid = torch.from_numpy(self.corpus.valid)
-        n = min(self.c.eval_batch_size, len(valid) - 1)
+        n = min(self.eval_tokens, len(valid) - 1)
         T = self.c.min_length
         B = eval_streams(n, self.c.batch_size, T)
         L = n // B
