@@ -31,3 +31,20 @@ def draw_generation(ax, snap):
     judge = snap.attrs.get("judge_name") or "none"
     ax.set_title(f"Conditional generation (judge: {judge})", fontsize="medium")
     ax.legend(loc="lower right", fontsize="small")
+
+
+def compare_controllability(ax, runs):
+    """`dynamics compare`: controllability (solid) and novel samples (dotted) of each run."""
+    for s, color in runs:
+        for key, ls in (("controllability", "-"), ("novel", ":")):
+            y = s.check.get(key)
+            if y is not None and np.isfinite(y).any():
+                ax.plot(s.check_x, y, color=color, ls=ls, lw=1.4)
+    ax.plot([], [], color="grey", ls="-", label="controllability")
+    ax.plot([], [], color="grey", ls=":", label="novel samples")
+    ax.set_ylim(0, 105)
+    ax.set_xlim(0, None)
+    ax.set_xlabel(runs[0][0].check_xlabel)
+    ax.set_ylabel("share of the check's samples (%)")
+    ax.set_title("Conditional generation")
+    ax.legend(loc="lower right", fontsize="small")

@@ -80,6 +80,10 @@ def config_parts(snap):
     parts = {"task": f"task {snap.task}"} if snap.task != "?" else {}
     act = c("activation", "act")
     parts["cell"] = f"{snap.cell.upper()} {act}" if act and snap.cell == "rnn" else snap.cell.upper()
+    if snap.cell == "mlp":
+        parts["cell"] = f"MLP W={c('window')}"
+    if c("tokens") == "word":
+        parts["tokens"] = f"words (vocab {c('vocab_size')})"
     layers = c("n_layers", "layers")
     if layers and int(layers) > 1:
         parts["layers"] = f"{layers} layers"
@@ -99,7 +103,9 @@ def config_parts(snap):
     if hidden is not None:
         parts["hidden"] = f"H={hidden}"
     lo, hi = c("min_length"), c("max_length")
-    if lo is not None and c("task") == "text":   # a text run's window is min_length
+    if c("task") in ("names_gen", "sentiment_gen"):   # whole sequences: the class enters instead
+        parts["length"] = f"condition {c('condition')}"
+    elif lo is not None and c("task") == "text":   # a text run's window is min_length
         parts["length"] = f"T {lo}"
     elif lo is not None and hi is not None:
         parts["length"] = f"T {lo}–{hi}" if lo != hi else f"T {lo}"
