@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3 T1 T2 T3 T4
 PRESETS += M1 M2 M3 M4 M5 M6 M7
 PRESETS += S1 S2 S3 S4 S5
+PRESETS += W1 W2 G0 G1 G2   # word LMs; the judge G0 and conditional generation G1/G2
 RUNS   := $(PRESETS)
 ARGS   ?=
 
-.PHONY: install test bench golden keys runs report fig7-quick s2s-quick clean-runs $(PRESETS)
+.PHONY: install test bench golden keys runs report fig7-quick s2s-quick context-quick clean-runs $(PRESETS)
 
 # the tested torch, installed (the CPU build) only into an environment that has none
 TORCH  ?= 2.13.0
@@ -35,6 +36,11 @@ $(PRESETS):
 	@if [ -f runs/$@.h5 ]; then $(BIN)/dynamics train runs/$@.toml --resume $(ARGS); \
 	 else $(BIN)/dynamics train runs/$@.toml $(ARGS); fi
 
+G1 G2: | runs/G0.h5   # their judge: the classifier run G0
+
+runs/G0.h5:
+	$(MAKE) G0
+
 runs: $(RUNS)
 
 report:
@@ -46,6 +52,10 @@ fig7-quick:
 
 s2s-quick:
 	$(BIN)/dynamics sweep runs/sweeps/s2s-quick.toml --workers 2
+
+context-quick:   # validation loss against context length: MLP windows 1-32 beside RNN/GRU/LSTM
+	$(BIN)/dynamics sweep runs/sweeps/context-quick.toml --workers 2
+	$(BIN)/dynamics context runs/context-quick/ -o runs/context-quick/context.png
 
 clean-runs:  # removes run outputs (not presets)
 	rm -f runs/*.h5 runs/*.npz runs/*.pt

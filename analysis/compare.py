@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from . import stats, verdicts as V
+from . import conditional_figures, stats, verdicts as V
 from .figures import G_LABEL, PANEL_H, PANEL_W, config_parts, new_figure, readable_log_axis
 from .classify_figures import time_label
 from .stats import fmt_num
@@ -162,6 +162,7 @@ PANELS = [
     ("rho", lambda s: _finite(s.check.get("rho")), _rho),
     ("grad_hist", lambda s: stats.final_hist(s, "log10_grad") is not None, _grad_hist),
     ("grad_time", lambda s: stats.last_row(s.grad_time) is not None, _grad_time),
+    ("generation", conditional_figures.has_generation, conditional_figures.compare_controllability),
 ]
 from .seq2seq_figures import COMPARE_PANELS  # noqa: E402 - the seq2seq family's panels
 PANELS += COMPARE_PANELS

@@ -28,7 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-from . import classify_figures, stats, theory_figures, transformer_figures as TF, verdicts as V
+from . import classify_figures, conditional_figures, stats, theory_figures, transformer_figures as TF, verdicts as V
 from .stats import fmt_num, fmt_pct
 
 PANEL_W, PANEL_H = 5.4, 4.0          # inches per panel
@@ -81,6 +81,10 @@ def config_parts(snap):
     parts = {"task": f"task {snap.task}"} if snap.task != "?" else {}
     act = c("activation", "act")
     parts["cell"] = f"{snap.cell.upper()} {act}" if act and snap.cell == "rnn" else snap.cell.upper()
+    if snap.cell == "mlp":
+        parts["cell"] = f"MLP W={c('window')}"
+    if c("tokens") == "word":
+        parts["tokens"] = f"words (vocab {c('vocab_size')})"
     layers = c("n_layers", "layers")
     if layers and int(layers) > 1:
         parts["layers"] = f"{layers} layers"
@@ -102,7 +106,9 @@ def config_parts(snap):
     elif hidden is not None:
         parts["hidden"] = f"H={hidden}"
     lo, hi = c("min_length"), c("max_length")
-    if lo is not None and c("task") == "text":   # a text run's window is min_length
+    if c("task") in ("names_gen", "sentiment_gen"):   # whole sequences: the class enters instead
+        parts["length"] = f"condition {c('condition')}"
+    elif lo is not None and c("task") == "text":   # a text run's window is min_length
         parts["length"] = f"T {lo}"
     elif lo is not None and hi is not None and c("task") != "date":   # date: lengths by format
         parts["length"] = f"T {lo}–{hi}" if lo != hi else f"T {lo}"
@@ -173,8 +179,13 @@ def _loss_unit(snap):
     if snap.task in ("add", "mul"):
         return "squared error"
     if snap.task == "text":
-        return "nats/char"
+        return f"nats/{_token(snap)}"
     return "nats"
+
+
+def _token(snap):
+    """What a language model predicts: char or word."""
+    return "word" if snap.attrs.get("tokens") == "word" else "char"
 
 
 def _at(snap, k):
@@ -267,12 +278,17 @@ def draw_grad_hist_evolution(ax, snap):
 
 # ------------------------------------------------------------------ gradient through time
 
+def _through_time(rows):
+    """g_t through time needs two steps or more (a window MLP records one: it has no recurrence)."""
+    return stats.last_row(rows) is not None and rows.shape[1] >= 2
+
+
 def _has_grad_time(snap):
-    return stats.last_row(snap.grad_time) is not None
+    return _through_time(snap.grad_time)
 
 
 def _has_layers(snap):
-    return sum(stats.last_row(l.grad_time) is not None for l in snap.layers.values()) >= 2
+    return sum(_through_time(l.grad_time) for l in snap.layers.values()) >= 2
 
 
 def _spread(indices, n=6):
@@ -505,8 +521,8 @@ def draw_lm(ax, snap):
     if _finite(ppl):
         other = ax.twinx() if _finite(bpc) else ax
         handles += other.plot(x, ppl, color="#e377c2", ls="--", marker=marker, lw=1.2,
-                              label=f"perplexity per character (final {ppl[np.isfinite(ppl)][-1]:.4g})")
-        other.set_ylabel("validation perplexity per character")
+                              label=f"perplexity per {_token(snap)} (final {ppl[np.isfinite(ppl)][-1]:.4g})")
+        other.set_ylabel(f"validation perplexity per {_token(snap)}")
     _x_limits(ax, snap, x)
     ax.legend(handles=handles, loc="best", fontsize="small")
     ax.set_xlabel(snap.check_xlabel)
@@ -716,6 +732,7 @@ PANELS = {p.key: p for p in (
     Panel("steps_in_past", _has_past, draw_past),
     *(Panel(*p) for p in theory_figures.PANELS),
     *(Panel(*entry) for entry in classify_figures.PANELS),
+    Panel("generation", conditional_figures.has_generation, conditional_figures.draw_generation),
 )}
 
 PANELS.update({p.key: p for p in (   # a Transformer's per-check arrays
@@ -725,7 +742,7 @@ PANELS.update({p.key: p for p in (   # a Transformer's per-check arrays
 
 #: figure name -> (title, panels); the dashboard shows them all in this order.
 FIGURES = {
-    "training": ("validation error and loss", ["valid_error", "loss", "lm"]),
+    "training": ("validation error and loss", ["valid_error", "loss", "lm", "generation"]),
     "grad_norm": ("gradient norm and clipping", ["grad_norm"]),
     "grad_hist": ("distribution of log10 g_t", ["grad_hist", "grad_hist_evolution"]),
     "grad_time": ("gradient through time", ["grad_time", "grad_time_layers"]),

@@ -56,6 +56,8 @@ class Commands(click.Group):
     `dynamics plot` do not wait for torch to load, and `dynamics --help` imports none of them."""
     # name -> (module, the command's one-line help, which a test compares with the command's own)
     elsewhere = {
+        "context": ("analysis.context", "Validation loss against context length: MLP runs by window, recurrent runs as "
+                                        "lines."),
         "export": ("dynamics.export", "Write a run file's numbers, histograms and samples as TensorBoard events."),
         "info": ("analysis.commands", "Name, status, config, final figures and verdicts of a run (also while it runs)."),
         "plot": ("analysis.commands", "The dashboard <name>_dashboard.png and one PNG per figure of a run."),
@@ -64,7 +66,8 @@ class Commands(click.Group):
         "report": ("analysis.commands", "A PDF report: summary table, each run's dashboard, comparisons by task, "
                                         "LM table."),
         "sample": ("dynamics.sample", "Continue PROMPT with the model of the text run RUN.h5 (its best checkpoint "
-                                      "by validation loss)."),
+                                      "by validation loss), or write N sequences of class K with a conditional "
+                                      "run."),
         "sweep": ("dynamics.sweep", "Run every point of the grid in SPEC.toml as its own run, in parallel on Dask."),
         "success": ("dynamics.success", "Success rate against sequence length for the runs of a sweep FOLDER "
                                         "(Pascanu et al. Fig. 7)."),

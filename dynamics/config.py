@@ -61,7 +61,7 @@ def key(default, group, help, range=None, choices=None):
 # Choices named here so that the help and the checks need no torch; tests compare them with the
 # modules that implement them (tasks.NAMES, init.INITS, recurrence.ACTIVATIONS).
 TASKS = tuple(SOURCES)
-CELLS = ("rnn", "gru", "lstm", "lnlstm", "transformer")
+CELLS = ("rnn", "gru", "lstm", "lnlstm", "transformer", "mlp")   # mlp: the fixed-window LM (text)
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear")
 INITS = ("sigmoid", "basic_tanh", "smart_tanh", "orthogonal", "identity", "uniform")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -184,6 +184,15 @@ class Config:
                            choices=("none", "avg", "gnmt"))
     length_alpha: float = key(0.6, "evaluation and diagnostics", "seq2seq: GNMT length-penalty exponent",
                               NONNEGATIVE)
+    # language models (text family): the fixed-window MLP, word tokens; class-conditioned generation
+    window: int = key(8, "model", "cell mlp: how many previous tokens it reads", COUNT)
+    tokens: str = key("char", "task", "text: the tokens of the language model", choices=("char", "word"))
+    vocab_size: int = key(5000, "task", "tokens word: the most frequent training words kept, plus <unk>",
+                          Range(2))
+    condition: str = key("first", "model", "names_gen, sentiment_gen: the class enters through the initial "
+                         "state (first) or beside every input (every)", choices=("first", "every"))
+    judge: str = key("", "evaluation and diagnostics", "names_gen, sentiment_gen: a classifier run (.h5) of the "
+                     "same classes that judges the samples at every check (empty: none)")
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -322,6 +331,8 @@ FAMILY_KEYS = {
     "bidirectional": ("classify", "seq2seq"),
     **{key: ("seq2seq",) for key in ("alphabet", "attention", "teacher_forcing", "tf_schedule",
                                      "tf_k", "beam_size", "length_norm", "length_alpha")},
+    "window": ("text",), "tokens": ("text",), "vocab_size": ("text",), "condition": ("conditional",),
+    "judge": ("conditional",),
 }
 
 
@@ -330,8 +341,8 @@ TRANSFORMER_FAMILIES = ("synthetic", "text", "classify")
 # Keys that belong to some cells only (architecture keys): key -> the cells it applies to.
 RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
 ARCH_KEYS = {
-    "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS,
-    "embedding": RECURRENT_CELLS, "forget_bias": ("lstm", "lnlstm"), "bidirectional": RECURRENT_CELLS,
+    "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS + ("mlp",),
+    "embedding": RECURRENT_CELLS + ("mlp",), "forget_bias": ("lstm", "lnlstm"), "bidirectional": RECURRENT_CELLS,
     "d_model": ("transformer",), "n_heads": ("transformer",), "positions": ("transformer",),
 }
 
@@ -385,6 +396,8 @@ def validate(c, given=()):
     state = 2 * c.n_hidden if c.cell == "lstm" else c.n_hidden   # the LSTM's state is [h, c]
     if c.lyapunov_k > state:
         raise bad_value("lyapunov_k", c.lyapunov_k, f"at most the state size {state}")
+    if c.cell == "mlp" and family(c.task) != "text":
+        raise bad_value("cell", c.cell, f"rnn, gru or lstm (the mlp is a language model of the text task)")
     if not c.name or "/" in c.name or c.name.startswith("."):
         raise bad_value("name", c.name, "a plain file name")
     if c.device != "cpu" and not c.device.startswith("cuda"):

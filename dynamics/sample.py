@@ -1,8 +1,9 @@
-"""`dynamics sample RUN.h5`: text from a trained character-level model.
+"""`dynamics sample RUN.h5`: text from a trained language model (characters or words).
 
 The model is the best one by validation loss (`<name>_best.pt` beside the run file) or, failing
 that, the last checkpoint (`<name>_checkpoint.pt`); it is rebuilt from the run file's config and
-the vocabulary saved with it, then stepped one character at a time with its state carried.
+the vocabulary saved with it, then stepped one token at a time with its state carried. A word
+model's prompt is tokenized (unknown words become <unk>) and its output detokenized.
 """
 import json
 from pathlib import Path
@@ -12,15 +13,16 @@ import numpy as np
 import torch
 
 from .errors import InputError, bad_value
-from .model import build_model
 from .runfile import read_only
 from .sampling import _check, generate
-from .sources.text import step_fn
+from .sources import SOURCES
+from .sources.text import build_lm, step_fn
 from .train import load_checkpoint
 
 
-def read_config(path):
-    """The config of the text run whose file is at `path`."""
+def read_config(path, families=("text",)):
+    """The config of the run whose file is at `path`, a run of one of `families`."""
+    from .sources import family
     from .config import make
     path = Path(path)
     if not path.is_file():
@@ -33,8 +35,10 @@ def read_config(path):
     if recorded is None:
         raise bad_value("run", str(path), "not a run file (it has no config)")
     values = json.loads(recorded)
-    if (task or values.get("task")) != "text":
-        raise bad_value("run", str(path), f"a text run (this is a {task or values.get('task')} run)")
+    task = task or values.get("task")
+    fam = family(task) if task in SOURCES else None
+    if fam not in families:
+        raise bad_value("run", str(path), f"{' or '.join(f'a {f} run' for f in families)} (this is a {task} run)")
     return make(values, given=())
 
 
@@ -60,25 +64,25 @@ def load_model(config, run):
         saved = load_checkpoint(last, "train the run again to sample from it", map_location="cpu")
         state, vocab, source = saved["model"], saved.get("source", {}).get("vocab"), last
         if vocab is None:
-            from tasks.text import Corpus
-            vocab = Corpus.load(config.text or None).vocab
+            from .sources.text import load_corpus
+            vocab = load_corpus(config).vocab
     if state is None:
         raise InputError(f"run={str(run)!r} has no model to sample from: neither {best.name!r} "
                          f"nor {last.name!r} is beside it")
-    c = config
-    if c.cell == "transformer":   # it reads windows of the training length (min_length)
-        from .models.transformer import build_transformer
-        model = build_transformer(c, None, len(vocab), "softmax", c.min_length, len(vocab), dtype=getattr(torch, c.dtype))
-    else:
-        model = build_model(c.cell, c.embedding or c.n_hidden, c.n_hidden, len(vocab), "softmax", c.activation,
-                            c.init, n_layers=c.n_layers, vocab_size=len(vocab), dropout=c.dropout,
-                            tie_weights=c.tie_weights, forget_bias=c.forget_bias, dtype=getattr(torch, c.dtype))
+    model = build_lm(config, len(vocab), dtype=getattr(torch, config.dtype))
     model.load_state_dict(state)
     model.eval()
     return model, vocab, source
 
 
-def encode(prompt, vocab):
+def encode(prompt, vocab, tokens="char"):
+    if tokens == "word":
+        from tasks.words import tokenize
+        index = {w: i for i, w in enumerate(vocab)}
+        ids = [index.get(w, 0) for w in tokenize(prompt)]
+        if not ids:
+            raise bad_value("prompt", prompt, "text with at least one word, mark or newline")
+        return np.array(ids, dtype=np.int64)
     missing = [ch for ch in dict.fromkeys(prompt) if ch not in vocab]
     if missing:
         raise bad_value("prompt", prompt, f"characters of the run's vocabulary of {len(vocab)} "
@@ -88,13 +92,19 @@ def encode(prompt, vocab):
 
 
 def continuation(run, prompt, n=200, temperature=0.8, top_k=None, top_p=None, seed=0):
-    """The `n` characters the run's model writes after `prompt`."""
+    """The `n` tokens (characters or words) the run's model writes after `prompt`, as text: a
+    word model's begin with a space where the detokenizer puts one after the prompt."""
     _check(temperature, top_k, top_p)
-    model, vocab, _ = load_model(read_config(run), run)
+    config = read_config(run)
+    model, vocab, _ = load_model(config, run)
     if not prompt:
         raise bad_value("prompt", prompt, "a non-empty string")
-    ids = encode(prompt, vocab)
+    ids = encode(prompt, vocab, config.tokens)
     new = generate(step_fn(model), torch.from_numpy(ids), n, temperature, top_k, top_p, seed=seed)
+    if config.tokens == "word":
+        from tasks.words import detokenize
+        before = [vocab[i] for i in ids.tolist()]
+        return detokenize(before + [vocab[i] for i in new[0].tolist()])[len(detokenize(before)):]
     return "".join(vocab[i] for i in new[0].tolist())
 
 
@@ -102,13 +112,25 @@ def continuation(run, prompt, n=200, temperature=0.8, top_k=None, top_p=None, se
 @click.argument("run", type=click.Path(dir_okay=False))
 @click.option("--prompt", "-p", default="\n", show_default="a newline",
               help="text to continue; its characters must be in the run's vocabulary")
-@click.option("-n", "n", default=200, show_default=True, type=click.IntRange(min=0), help="characters to write")
+@click.option("-n", "n", default=200, show_default=True, type=click.IntRange(min=0),
+              help="tokens to write (characters, or words of a word model)")
 @click.option("--temperature", "-t", default=0.8, show_default=True, type=float, help="0 is greedy")
 @click.option("--top-k", default=None, type=int, help="keep the k most probable characters")
 @click.option("--top-p", default=None, type=float, help="keep the most probable characters up to mass p")
 @click.option("--seed", default=0, show_default=True, type=int, help="the same seed writes the same text")
 @click.option("--no-prompt", is_flag=True, help="print only the continuation, not the prompt before it")
-def sample(run, prompt, n, temperature, top_k, top_p, seed, no_prompt):
-    """Continue PROMPT with the model of the text run RUN.h5 (its best checkpoint by validation loss)."""
+@click.option("--class", "label", default=None, metavar="K",
+              help="conditional runs: the class to generate for (its index or name); -n sequences, one a line")
+def sample(run, prompt, n, temperature, top_k, top_p, seed, no_prompt, label):
+    """Continue PROMPT with the model of the text run RUN.h5 (its best checkpoint by validation
+    loss), or write N sequences of class K with a conditional run."""
+    config = read_config(run, families=("text", "conditional"))
+    if config.task in ("names_gen", "sentiment_gen"):
+        from .sources.conditional import sample_class
+        for line in sample_class(run, config, label, n, temperature, top_k, top_p, seed):
+            click.echo(line)
+        return
+    if label is not None:
+        raise bad_value("class", label, f"not given: {run} is an unconditioned {config.task} run")
     text = continuation(run, prompt, n, temperature, top_k, top_p, seed)
     click.echo(text if no_prompt else prompt + text)

@@ -20,7 +20,7 @@ from .errors import bad_value
 from .runfile import read_only
 from .sample import load_model, read_config
 from .sampling import generate
-from .sources.text import PROMPT_CHARS, step_fn
+from .sources.text import PROMPT_TOKENS, step_fn
 
 TEMPERATURES = (0.5, 0.75, 1.0, 1.25, 1.5)
 
@@ -44,12 +44,15 @@ def run_prompts(path):
     with read_only(path) as f:
         if "check/samples" not in f or not f["check/samples"].shape[0]:
             return ["\n"]
-        return [s[:PROMPT_CHARS] for s in f["check/samples"].asstr()[-1]]
+        return [s[:PROMPT_TOKENS["char"]] for s in f["check/samples"].asstr()[-1]]
 
 
 def temperature_table(run, temperatures=TEMPERATURES, n=300, samples=8, seed=0):
     """One row per temperature: distinct-1, distinct-2, the model's own loss, a sample."""
-    model, vocab, _ = load_model(read_config(run), run)
+    config = read_config(run)
+    if config.tokens != "char":
+        raise bad_value("run", str(run), "a character-level text run (distinct words need the model to spell them)")
+    model, vocab, _ = load_model(config, run)
     index = {ch: i for i, ch in enumerate(vocab)}
     prompts = [p for p in run_prompts(run) if all(ch in index for ch in p)] or [vocab[0]]
     width = min(len(p) for p in prompts)

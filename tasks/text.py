@@ -126,6 +126,29 @@ def _read_text(path):
         raise bad_value("text", str(path), f"not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
+def load_text(path=None):
+    """(text, source): the UTF-8 text of the file at `path`, or the default corpus."""
+    if path is None:
+        text, source = stdlib_docstrings()
+        if len(text) < DEFAULT_MIN_CHARS:
+            raise bad_value("text", None, f"the default corpus needs the Python standard-"
+                            f"library source under {sysconfig.get_paths()['stdlib']}, which "
+                            f"gave only {len(text)} characters; pass a text file")
+        return text, source
+    return _read_text(path)
+
+
+def conditional_entropy(ids):
+    """H(x_t | x_{t−1}) in nats of a 1-D id sequence, counted directly over its adjacent pairs:
+    −Σ_{a,b} p(a, b) log p(b | a), p the pair frequencies."""
+    ids = np.asarray(ids, dtype=np.int64)
+    prev = ids[:-1]
+    pairs = prev * (int(ids.max()) + 1) + ids[1:]
+    _, first, counts = np.unique(pairs, return_index=True, return_counts=True)   # n(a, b)
+    p_next = counts / np.bincount(prev)[prev[first]]                              # n(a, b) / n(a)
+    return float(-(counts * np.log(p_next)).sum() / counts.sum())
+
+
 class Corpus:
     """A text as character ids: the vocabulary and the contiguous train/validation/test splits.
 
@@ -167,15 +190,7 @@ class Corpus:
     def load(cls, path=None, splits=DEFAULT_SPLITS):
         """The corpus of the UTF-8 text file at `path`; with no path, the default corpus (see
         `stdlib_docstrings`). Splits default to 90% train, 5% validation, 5% test."""
-        if path is None:
-            text, source = stdlib_docstrings()
-            if len(text) < DEFAULT_MIN_CHARS:
-                raise bad_value("text", None, f"the default corpus needs the Python standard-"
-                                f"library source under {sysconfig.get_paths()['stdlib']}, which "
-                                f"gave only {len(text)} characters; pass a text file")
-        else:
-            text, source = _read_text(path)
-        return cls(text, source, splits)
+        return cls(*load_text(path), splits)
 
     def encode(self, s):
         """The ids of the characters of str `s`, as a 1-D int64 array."""

@@ -11,7 +11,7 @@ from dynamics.recurrence import ACTIVATIONS
 from dynamics.sources import source_class
 
 # keys whose values are free strings, checked by hand in validate() (or not at all)
-FREE = {"name", "out_dir", "text", "device", "surface_at", "class_balance"}   # checked in validate()
+FREE = {"name", "out_dir", "text", "device", "surface_at", "class_balance", "judge"}   # checked in validate()
 
 
 def bad_values(key):

@@ -38,6 +38,7 @@ SOURCES = {
     "text": "text:Text",
     "names": "classify:Classify", "sentiment": "classify:Classify",
     **{name: "seq2seq:Seq2Seq" for name in ("copy", "reverse", "date")},
+    "names_gen": "conditional:Conditional", "sentiment_gen": "conditional:Conditional",
 }
 
 

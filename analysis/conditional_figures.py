@@ -1,0 +1,50 @@
+"""Panels of class-conditioned generation (family `conditional`): controllability, distinct and
+novel samples over training."""
+import numpy as np
+
+
+def has_generation(snap):
+    return any(np.isfinite(snap.check.get(k, np.array([np.nan]))).any()
+               for k in ("controllability", "distinct", "novel"))
+
+
+def draw_generation(ax, snap):
+    x = snap.check_x
+    marker = "." if len(x) < 80 else None
+    styles = {"controllability": ("#d62728", "-", "controllability: judged the requested class"),
+              "distinct": ("#1f77b4", "--", "distinct samples"),
+              "novel": ("#2ca02c", ":", "novel samples (not in the training set)")}
+    for key, (color, ls, label) in styles.items():
+        y = snap.check.get(key)
+        if y is not None and np.isfinite(y).any():
+            ax.plot(x, y, color=color, ls=ls, marker=marker, lw=1.5, label=f"{label} (final {y[np.isfinite(y)][-1]:.0f}%)")
+    ceiling = snap.attrs.get("judge_accuracy_on_real")
+    if ceiling is not None and np.isfinite(ceiling):
+        ax.axhline(ceiling, color="#d62728", lw=0.8, alpha=0.6,
+                   label=f"judge's accuracy on real data: {ceiling:.0f}%")
+    chance = 100.0 / len(snap.attrs.get("classes", [0, 0]))
+    ax.axhline(chance, color="grey", lw=0.8, ls="-.", label=f"chance: {chance:.0f}%")
+    ax.set_ylim(0, 105)
+    ax.set_xlim(0, None)
+    ax.set_xlabel(snap.check_xlabel)
+    ax.set_ylabel("share of the check's samples (%)")
+    judge = snap.attrs.get("judge_name") or "none"
+    ax.set_title(f"Conditional generation (judge: {judge})", fontsize="medium")
+    ax.legend(loc="lower right", fontsize="small")
+
+
+def compare_controllability(ax, runs):
+    """`dynamics compare`: controllability (solid) and novel samples (dotted) of each run."""
+    for s, color in runs:
+        for key, ls in (("controllability", "-"), ("novel", ":")):
+            y = s.check.get(key)
+            if y is not None and np.isfinite(y).any():
+                ax.plot(s.check_x, y, color=color, ls=ls, lw=1.4)
+    ax.plot([], [], color="grey", ls="-", label="controllability")
+    ax.plot([], [], color="grey", ls=":", label="novel samples")
+    ax.set_ylim(0, 105)
+    ax.set_xlim(0, None)
+    ax.set_xlabel(runs[0][0].check_xlabel)
+    ax.set_ylabel("share of the check's samples (%)")
+    ax.set_title("Conditional generation")
+    ax.legend(loc="lower right", fontsize="small")
