@@ -265,7 +265,7 @@ def test_schedules():
 
 
 @pytest.mark.parametrize("changes", [{}, dict(attention="bahdanau", bidirectional=True, tf_schedule="linear",
-                                             tf_k=15.0, task="date", n_layers=2)])
+                                             tf_k=15.0, task="date", eval_batch_size=20)])
 def test_training_is_deterministic_and_resumes_identically(tmp_path, changes):
     whole = train(config(tmp_path / "a", max_iters=30, **changes), progress=False)
     again = train(config(tmp_path / "c", max_iters=30, **changes), progress=False)
