@@ -265,7 +265,7 @@ def test_schedules():
 
 
 @pytest.mark.parametrize("changes", [{}, dict(attention="bahdanau", bidirectional=True, tf_schedule="linear",
-                                             tf_k=15.0, task="date", n_layers=2)])
+                                             tf_k=15.0, task="date", eval_batch_size=20)])
 def test_training_is_deterministic_and_resumes_identically(tmp_path, changes):
     whole = train(config(tmp_path / "a", max_iters=30, **changes), progress=False)
     again = train(config(tmp_path / "c", max_iters=30, **changes), progress=False)
@@ -374,3 +374,41 @@ def test_translate_refuses_bad_input_with_one_line(date_run, capsys, tmp_path):
         code, out, err = run_cli(capsys, "translate", *args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and out == "", (args, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def reference_beam(model, src, src_len, K, max_steps):
+    """One sequence, prefixes rescored from <sos> every step, no batching and no bookkeeping:
+    the best (ids, log p) of a beam that stops only when no live prefix can beat the best finished."""
+    from dynamics.models.seq2seq import PAD, SOS
+    live, finished = [([], 0.0)], []
+    for _ in range(max_steps):
+        cands = []
+        for ids, lp in live:
+            memory, initial = model.encode(src, src_len)
+            state, tokens = model.start(initial, 1, memory.values), torch.tensor([SOS])
+            for i in ids:
+                _, state, _, _ = model.step(tokens, state, memory)
+                tokens = torch.tensor([i])
+            logits, _, _, _ = model.step(tokens, state, memory)
+            logp = torch.log_softmax(logits[0], -1)
+            cands += [(ids + [tok], lp + logp[tok].item()) for tok in range(len(logp)) if tok not in (PAD, SOS)]
+        cands.sort(key=lambda c: -c[1])
+        finished += [(ids[:-1], lp) for ids, lp in cands[:K] if ids[-1] == EOS]
+        live = [c for c in cands[:2 * K] if c[0][-1] != EOS][:K]
+        if finished and max(lp for _, lp in finished) >= live[0][1]:
+            break
+    else:
+        finished += live
+    return max(finished, key=lambda h: h[1])
+
+
+def test_batched_beam_search_equals_a_plain_reference_beam():
+    model, task = tiny("gru", "bahdanau", seed=5, H=6, dtype=torch.float64)
+    pairs = task.generate(6, np.random.default_rng(4))
+    src, src_len = task.encode_source([s for s, _, _ in pairs])
+    with torch.no_grad():
+        hyps = beam_search(model, src, src_len, 3, 7, norm="none")
+        for b, (s, _, _) in enumerate(pairs):
+            one, one_len = task.encode_source([s])
+            ids, logp = reference_beam(model, one, one_len, 3, 7)
+            assert hyps[b][0][0] == ids and abs(hyps[b][0][1] - logp) < 1e-9

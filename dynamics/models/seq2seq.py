@@ -299,9 +299,11 @@ def select(state, index):
 @torch.no_grad()
 def beam_search(model, src, src_len, beam_size, max_steps, norm="none", alpha=0.6, n_best=1):
     """Batched beam search. Every sequence keeps `beam_size` live prefixes ranked by log p; a
-    prefix extended by <eos> among the best `beam_size` candidates is finished; a sequence stops
-    when it has `beam_size` finished hypotheses, or at max_steps (live prefixes then finish as
-    they are). Returns per sequence its `n_best` hypotheses, best first by the normalised score:
+    prefix extended by <eos> among the best `beam_size` candidates is finished. A sequence stops
+    when its `n_best` best finished scores are at least what any live prefix could still reach
+    (log p only falls as a prefix grows, so that is the best live log p, normalised at the most
+    favourable length, max_steps), or at max_steps, where the live prefixes finish unended.
+    Returns per sequence its `n_best` hypotheses, best first by the normalised score:
     [(ids without <eos>, log p, score), ...]."""
     K = beam_size
     memory, initial = model.encode(src, src_len)
@@ -335,11 +337,16 @@ def beam_search(model, src, src_len, beam_size, max_steps, norm="none", alpha=0.
         tokens = token.gather(1, order).view(-1)
         history = torch.cat([history[flat], tokens[:, None]], dim=1)
         state = select(state, flat)
-        active &= torch.tensor([len(f) < K for f in finished])
+        best_live = score[:, 0].tolist()
+        for b in range(B):
+            if active[b]:
+                reach = normalised(best_live[b], max_steps, norm, alpha) if norm != "none" else best_live[b]
+                scores = sorted((normalised(lp, n, norm, alpha) for _, lp, n in finished[b]), reverse=True)
+                active[b] = not (len(scores) >= n_best and scores[n_best - 1] >= reach)
         if not bool(active.any()):
             break
     for b in range(B):
-        if len(finished[b]) < K:          # max_steps reached: live prefixes finish unended
+        if active[b]:                     # max_steps reached: live prefixes finish unended
             for k in range(K):
                 if math.isfinite(score[b, k].item()):
                     finished[b].append((history[b * K + k].tolist(), score[b, k].item(), t + 1))
