@@ -76,7 +76,7 @@ def figure_context(table):
     ax.plot(W, [r["final"] for r in mlp], "x", color="grey", label="MLP, final check")
     for r in (r for r in table if not r["window"]):
         win = wins_from(r, mlp)
-        where = (f"below every MLP" if win == W[0] else f"below the MLP from W = {win} on" if win else
+        where = ("below every MLP" if win == W[0] else f"below the MLP from W = {win} on" if win else
                  "above an MLP at the largest W")
         ax.axhline(r["best"], color=RECURRENT_COLORS.get(r["cell"], "purple"), lw=1.4,
                    label=f"{r['cell'].upper()} ({r['name']}): {r['best']:.3f}, {where}")

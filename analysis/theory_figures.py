@@ -11,7 +11,6 @@ where a run has the data:
 The bounds λ₁ < 1/γ (vanishing) and λ₁ > 1/γ (exploding possible) are drawn on the ρ panel
 (figures.draw_rho).
 """
-import math
 
 import numpy as np
 from matplotlib import cm, colors

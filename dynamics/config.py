@@ -397,7 +397,7 @@ def validate(c, given=()):
     if c.lyapunov_k > state:
         raise bad_value("lyapunov_k", c.lyapunov_k, f"at most the state size {state}")
     if c.cell == "mlp" and family(c.task) != "text":
-        raise bad_value("cell", c.cell, f"rnn, gru or lstm (the mlp is a language model of the text task)")
+        raise bad_value("cell", c.cell, "rnn, gru or lstm (the mlp is a language model of the text task)")
     if not c.name or "/" in c.name or c.name.startswith("."):
         raise bad_value("name", c.name, "a plain file name")
     if c.device != "cpu" and not c.device.startswith("cuda"):

@@ -5,33 +5,18 @@ failing that, its last checkpoint (`<name>_checkpoint.pt`), rebuilt from the run
 Each input is printed, then its n best hypotheses with their log-probabilities (and the
 length-normalised score the beam ranks them by).
 """
-import json
 from pathlib import Path
 
 import click
-import torch
 
 from .errors import InputError, bad_value
-from .runfile import read_only
+from .train import load_checkpoint
 
 
 def read_config(path):
     """The config of the seq2seq run whose file is at `path`."""
-    from .config import make
-    path = Path(path)
-    if not path.is_file():
-        raise bad_value("run", str(path), "no such run file")
-    try:
-        with read_only(path) as f:
-            family, recorded = f.attrs.get("family"), f.attrs.get("config")
-    except OSError:
-        raise bad_value("run", str(path), "not a run file (HDF5)") from None
-    if recorded is None:
-        raise bad_value("run", str(path), "not a run file (it has no config)")
-    values = json.loads(recorded)
-    if family != "seq2seq":
-        raise bad_value("run", str(path), f"a seq2seq run (copy, reverse, date; this is a {values.get('task')} run)")
-    return make(values, given=())
+    from .sample import read_config as read_run_config
+    return read_run_config(path, families=("seq2seq",))
 
 
 def load_model(config, run):
@@ -40,7 +25,7 @@ def load_model(config, run):
     run = Path(run)
     for path in (run.with_name(f"{config.name}_best.pt"), run.with_name(f"{config.name}_checkpoint.pt")):
         if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=False)
+            saved = load_checkpoint(path, "train the run again to translate with it", map_location="cpu")
             task = task_of(config)
             model = model_of(config, task)
             model.load_state_dict(saved["model"])

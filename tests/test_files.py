@@ -8,7 +8,6 @@ import h5py
 import pytest
 import torch
 
-from dynamics import config as cfg
 from dynamics.cli import main
 
 TINY = dict(task="torder", n_hidden=8, batch_size=5, eval_batch_size=40, chunk_batch_size=20, check_freq=5,

@@ -13,8 +13,8 @@ import dynamics
 from dynamics import config as cfg
 from dynamics.cli import main
 from dynamics.models.lnlstm import LNLSTMRecurrence
-from dynamics.models.transformer import Transformer, build_transformer, sinusoidal
-from dynamics.train import Run, train
+from dynamics.models.transformer import build_transformer, sinusoidal
+from dynamics.train import train
 
 F64 = torch.float64
 

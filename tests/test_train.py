@@ -1,6 +1,5 @@
 """The training loop, probes and run file against direct computations."""
 import json
-import os
 import signal
 import subprocess
 import sys

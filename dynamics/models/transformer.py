@@ -13,7 +13,6 @@ token ids; inside, the blocks work on (B, T, d_model) as usual for attention.
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..model import Output

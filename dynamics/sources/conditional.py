@@ -128,11 +128,13 @@ class Judge:
             raise bad_value("judge", str(path), f"a classifier run with its model beside it ({ckpt.name} is missing)")
         self.source = make_source(config, torch.device("cpu"), torch.float32)
         self.model = self.source.build_model()
-        self.model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+        from ..train import load_checkpoint
+        saved = load_checkpoint(ckpt, "train the judge again", map_location="cpu")
+        self.model.load_state_dict(saved["model"])
         self.model.eval()
         self.attrs = {"judge": str(self.path), "judge_name": str(attrs.get("name", "")),
                       "judge_created": str(attrs.get("created", "")),
-                      "judge_checkpoint_iters": int(torch.load(ckpt, map_location="cpu", weights_only=False)["iters"]),
+                      "judge_checkpoint_iters": int(saved["iters"]),
                       "judge_valid_accuracy": float(accuracy)}
 
     @torch.no_grad()
@@ -261,7 +263,9 @@ def load_generator(run, config):
     state = None
     for name in (f"{config.name}_best.pt", f"{config.name}_checkpoint.pt"):
         if run.with_name(name).is_file():
-            state = torch.load(run.with_name(name), map_location="cpu", weights_only=False)["model"]
+            from ..train import load_checkpoint
+            state = load_checkpoint(run.with_name(name), "train the run again to sample from it",
+                                    map_location="cpu")["model"]
             break
     if state is None:
         raise InputError(f"run={str(run)!r} has no model to sample from: neither {config.name}_best.pt "

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from tasks.seq2seq import EOS, PAD, make
 
-from ..errors import InputError, bad_value
+from ..errors import bad_value
 from ..models.seq2seq import ATTENTIONS, FEEDING, NORMS, beam_search, build, greedy
 from ..runfile import save_atomic
 from . import Source
@@ -238,8 +238,8 @@ class Seq2Seq(Source):
     def save_best(self, model, out):
         path = best_path(self.c)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_atomic({"model": model.state_dict(), "config": self.c.to_json(), "check": self.n_checks,
-                     "greedy_exact": out["greedy_exact"], "valid_loss": out["valid_loss"],
+        save_atomic({"model": model.state_dict(), "config": self.c.to_json(), "check": int(self.n_checks),
+                     "greedy_exact": float(out["greedy_exact"]), "valid_loss": float(out["valid_loss"]),
                      "source_vocab": self.task.source_chars, "target_vocab": self.task.target_chars}, path)
 
     # -- checkpoints ----------------------------------------------------------------------------
