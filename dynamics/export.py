@@ -52,10 +52,12 @@ def add_histogram(writer, tag, counts, edges, step):
 
 
 def histogram_groups(check):
-    """(tag prefix, hist group) of every layer, the top one first."""
+    """(tag prefix, hist group) of every probed part, the main one first: a stacked model's lower
+    layers as layer<l>/hist, a family's named parts (layer0_bwd, enc0, block1, ...) by name."""
     groups = [("hist", check["hist"])] if "hist" in check else []
-    layers = check.get("layers", {})
-    return groups + [(f"layer{l}/hist", layers[l]["hist"]) for l in sorted(layers, key=int) if "hist" in layers[l]]
+    parts = check.get("layers", {})
+    return groups + [(f"layer{name}/hist" if name.isdigit() else f"{name}/hist", parts[name]["hist"])
+                     for name in parts if "hist" in parts[name]]
 
 
 def export_tensorboard(run, folder):

@@ -57,6 +57,26 @@ def test_events_equal_the_run_file(text_run, tmp_path, capsys):
     assert "tensorboard --logdir" in capsys.readouterr().out
 
 
+def test_named_parts_of_a_family_are_exported(tmp_path):
+    """A bidirectional classifier's parts have names, not layer numbers: each gets its histograms."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    main(["train", "--quiet", "--task", "names", "--cell", "gru", "--bidirectional", "true", "--n-hidden", "8",
+          "--max-iters", "4", "--check-freq", "2", "--eval-batch-size", "50", "--name", "bi",
+          "--out-dir", str(tmp_path)])
+    main(["export", str(tmp_path / "bi.h5"), "--tensorboard", str(tmp_path / "tb")])
+    events = EventAccumulator(str(tmp_path / "tb" / "bi"), size_guidance={"histograms": 0})
+    events.Reload()
+    with h5py.File(tmp_path / "bi.h5", "r") as f:
+        named = list(f["check/layers"])
+        assert named and not any(n.isdigit() for n in named)
+        for name in named:
+            got = events.Histograms(f"{name}/hist/log10_grad")
+            assert [e.step for e in got] == [2, 4]
+            for e, counts in zip(got, f[f"check/layers/{name}/hist/log10_grad"][:]):
+                assert np.array_equal(e.histogram_value.bucket, counts)
+
+
 def test_without_the_extra_one_line_naming_it(text_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)     # as if it were not installed
     with pytest.raises(SystemExit) as e:
