@@ -285,6 +285,12 @@ def read_preset(path):
     return values
 
 
+def recorded(config_json):
+    """A run file's or checkpoint's recorded config as a dict, a key newer than the file at its
+    default (the value the run had, since it did not know the key)."""
+    return {**json.loads(Config().to_json()), **json.loads(config_json)}
+
+
 def make(values, given=None):
     """Coerce, then validate everything that can be checked before a run starts. `given`: the
     keys set explicitly (default: all of `values`); a recorded config passes none."""

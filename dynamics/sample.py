@@ -44,8 +44,8 @@ def read_config(path, families=("text",)):
 
 def same_run(saved, config):
     """Whether a saved config (JSON) is that of `config`, up to what a resume may change."""
-    saved, now = json.loads(saved), json.loads(config.to_json())
-    saved = {**json.loads(type(config)().to_json()), **saved}   # keys newer than the file: defaults
+    from .config import recorded
+    saved, now = recorded(saved), json.loads(config.to_json())
     return all(saved.get(k) == v for k, v in now.items() if k not in ("max_iters", "device"))
 
 

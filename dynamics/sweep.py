@@ -215,7 +215,7 @@ def plan(point, force=False):
     try:
         with read_only(path) as f:
             status = str(f.attrs["status"])
-            recorded = json.loads(f.attrs["config"])
+            recorded = cfg.recorded(f.attrs["config"])
             done = int(f["check/iter"][-1]) if f["check/iter"].shape[0] else 0
     except (OSError, KeyError, ValueError):
         return "force"   # not a readable run file

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from . import compiled, probes, theory
+from . import config as cfg
 from .errors import InputError
 from .model import spectral_radius
 from .runfile import RunFile, exclusive, read_only, save_atomic
@@ -309,10 +310,9 @@ def run_status(path):
 def read_recorded(path):
     """The recorded config and status of a run file about to be resumed: a damaged file
     (truncated, not HDF5) is an InputError before anything touches it."""
-    import json
     try:
         with read_only(path) as f:
-            return json.loads(f.attrs["config"]), str(f.attrs["status"])
+            return cfg.recorded(f.attrs["config"]), str(f.attrs["status"])
     except (OSError, RuntimeError, KeyError, ValueError) as e:
         raise InputError(f"run file {str(path)!r} is damaged ({str(e).splitlines()[0][:80]}); --resume cannot "
                          f"continue it, --force starts the run again (nothing was changed)") from None
@@ -322,8 +322,6 @@ def check_same_config(path, config):
     import json
     recorded, _ = read_recorded(path)
     now = json.loads(config.to_json())
-    defaults = json.loads(type(config)().to_json())   # keys newer than the file ran at their default
-    recorded = {**defaults, **recorded}
     changed = [k for k in now if k not in ("max_iters", "device", "threads", "backend") and recorded.get(k) != now[k]]
     if changed:
         k = changed[0]

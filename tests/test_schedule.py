@@ -81,3 +81,19 @@ def test_a_run_file_from_before_the_schedule_keys_resumes(tmp_path):
         f.attrs["config"] = json.dumps(recorded)
     train(c.replace(max_iters=20), resume=True, progress=False)
     assert len(read(path)["iter/lr"]) == 20
+
+
+def test_a_sweep_reruns_a_run_file_from_before_the_schedule_keys(tmp_path):
+    """A sweep folder written before a key existed is not a different config: the run is skipped."""
+    import json
+
+    from dynamics import sweep as sw
+    c = cfg.make({**TINY, "out_dir": str(tmp_path), "name": "old", "max_iters": 10})
+    path = train(c, progress=False)
+    with h5py.File(path, "a") as f:
+        recorded = json.loads(f.attrs["config"])
+        del recorded["lr_schedule"], recorded["warmup"]
+        f.attrs["config"] = json.dumps(recorded)
+    assert sw.plan(sw.Point("old", {}, c)) == "skip"
+    with pytest.raises(cfg.InputError, match="lr=0.1"):
+        sw.plan(sw.Point("old", {}, c.replace(lr=0.2)))   # a real difference is still an error
