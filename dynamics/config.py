@@ -105,6 +105,9 @@ class Config:
                         choices=BATCHING)
     max_iters: int = key(5000, "optimisation and clipping", "updates to run (a solved task stops earlier)",
                          COUNT)
+    cpu_budget: float = key(0.0, "optimisation and clipping", "stop at the first check after this many "
+                            "seconds of the process's CPU time, for comparisons at equal compute (0: no "
+                            "limit)", NONNEGATIVE)
     optimizer: str = key("sgd", "optimisation and clipping", "update rule (momentum: SGD with momentum)",
                          choices=OPTIMIZERS)
     lr: float = key(0.01, "optimisation and clipping", "learning rate", POSITIVE)

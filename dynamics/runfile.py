@@ -25,7 +25,7 @@ SCHEMA = "dynamics-run/1"
 RECURRENT_MATRIX = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc", "lnlstm": "W_hc", "transformer": ""}
 ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
                 "steps_in_past", "seq_len", "lr", "step_time")
-CHECK_COLUMNS = ("iter", "train_loss", "valid_loss", "valid_error", "rho", "sigma_max", "wall_time")
+CHECK_COLUMNS = ("iter", "train_loss", "valid_loss", "valid_error", "rho", "sigma_max", "wall_time", "cpu_time")
 
 
 def now():

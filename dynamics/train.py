@@ -64,7 +64,7 @@ class Run:
         if hasattr(self.model, "check_values"):
             self.example = self.source.example()
             self.source.check_arrays = {**self.source.check_arrays, **self.model.check_arrays(self.example)}
-        self.iters, self.checks, self.elapsed = 0, 0, 0.0
+        self.iters, self.checks, self.elapsed, self.cpu = 0, 0, 0.0, 0.0
         self.pending, self.host = [], []
         self.sample = None
         self.theory = theory.Probes(self) if c.diagnostics_level == "full" else None
@@ -102,7 +102,7 @@ class Run:
         return out
 
     # -- one check --------------------------------------------------------------------------
-    def check(self, t_start):
+    def check(self, t_start, c_start):
         rows = torch.stack(self.pending).double().cpu().numpy()   # the one transfer of the interval
         host = np.asarray(self.host, dtype=float)
         self.pending, self.host = [], []
@@ -135,13 +135,14 @@ class Run:
             row.update(surface)
         self.checks += 1
         row["wall_time"] = self.elapsed + time.perf_counter() - t_start
+        row["cpu_time"] = self.cpu + time.process_time() - c_start
         return iter_columns, row, parts
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "source": self.source.state_dict(),
                 "schedule": self.schedule.state_dict(),
                 "torch_rng": torch.get_rng_state(), "iters": self.iters, "checks": self.checks,
-                "elapsed": self.elapsed, "sample": self.sample}
+                "elapsed": self.elapsed, "cpu": self.cpu, "sample": self.sample}
 
     def load_state_dict(self, s):
         self.model.load_state_dict(s["model"])
@@ -151,6 +152,7 @@ class Run:
             self.schedule.load_state_dict(s["schedule"])
         torch.set_rng_state(s["torch_rng"])
         self.iters, self.checks, self.elapsed, self.sample = s["iters"], s["checks"], s["elapsed"], s["sample"]
+        self.cpu = s.get("cpu", 0.0)   # checkpoints from before the CPU clock
 
 
 def checkpoint_path(config):
@@ -255,8 +257,8 @@ def train_alone(config, command, force, resume, progress, after_check):
                                       "(nothing was changed)")
         run.load_state_dict(state)
         run.source.after_resume(run.model)
-        if run_status(path) == "solved" or run.iters >= config.max_iters:
-            return path   # nothing left to do; a larger max_iters continues a finished run
+        if run_status(path) == "solved" or run.iters >= config.max_iters or 0 < config.cpu_budget <= run.cpu:
+            return path   # nothing left to do; a larger max_iters or cpu_budget continues a finished run
         recorder = RunFile.resume(path, state["iters"], state["checks"])
     else:
         recorder = RunFile(path, config, command, run.edges, run.model.weights(), run.source)
@@ -265,7 +267,7 @@ def train_alone(config, command, force, resume, progress, after_check):
 
     status, error = "interrupted", ""
     bar = progress_bar(config.name, config.max_iters, run.iters, progress)
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     with StopSignals() as signals, bar:
         try:
             status = "finished"
@@ -275,11 +277,12 @@ def train_alone(config, command, force, resume, progress, after_check):
                 run.step()
                 bar.update(1)
                 if run.iters % config.check_freq == 0 or run.iters == config.max_iters:
-                    columns, row, parts = run.check(t_start)
+                    columns, row, parts = run.check(t_start, c_start)
                     recorder.append_iters(columns)
                     recorder.append_check(row, parts)
                     run.elapsed += time.perf_counter() - t_start
-                    t_start = time.perf_counter()
+                    run.cpu += time.process_time() - c_start
+                    t_start, c_start = time.perf_counter(), time.process_time()
                     save_atomic(run.state_dict(), ckpt)
                     bar.set_postfix_str(f"loss {row['train_loss']:.4g} | gnorm {np.nanmax(columns['grad_norm']):.2e}"
                                         f" | valid {row['valid_loss']:.4g}, {row['valid_error']:.3g}%", refresh=False)
@@ -288,6 +291,8 @@ def train_alone(config, command, force, resume, progress, after_check):
                     if row["valid_error"] < SOLVED_ERROR and np.isfinite(row["valid_loss"]):
                         status = "solved"
                         break
+                    if 0 < config.cpu_budget <= run.cpu:
+                        break   # "finished": the budget, like max_iters, is part of the config
         except (KeyboardInterrupt, Stop):
             status = "interrupted"
         except Exception as e:
@@ -322,7 +327,7 @@ def check_same_config(path, config):
     import json
     recorded, _ = read_recorded(path)
     now = json.loads(config.to_json())
-    changed = [k for k in now if k not in ("max_iters", "device", "threads", "backend") and recorded.get(k) != now[k]]
+    changed = [k for k in now if k not in ("max_iters", "cpu_budget", "device", "threads", "backend") and recorded.get(k) != now[k]]
     if changed:
         k = changed[0]
         raise InputError(f"--resume: {k}={now[k]!r} differs from the run file's {k}={recorded.get(k)!r}")

@@ -135,7 +135,7 @@ def test_run_file_schema_and_npz(tmp_path):
     for k in ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega", "steps_in_past",
               "seq_len", "lr", "step_time"):
         assert data[f"iter/{k}"].shape == (20,), k
-    for k in ("iter", "train_loss", "valid_loss", "valid_error", "rho", "sigma_max", "wall_time"):
+    for k in ("iter", "train_loss", "valid_loss", "valid_error", "rho", "sigma_max", "wall_time", "cpu_time"):
         assert data[f"check/{k}"].shape == (4,), k
     assert np.array_equal(data["check/iter"], [5, 10, 15, 20])
     checked_T = data["iter/seq_len"][data["check/iter"].astype(int) - 1]
@@ -178,7 +178,7 @@ def test_determinism(tmp_path):
     _, da = read(a)
     _, db = read(b)
     for k in da:
-        if k not in ("iter/step_time", "check/wall_time"):
+        if k not in ("iter/step_time", "check/wall_time", "check/cpu_time"):
             assert np.array_equal(da[k], db[k], equal_nan=True), k
 
 
@@ -198,8 +198,23 @@ def test_interrupt_and_resume_equal_uninterrupted(tmp_path):
     assert attrs["status"] == "finished"
     assert set(resumed) == set(reference)
     for k in reference:
-        if k not in ("iter/step_time", "check/wall_time"):
+        if k not in ("iter/step_time", "check/wall_time", "check/cpu_time"):
             assert np.array_equal(resumed[k], reference[k], equal_nan=True), k
+
+
+def test_cpu_budget_stops_at_the_first_check_past_it_and_resume_extends_it(tmp_path, monkeypatch):
+    clock = iter(range(0, 10**6, 2))    # a CPU clock that advances 2 s per reading
+    monkeypatch.setattr("dynamics.train.time.process_time", lambda: float(next(clock)))
+    c = make(tmp_path, name="budget", max_iters=20, cpu_budget=5)
+    path = train(c, progress=False)
+    attrs, data = read(path)
+    cpu = data["check/cpu_time"]
+    assert attrs["status"] == "finished" and data["check/iter"].tolist() == list(range(5, 5 * len(cpu) + 1, 5))
+    assert cpu[-1] >= 5 and (len(cpu) == 1 or cpu[-2] < 5) and np.all(np.diff(cpu) > 0)
+    assert train(c, resume=True, progress=False) == path     # the budget is spent: nothing more to do
+    assert read(path)[1]["check/iter"].shape == cpu.shape
+    train(make(tmp_path, name="budget", max_iters=20), resume=True, progress=False)   # no budget: to max_iters
+    assert read(path)[1]["check/iter"][-1] == 20
 
 
 def wait_for_checks(path, n, proc, timeout=120):
