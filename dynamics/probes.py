@@ -32,25 +32,27 @@ def hist_edges(part):
     return edges
 
 
-def histogram(values, edges):
-    """Counts of `values` in the bins of the evenly spaced `edges`, values outside (and NaN) clamped
-    into the end bins. Each value's bin is computed, then moved by one where its own edges say
-    otherwise, so a value on an edge lands where np.histogram puts it (at a tenth of the cost of a
-    binary search per value; on the CPU one compiled pass, see dynamics/compiled.py)."""
+# What a histogram counts: the values, or how far they lie from saturation, d(h) = 1 − |h| for
+# tanh units and min(h, 1 − h) for sigmoid units and gates (0 means saturated)
+TRANSFORMS = {"identity": lambda v: v, "tanh": lambda v: 1 - v.abs(), "sigmoid": lambda v: torch.minimum(v, 1 - v)}
+
+
+def histogram(values, edges, transform="identity"):
+    """Counts of transform(`values`) in the bins of the evenly spaced `edges`, values outside (and
+    NaN) clamped into the end bins. Each value's bin is computed, then moved by one where its own
+    edges say otherwise, so a value on an edge lands where np.histogram puts it (at a tenth of the
+    cost of a binary search per value; on the CPU one compiled pass that also applies the
+    transform, reading a strided view in place, see dynamics/compiled.py)."""
     e = torch.as_tensor(edges, dtype=values.dtype, device=values.device)
     ops = compiled.ops_for(values)
     if ops is not None:
-        return ops.histogram(values, e)
+        return ops.histogram(values, e, list(TRANSFORMS).index(transform))
     n = len(edges) - 1
-    v = values.reshape(-1).clamp(e[0], e[-1]).nan_to_num_(nan=edges[-1])
+    v = TRANSFORMS[transform](values).reshape(-1).clamp(e[0], e[-1]).nan_to_num_(nan=edges[-1])
     idx = ((v - e[0]) * (n / (edges[-1] - edges[0]))).long().clamp_(0, n - 1)
     idx += (v >= e[idx + 1]) & (idx < n - 1)
     idx -= (v < e[idx]).long()
     return torch.bincount(idx, minlength=n)
-
-
-def saturation(h, activation):
-    return torch.minimum(h, 1 - h) if activation == "sigmoid" else 1 - h.abs()
 
 
 def valid_steps(lengths, T):
@@ -82,9 +84,9 @@ def layer_diagnostics(part, edges):
     out = {"grad_time": grad_time, "g": g,
            "hist": {"log10_grad": histogram(torch.log10(pick(g).clamp_min(1e-30)), edges["log10_grad"])}}
     if "saturation" in edges:
-        out["hist"]["saturation"] = histogram(pick(saturation(part.hidden, part.activation)), edges["saturation"])
+        out["hist"]["saturation"] = histogram(pick(part.hidden), edges["saturation"], part.activation)
     for name, v in part.gates.items():
-        out["hist"][f"gate_{name}"] = histogram(pick(torch.minimum(v, 1 - v)), edges[f"gate_{name}"])
+        out["hist"][f"gate_{name}"] = histogram(pick(v), edges[f"gate_{name}"], "sigmoid")
     return out
 
 
@@ -92,9 +94,14 @@ def clip_gradients(params, W_rec, cutoff, clip):
     """Global-norm clipping, without a host sync. Rescale: g · c/‖g‖ when ‖g‖ > c. When ‖g‖ is
     not finite or above 1e10 the step is not trusted (the reference rule): the gradient of the
     recurrent matrix becomes 0.02 · W and every other gradient 0 (W_rec None, as for the gated
-    cells, which the reference rule does not cover: all gradients 0). Returns (‖g‖, ‖g‖ after,
-    clipped, nonfinite) as 0-dim tensors."""
+    cells, which the reference rule does not cover: all gradients 0). Returns one tensor of the
+    gradients' dtype, (‖g‖, ‖g‖ after, clipped, nonfinite), the last two 0 or 1. On the CPU one
+    compiled call (dynamics/compiled.py), where the host decides without a sync to wait for."""
     grads = [p.grad for p in params if p.grad is not None]
+    ops = compiled.ops_for(grads[0])
+    if ops is not None:
+        return ops.clip_gradients(grads, None if W_rec is None else W_rec.detach(),
+                                  None if W_rec is None else W_rec.grad, cutoff, clip == "rescale")
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     bad = ~torch.isfinite(norm) | (norm > 1e10)
     clipped = (norm > cutoff) & ~bad if clip == "rescale" else torch.zeros_like(bad)
@@ -105,7 +112,7 @@ def clip_gradients(params, W_rec, cutoff, clip):
     if W_rec is not None:
         W_rec.grad.add_(W_rec.detach() * (0.02 * bad))
     after = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    return norm, after, clipped, bad
+    return torch.stack([norm, after, clipped.to(norm.dtype), bad.to(norm.dtype)])
 
 
 def omega(hidden, hidden_grad, W_hh, activation):

@@ -66,6 +66,7 @@ class Run:
             self.source.check_arrays = {**self.source.check_arrays, **self.model.check_arrays(self.example)}
         self.iters, self.checks, self.elapsed, self.cpu = 0, 0, 0.0, 0.0
         self.pending, self.host = [], []
+        self.no_omega = torch.full((2,), float("nan"), device=self.device, dtype=self.dtype)   # Ω off
         self.sample = None
         self.theory = theory.Probes(self) if c.diagnostics_level == "full" else None
 
@@ -78,31 +79,29 @@ class Run:
         out = self.source.forward(model, x)
         loss = self.source.loss(out.logits, y)
         loss.backward()
-        nan = loss.new_tensor(float("nan"))
-        omega, past = nan, nan
+        omega_past = self.no_omega
         if c.alpha > 0:   # config allows Ω only for the RNN of the stacked model
             layer = model.layers[0]
             W = layer.W_h.detach().requires_grad_()
             omega, past = probes.omega(out.hidden, layer.hidden_grad, W, layer.activation)
             (grad,) = torch.autograd.grad(omega, W)
             layer.W_h.grad.add_(grad, alpha=c.alpha)
-            omega = omega.detach()
+            omega_past = torch.stack([omega.detach(), past]).to(loss.dtype)
         if self.theory:
             self.theory.before_clip(x, y, loss)
         recurrent = self.model.layers[0].W_h if c.cell == "rnn" and hasattr(self.model, "layers") else None
-        norm, after, clipped, bad = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
+        clip_stats = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
         self.schedule.apply(self.opt, self.iters + 1)
         self.opt.step()
         if self.theory:
             self.theory.after_update()
         self.iters += 1
-        self.pending.append(torch.stack([loss.detach(), norm, after, clipped.to(norm.dtype),
-                                         bad.to(norm.dtype), omega.to(norm.dtype), past.to(norm.dtype)]))
+        self.pending.append(torch.cat([loss.detach().view(1), clip_stats, omega_past]))
         self.host.append((x.shape[0], self.opt.param_groups[0]["lr"], time.perf_counter() - t0))
         return out
 
     # -- one check --------------------------------------------------------------------------
-    def check(self, t_start, c_start):
+    def check(self, t_start, c_start=None):
         rows = torch.stack(self.pending).double().cpu().numpy()   # the one transfer of the interval
         host = np.asarray(self.host, dtype=float)
         self.pending, self.host = [], []
@@ -135,7 +134,7 @@ class Run:
             row.update(surface)
         self.checks += 1
         row["wall_time"] = self.elapsed + time.perf_counter() - t_start
-        row["cpu_time"] = self.cpu + time.process_time() - c_start
+        row["cpu_time"] = self.cpu + (0.0 if c_start is None else time.process_time() - c_start)
         return iter_columns, row, parts
 
     def state_dict(self):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dynamics import config as cfg
-from dynamics import probes, runfile
+from dynamics import compiled, probes, runfile
 from dynamics.cli import main
 from dynamics.train import Run, train
 
@@ -39,17 +39,45 @@ def test_clip_rescale_and_fallback():
     for scale, cutoff in ((0.1, 1.0), (10.0, 1.0)):
         W.grad, b.grad = torch.randn(4, 4) * scale, torch.randn(4) * scale
         norm0 = torch.cat([W.grad.flatten(), b.grad]).norm().item()
-        norm, after, clipped, bad = probes.clip_gradients([W, b], W, cutoff, "rescale")
+        norm, after, clipped, bad = probes.clip_gradients([W, b], W, cutoff, "rescale").unbind()
         assert norm.item() == pytest.approx(norm0, rel=1e-6)
         assert after.item() == pytest.approx(min(norm0, cutoff), rel=1e-6)
         assert bool(clipped) == (norm0 > cutoff) and not bool(bad)
     W.grad, b.grad = torch.full((4, 4), float("inf")), torch.ones(4)
-    norm, after, clipped, bad = probes.clip_gradients([W, b], W, 1.0, "rescale")
+    norm, after, clipped, bad = probes.clip_gradients([W, b], W, 1.0, "rescale").unbind()
     assert bool(bad) and not bool(clipped)
     assert torch.allclose(W.grad, 0.02 * W.detach()) and (b.grad == 0).all()
     W.grad, b.grad = torch.ones(4, 4) * 100, torch.ones(4)
     probes.clip_gradients([W, b], W, 1.0, "none")
     assert (W.grad == 100).all()   # no clipping
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("fill", [None, float("inf"), float("nan"), 1e11])
+@pytest.mark.parametrize("clip,cutoff", [("rescale", 1.0), ("rescale", 0.1), ("rescale", 100.0), ("none", 1.0)])
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_compiled_clip_equals_the_python_path(dtype, fill, clip, cutoff, recurrent):
+    if compiled.missing_toolchain():
+        pytest.skip(f"the compiled loops cannot be built here: {compiled.missing_toolchain()}")
+    torch.manual_seed(1)
+    params = [torch.nn.Parameter(torch.randn(*shape, dtype=dtype)) for shape in ((6, 6), (6,), (3, 6))]
+    grads = [torch.randn_like(p) * 0.3 for p in params]
+    if fill is not None:
+        grads[1][2] = fill
+    if cutoff == 0.1:   # the norm on the cutoff itself, as the dtype rounds it
+        grads = [g * (torch.tensor(0.1, dtype=dtype) / torch.cat([h.flatten() for h in grads]).norm()) for g in grads]
+    results = {}
+    for backend in ("python", "compiled"):
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        compiled.use(backend)
+        try:
+            out = probes.clip_gradients(params, params[0] if recurrent else None, cutoff, clip)
+        finally:
+            compiled.use("auto")
+        results[backend] = [out, *[p.grad for p in params]]
+    for a, b in zip(results["python"], results["compiled"]):
+        assert a.dtype == b.dtype and torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -64,6 +92,22 @@ def test_histogram_matches_numpy(backend, edges, dtype):
     assert (ours == ref).all() and ours.sum() == len(v)
     special = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=dtype)  # NaN: the top bin
     assert probes.histogram(special, edges).tolist() == [1] + [0] * (len(edges) - 3) + [2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("transform,edges", [("tanh", probes.TANH_EDGES), ("sigmoid", probes.SIGMOID_EDGES)])
+def test_histogram_of_saturation_on_a_strided_view_matches_numpy(backend, transform, edges, dtype):
+    torch.manual_seed(3)
+    buffer = torch.rand(7, 5, 4 * 9, dtype=dtype) * 2 - int(transform == "tanh")   # (T, B, 4H), as the gates
+    buffer[2, 3, 10], buffer[0, 0, 11] = float("nan"), 0.5
+    near = torch.as_tensor(edges, dtype=dtype)[:9]
+    buffer[4, 1, 9:18] = 1 - near if transform == "tanh" else near               # d(v) on the edges
+    view = buffer[:, :, 9:18]                                                    # one gate: strided
+    v = view.numpy()
+    d = 1 - np.abs(v) if transform == "tanh" else np.minimum(v, 1 - v)
+    ref, _ = np.histogram(np.clip(np.nan_to_num(d, nan=edges[-1]), edges[0], edges[-1]), bins=edges.astype(v.dtype))
+    assert probes.histogram(view, edges, transform).tolist() == ref.tolist()
+    assert probes.histogram(view.flatten(), edges, transform).tolist() == ref.tolist()
 
 
 def omega_naive(hidden, d, W, activation="tanh"):

@@ -360,29 +360,33 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_backward(Tensor grad_hs, Tensor 
 }
 
 // ---------------------------------------------------------------------------------------------
-// The diagnostics' histograms (dynamics/probes.py): counts of `values` in the bins of the evenly
-// spaced `edges` (of the values' dtype), values outside and NaN clamped into the end bins. Each
-// value's bin is computed, then moved by one where its own edges say otherwise, so a value on an
-// edge lands where np.histogram puts it. In blocks: first every value's bin (a loop the compiler
-// vectorises), then the counting, so the bin arithmetic does not wait on the increments.
+// The diagnostics' histograms (dynamics/probes.py): counts of d(values) in the bins of the evenly
+// spaced `edges` (of the values' dtype), values outside and NaN clamped into the end bins, where
+// d is the identity, 1 − |v| (tanh saturation) or min(v, 1 − v) (sigmoid and gate saturation),
+// applied here so that no transformed copy is made. Each value's bin is computed, then moved by
+// one where its own edges say otherwise, so a value on an edge lands where np.histogram puts it.
+// Rows are read in place, so one gate of the (T, B, 4H) gates buffer needs no copy. In blocks:
+// first every value's bin (a loop the compiler vectorises), then the counting, so the bin
+// arithmetic does not wait on the increments.
 
-Tensor histogram(Tensor values, Tensor edges) {
-  NO_AUTOGRAD;
-  values = values.contiguous(), edges = edges.to(values.scalar_type()).contiguous();
-  const int64_t n = edges.numel() - 1, N = values.numel(), last = n - 1;
+enum Transform : int64_t { IDENTITY = 0, ONE_MINUS_ABS = 1, TO_NEAREST_END = 2 };
+
+template <typename scalar_t, int64_t transform>
+void count_rows(const scalar_t* v, int64_t rows, int64_t length, int64_t row_stride, const scalar_t* e,
+                int64_t n, int64_t* counts4) {
   constexpr int64_t BLOCK = 4096;
-  std::vector<int32_t> bins(BLOCK);
-  // four interleaved count arrays: runs of values in one bin do not wait on each other's increment
-  std::vector<int64_t> counts4(4 * n, 0);
-  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "histogram", [&] {
-    const scalar_t *v = values.data_ptr<scalar_t>(), *e = edges.data_ptr<scalar_t>();
-    const scalar_t lo = e[0], hi = e[n], scale = scalar_t(n) / (hi - lo);
-    int32_t* bin = bins.data();
-    for (int64_t start = 0; start < N; start += BLOCK) {
-      const int64_t m = std::min(BLOCK, N - start);
-      const scalar_t* w = v + start;
+  int32_t bin[BLOCK];
+  const int64_t last = n - 1;
+  const scalar_t lo = e[0], hi = e[n], scale = scalar_t(n) / (hi - lo);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t start = 0; start < length; start += BLOCK) {
+      const int64_t m = std::min(BLOCK, length - start);
+      const scalar_t* w = v + r * row_stride + start;
       for (int64_t i = 0; i < m; ++i) {
-        const scalar_t x = w[i] <= lo ? lo : (w[i] < hi ? w[i] : hi);   // NaN: the top edge
+        scalar_t x = w[i];
+        if (transform == ONE_MINUS_ABS) x = scalar_t(1) - std::abs(x);
+        if (transform == TO_NEAREST_END) x = std::min(x, scalar_t(1) - x);   // NaN stays NaN
+        x = x <= lo ? lo : (x < hi ? x : hi);                                 // NaN: the top edge
         int32_t k = static_cast<int32_t>((x - lo) * scale);
         k = k < last ? k : last;
         k += (k < last) & (x >= e[k + 1]);
@@ -391,11 +395,76 @@ Tensor histogram(Tensor values, Tensor edges) {
       }
       for (int64_t i = 0; i < m; ++i) ++counts4[(i & 3) * n + bin[i]];
     }
+  }
+}
+
+// (rows, length, row stride) of values whose last axis is contiguous and whose other axes
+// collapse into one, as a slice of the last axis of a contiguous buffer does; else (0, 0, 0)
+std::tuple<int64_t, int64_t, int64_t> as_rows(const Tensor& values) {
+  const int64_t d = values.dim();
+  if (d < 2 || values.stride(d - 1) != 1) return {0, 0, 0};
+  for (int64_t i = 0; i + 2 < d; ++i)
+    if (values.stride(i) != values.stride(i + 1) * values.size(i + 1)) return {0, 0, 0};
+  return {values.numel() / values.size(d - 1), values.size(d - 1), values.stride(d - 2)};
+}
+
+Tensor histogram(Tensor values, Tensor edges, int64_t transform) {
+  NO_AUTOGRAD;
+  TORCH_CHECK(transform >= IDENTITY && transform <= TO_NEAREST_END, "histogram: unknown transform ", transform);
+  edges = edges.to(values.scalar_type()).contiguous();
+  auto [rows, length, row_stride] = as_rows(values);
+  if (rows == 0) {
+    values = values.contiguous();
+    rows = 1, length = values.numel(), row_stride = length;
+  }
+  const int64_t n = edges.numel() - 1;
+  // four interleaved count arrays: runs of values in one bin do not wait on each other's increment
+  std::vector<int64_t> counts4(4 * n, 0);
+  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "histogram", [&] {
+    const scalar_t *v = values.data_ptr<scalar_t>(), *e = edges.data_ptr<scalar_t>();
+    if (transform == ONE_MINUS_ABS)
+      count_rows<scalar_t, ONE_MINUS_ABS>(v, rows, length, row_stride, e, n, counts4.data());
+    else if (transform == TO_NEAREST_END)
+      count_rows<scalar_t, TO_NEAREST_END>(v, rows, length, row_stride, e, n, counts4.data());
+    else
+      count_rows<scalar_t, IDENTITY>(v, rows, length, row_stride, e, n, counts4.data());
   });
   auto counts = at::empty({n}, values.options().dtype(at::kLong));
   int64_t* c = counts.data_ptr<int64_t>();
   for (int64_t k = 0; k < n; ++k) c[k] = counts4[k] + counts4[n + k] + counts4[2 * n + k] + counts4[3 * n + k];
   return counts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Global-norm clipping and the reference's rule for untrusted steps (dynamics/probes.py), in one
+// call instead of a dozen dispatches per update. The same kernels and dtypes as the Python path,
+// so the same numbers; on the host the branches are free, and in the common case (nothing
+// clipped, nothing untrusted) the gradients are unchanged, so their norm after is the norm.
+
+Tensor clip_gradients(at::TensorList grads, std::optional<Tensor> W_rec, std::optional<Tensor> W_rec_grad,
+                      double cutoff, bool rescale) {
+  NO_AUTOGRAD;
+  auto global_norm = [&] { return at::linalg_vector_norm(at::stack(at::_foreach_norm(grads)), 2); };
+  const Tensor norm = global_norm();
+  const double n = norm.item<double>();   // exact: a float32 or float64 value
+  // the Python path compares in the gradients' dtype, so the thresholds are rounded to it first
+  double limit = 0, big = 0;
+  AT_DISPATCH_FLOATING_TYPES(norm.scalar_type(), "clip_gradients", [&] {
+    limit = static_cast<scalar_t>(cutoff), big = static_cast<scalar_t>(1e10);
+  });
+  const bool bad = !std::isfinite(n) || n > big;
+  const bool clipped = rescale && !bad && n > limit;
+  Tensor after = norm;
+  if (clipped) {
+    at::_foreach_mul_(grads, norm.reciprocal() * cutoff);
+    after = global_norm();
+  } else if (bad) {
+    for (const Tensor& g : grads) const_cast<Tensor&>(g).zero_();
+    if (W_rec.has_value()) W_rec_grad->add_(*W_rec * at::scalar_tensor(0.02, at::kFloat));
+    after = global_norm();
+  }
+  return at::stack({norm, after, at::scalar_tensor(double(clipped), norm.options()),
+                    at::scalar_tensor(double(bad), norm.options())});
 }
 
 }  // namespace
@@ -406,7 +475,9 @@ TORCH_LIBRARY(dynamics_recurrence, m) {
   m.def("gru_forward(Tensor xp, Tensor h0, Tensor W_hzr, Tensor W_hh) -> (Tensor, Tensor, Tensor, Tensor)", &gru_forward);
   m.def("gru_backward(Tensor grad_hs, Tensor states, Tensor zr, Tensor cand, Tensor W_hzr, Tensor W_hh)"
         " -> (Tensor, Tensor, Tensor, Tensor)", &gru_backward);
-  m.def("histogram(Tensor values, Tensor edges) -> Tensor", &histogram);
+  m.def("histogram(Tensor values, Tensor edges, int transform) -> Tensor", &histogram);
+  m.def("clip_gradients(Tensor(a!)[] grads, Tensor? W_rec, Tensor(b!)? W_rec_grad, float cutoff, bool rescale)"
+        " -> Tensor", &clip_gradients);
   m.def("lstm_forward(Tensor(a!) gates, Tensor h0, Tensor c0, Tensor W_h) -> (Tensor, Tensor, Tensor)", &lstm_forward);
   m.def("lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor W_h)"
         " -> (Tensor, Tensor, Tensor, Tensor)", &lstm_backward);
