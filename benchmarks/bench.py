@@ -155,8 +155,8 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20)
     of `check_freq` updates. On: what training records, i.e. per update the gradient norms and the
     clipping and non-finite checks, and per block one check's g_t and histograms of every layer,
     moved to the host. Off: forward, loss, backward (∂L/∂h_t falls out of BPTT either way), update.
-    Also the time spent inside the probe calls of the "on" blocks, per update: on a shared machine
-    the on/off difference is a small difference of two noisy numbers, the probes' own time is not."""
+    The overhead is the median over adjacent (on, off) pairs of their ratio: on a shared machine
+    a pair sees the same load, while the medians of each side may come from different moments."""
     torch.manual_seed(0)
     x = torch.randn(T, B, N_IN, device=device)
     y = torch.randint(N_OUT, (B,), device=device)
@@ -164,39 +164,30 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20)
     params = list(model.parameters())
     opt = torch.optim.SGD(params, lr=0.01)
     edges = {part.name: probes.hist_edges(part) for part in model.parts()}
-    inside = []
-
-    def probed(f):
-        inside.append(timed(f, device))
-
-    def check():
-        torch.stack(pending).cpu()
-        for part in model.parts():
-            d = probes.layer_diagnostics(part, edges[part.name])
-            d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
 
     def block(on):
-        pending.clear()
+        pending = []
         for _ in range(check_freq):
             opt.zero_grad(set_to_none=False)
             out = model(x)
             loss = nn.functional.cross_entropy(out.logits, y)
             loss.backward()
             if on:
-                probed(lambda: pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(params, None, 1.0, "none")])))
+                pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(params, None, 1.0, "none")]))
             opt.step()
         if on:
-            probed(check)
+            torch.stack(pending).cpu()
+            for part in model.parts():
+                d = probes.layer_diagnostics(part, edges[part.name])
+                d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
 
-    pending = []
     block(True), block(False)  # warm-up
     times = {True: [], False: []}
-    inside.clear()
     for _ in range(max(5, repeats // 2)):
         for on in (True, False):
             times[on].append(timed(lambda: block(on), device) / check_freq)
     out = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    out["inside"] = sum(inside) / (len(times[True]) * check_freq) * 1e3
+    out["overhead"] = statistics.median(a / b for a, b in zip(times[True], times[False])) - 1
     return out
 
 
@@ -329,11 +320,10 @@ def main():
         print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100: ours {lm['ours']:,.0f} chars/s, "
               f"torch.nn {lm['torch']:,.0f} chars/s ({ratio:.2f}x the time)", flush=True)
         pr = bench_probes(device, args.repeats)
-        overhead = pr[True] / pr[False] - 1
-        rows.append((device, "probes-lstm", 20, 50, 150, pr[True], pr[False], pr[True] / pr[False]))
+        rows.append((device, "probes-lstm", 20, 50, 150, pr[True], pr[False], 1 + pr["overhead"]))
         print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150, a check every 20 updates: probes on "
-              f"{pr[True]:.2f} ms/step, off {pr[False]:.2f} ms/step ({100 * overhead:+.1f}%); inside the probe "
-              f"calls {pr['inside']:.3f} ms/step ({100 * pr['inside'] / pr[False]:.1f}% of the step)", flush=True)
+              f"{pr[True]:.2f} ms/step, off {pr[False]:.2f} ms/step ({100 * pr['overhead']:+.1f}%, the median "
+              f"of paired blocks)", flush=True)
     print_levels(args.repeats)
     gen = bench_tasks(args.repeats)
     print("task batch (B=1000, T=200) generation ms: " + ", ".join(f"{k} {v:.1f}" for k, v in gen.items()))
