@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tasks.seq2seq import EOS, PAD, make
 
 from ..errors import bad_value
-from ..models.seq2seq import ATTENTIONS, FEEDING, NORMS, beam_search, build, greedy
+from ..models.seq2seq import ATTENTIONS, NORMS, beam_search, build, greedy
 from ..runfile import save_atomic
 from . import Source
 
@@ -98,10 +98,6 @@ class Seq2Seq(Source):
         if c.attention == "luong_dot" and c.bidirectional:
             raise bad_value("attention", c.attention, "bahdanau or luong_general with a bidirectional encoder "
                                                       "(dot scores need decoder and encoder states of one size)")
-        stepwise = c.attention in FEEDING or c.teacher_forcing < 1
-        if c.cell in ("lstm", "lnlstm") and stepwise:
-            raise bad_value("cell", c.cell, "rnn or gru with Luong attention or teacher_forcing < 1 (decoding step "
-                                            "by step, the carried LSTM cell state carries no gradient)")
         if c.task in ("copy", "reverse"):
             make(c.task, c.alphabet, c.min_length, c.max_length)
             if c.max_length > 200:
