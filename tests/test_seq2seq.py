@@ -436,6 +436,16 @@ def test_per_check_records(tmp_path):
         assert list(f["static/example_source"].asstr()[:]) == [s for s, _, _ in source.examples]
         assert "enc0" in f["check/layers"] and f["check/grad_time"].shape[0] == 1
     assert path.with_name("s_best.pt").exists()
+    # the attention maps: one label per source character and output step, every cell the same square
+    from analysis.read import load
+    from analysis.seq2seq_figures import CELL, figure_attention
+    fig = figure_attention(load(path))
+    maps = [ax for ax in fig.axes if ax.images]
+    assert len(maps) == len(source.examples)
+    for ax, (src, _, _) in zip(maps, source.examples):
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(src)
+        assert ax.get_images()[0].get_array().shape[1] == len(src)
+    assert fig.get_figwidth() <= 8.0 + (source.task.longest_source() * CELL + 0.9)
 
 
 @pytest.mark.parametrize("changes, message", [
