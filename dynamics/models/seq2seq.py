@@ -20,7 +20,8 @@ e(·) its embedding:
         e_tj = s_t · h_j  (dot)   or   s_t W_a h_jᵀ  (general),  a_t, c_t as above
         h̃_t = tanh([s_t; c_t] W_c)
     with attention: logits_t = h̃_t W_y + b_y. The softmax runs over valid source steps only
-    (padding: e = −∞, a = 0). In Bahdanau's s_0 and Luong's s_t, s is the top decoder layer.
+    (padding: e = −∞, a = 0). s is the top decoder layer's state; Bahdanau's first query s_0 is
+    its initial state, from the encoder.
 
 Without attention and with every input the target's (teacher forcing), the decoder's inputs are
 known in advance: the whole sequence goes through each layer in one call (the fast fused
@@ -39,7 +40,10 @@ The interface greedy and beam search use (any encoder–decoder that provides it
         weights (B, T_s) or None, and the layers' outputs (ignored by decoding)
 
 `state` is a nest of lists, tuples and None whose tensors have the batch row first: beam search
-reorders it with `select` and repeats `memory` along its second axis.
+reorders it with `select` and repeats `memory` along its second axis. The trainer's source
+(dynamics/sources/seq2seq.py) calls `model(src, src_len, tgt_in, tgt_len, teacher)` → Output, and
+for the probes `parts()`, `weights()` and `recurrent_matrix()`; evaluation keeps whatever of
+`enc_record`, `dec_record`, `src_len`, `tgt_len` the model has from its last training forward.
 """
 import math
 from collections import namedtuple

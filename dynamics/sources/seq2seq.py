@@ -32,6 +32,7 @@ from . import Source
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 N_EXAMPLES = 4        # fixed examples of copy and reverse whose attention is recorded (date: one per format)
 EXTRA_STEPS = 10      # decoding may run this many steps beyond the longest target
+RECORDS = ("enc_record", "dec_record", "src_len", "tgt_len")   # what a model keeps of its forward for parts()
 
 
 def teacher_ratio(schedule, start, k, i):
@@ -171,7 +172,7 @@ class Seq2Seq(Source):
         loss = tf_right = tokens = 0.0
         greedy_right, beam_right = 0.0, 0.0
         greedy_exact, beam_exact = np.zeros(n, bool), np.zeros(n, bool)
-        kept = model.enc_record, model.dec_record, getattr(model, "src_len", None), getattr(model, "tgt_len", None)
+        kept = {k: getattr(model, k) for k in RECORDS if hasattr(model, k)}    # the last update's, for the probes
         for lo in range(0, n, c.chunk_batch_size):
             pairs = self.valid[lo:lo + c.chunk_batch_size]
             src, src_len, tgt_in, tgt_out, tgt_len = self.tensors(pairs)
@@ -210,7 +211,8 @@ class Seq2Seq(Source):
         out["tf_ratio"], out["tf_used"], self.ratios = ratios[0], ratios[1], []
         if c.attention != "none":
             out.update(self.attention_maps(model))
-        model.enc_record, model.dec_record, model.src_len, model.tgt_len = kept
+        for k, v in kept.items():
+            setattr(model, k, v)
         self.n_checks += 1
         if (out["greedy_exact"], -out["valid_loss"]) > (self.best[0], -self.best[1]):
             self.best = (out["greedy_exact"], out["valid_loss"])
