@@ -68,7 +68,7 @@ def figure_attention(snap):
             ax.tick_params(length=2, pad=1)
             for spine in ax.spines.values():
                 spine.set_visible(False)
-            ax.add_patch(patches.Rectangle((-0.5, -0.5), len(src), m, fill=False, lw=0.6))   # the map's frame
+            ax.add_patch(patches.Rectangle((-0.5, -0.5), len(src), m, fill=False, lw=0.6, clip_on=False))   # frame
             if e == 0:
                 ax.set_title(_at(snap, k), fontsize="medium")
             if j == 0:
