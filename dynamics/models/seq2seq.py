@@ -7,7 +7,7 @@ The top layer's outputs h_j (T_s, B, E), E = H or 2H, are the attention memory.
 Decoder: embedding → n_layers of Recurrent of the same cell, started from the encoder's final
 states (at each sequence's own last step; through a learned bridge tanh(W_b [h→; h←] + b_b) when
 bidirectional). An (LN-)LSTM decoder starts from c_0 = 0: the encoder's fused LSTM hands out no
-differentiable cell state. With s_t the top decoder state, y_{t-1} the previous output token and
+differentiable cell state (the LN-LSTM follows the same rule). With s_t the top decoder state, y_{t-1} the previous output token and
 e(·) its embedding:
 
     none (Sutskever et al. 2014):
