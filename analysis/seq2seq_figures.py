@@ -10,7 +10,7 @@ plus two panels for `dynamics compare` (exact match against length, encoder g_t 
 import os
 
 import numpy as np
-from matplotlib import cm, colors
+from matplotlib import cm, colors, patches
 
 from .figures import G_LABEL, PANEL_H, PANEL_W, _spread, new_figure, save, title
 
@@ -24,6 +24,9 @@ def checks_with(snap, name):
     return [] if a is None else [k for k in range(len(a)) if np.isfinite(np.asarray(a[k], float)).any()]
 
 
+CELL = 0.14          # inches per source character and output step in the attention maps
+
+
 def _at(snap, k):
     return f"iteration {int(snap.check_x[k])}"
 
@@ -31,7 +34,9 @@ def _at(snap, k):
 # ----------------------------------------------------------------------------- attention
 def figure_attention(snap):
     """Rows: fixed validation examples; columns: checks early, middle and late. x: source
-    characters, y: the characters the model wrote (greedy), then <eos>."""
+    characters, y: the characters the model wrote (greedy), then <eos>. Every cell is the same
+    square, CELL inches, so panels grow with their example and 30-symbol sources keep one
+    legible label per character."""
     rows = checks_with(snap, "attention")
     if not rows:
         return None
@@ -40,22 +45,30 @@ def figure_attention(snap):
     sources = [str(s) for s in snap.static["example_source"]]
     n = len(sources)
     longest = max(len(s) for s in sources)
-    cell = max(0.16, min(0.3, 9.0 / max(longest, 1)))
-    width = max(10.0, len(picks) * (longest * cell + 1.4))
-    height = sum(max(1.6, (min(len(str(outputs[picks[-1]][e])) + 1, maps.shape[2]) * cell + 1.0)) for e in range(n)) + 1.6
+    steps = [[min(len(str(outputs[k][e])) + 1, maps.shape[2]) for k in picks] for e in range(n)]
+    tallest = [max(row) for row in steps]
+    width = max(8.0, len(picks) * (longest * CELL + 0.9) + 1.3)
+    height = sum(tallest) * CELL + n * 0.75 + 1.2
     fig = new_figure(width, height)
-    axes = fig.subplots(n, len(picks), squeeze=False)
+    axes = fig.subplots(n, len(picks), squeeze=False,
+                        gridspec_kw=dict(height_ratios=tallest, width_ratios=[longest] * len(picks)))
     for e in range(n):
         src = sources[e]
         for j, k in enumerate(picks):
             ax = axes[e, j]
             out = str(outputs[k][e])
-            steps = min(len(out) + 1, maps.shape[2])
-            ax.imshow(maps[k, e, :steps, :len(src)], aspect="auto", cmap="Greys", vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.set_xticks(range(len(src)), list(src.replace(" ", "␣")), fontsize="x-small")
-            ylabels = list(out.replace(" ", "␣"))[:steps] + (["<eos>"] if len(out) + 1 <= maps.shape[2] else [])
-            ax.set_yticks(range(len(ylabels)), ylabels, fontsize="x-small")
+            m = steps[e][j]
+            ax.imshow(maps[k, e, :m, :len(src)], cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xlim(-0.5, longest - 0.5)
+            ax.set_ylim(tallest[e] - 0.5, -0.5)
+            ax.set_anchor("NW")
+            ax.set_xticks(range(len(src)), list(src.replace(" ", "␣")), fontsize=7)
+            ylabels = list(out.replace(" ", "␣"))[:m] + (["<eos>"] if len(out) + 1 <= maps.shape[2] else [])
+            ax.set_yticks(range(len(ylabels)), ylabels, fontsize=7)
+            ax.tick_params(length=2, pad=1)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            ax.add_patch(patches.Rectangle((-0.5, -0.5), len(src), m, fill=False, lw=0.6, clip_on=False))   # frame
             if e == 0:
                 ax.set_title(_at(snap, k), fontsize="medium")
             if j == 0:
@@ -63,7 +76,7 @@ def figure_attention(snap):
             if e == n - 1:
                 ax.set_xlabel("source", fontsize="small")
     sm = cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap="Greys")
-    fig.colorbar(sm, ax=axes, shrink=0.5, label="attention weight a_tj")
+    fig.colorbar(sm, ax=axes, shrink=min(0.5, 4.0 / height), label="attention weight a_tj")
     fig.suptitle(title(snap, "attention of fixed validation examples (greedy decoding)", width), fontsize="large")
     return fig
 

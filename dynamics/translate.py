@@ -28,7 +28,11 @@ def load_model(config, run):
             saved = load_checkpoint(path, "train the run again to translate with it", map_location="cpu")
             task = task_of(config)
             model = model_of(config, task)
-            model.load_state_dict(saved["model"])
+            try:
+                model.load_state_dict(saved["model"])
+            except RuntimeError:   # e.g. a Bahdanau decoder from before its input took the context
+                raise InputError(f"{path.name} does not fit the model that the run's config builds now "
+                                 f"(saved by an earlier version); train the run again to translate with it") from None
             return model.eval(), task, path
     raise InputError(f"run={str(run)!r} has no model to translate with: neither {config.name}_best.pt "
                      f"nor {config.name}_checkpoint.pt is beside it")

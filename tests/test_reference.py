@@ -361,10 +361,12 @@ def seq2seq_config(tmp_path, **kw):
                          max_iters=10, check_freq=5, seed=3, out_dir=str(tmp_path), name="s", **kw))
 
 
-def test_lnlstm_seq2seq_runs_and_is_refused_where_its_cell_state_would_lose_its_gradient(tmp_path):
+def test_lnlstm_seq2seq_runs_with_bahdanau_and_with_luong_and_scheduled_sampling(tmp_path):
     attrs, data = read(train(seq2seq_config(tmp_path, cell="lnlstm", attention="bahdanau"), progress=False))
     assert attrs["status"] in ("finished", "solved") and "check/layers/enc0/hist/gate_f" in data
-    with pytest.raises(cfg.InputError, match="cell='lnlstm' is not allowed"):
-        seq2seq_config(tmp_path, cell="lnlstm", attention="luong_general")   # decodes step by step
+    attrs, data = read(train(seq2seq_config(tmp_path / "luong", cell="lnlstm", attention="luong_general",
+                                            teacher_forcing=0.5), progress=False))   # decodes step by step
+    assert attrs["status"] in ("finished", "solved") and np.isfinite(data["check/valid_loss"]).all()
+    assert 0 < np.nanmean(data["check/tf_used"]) < 1
     with pytest.raises(cfg.InputError, match="cell='transformer' is not allowed"):
         cfg.make(dict(task="reverse", cell="transformer"))

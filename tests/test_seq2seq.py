@@ -96,22 +96,52 @@ def test_a_sequence_alone_and_inside_a_padded_batch_give_the_same_outputs(cell, 
 
 
 # -- ∂L/∂h_t against a naive step-by-step implementation --------------------------------------------
-def naive_cell(layer, x, h):
-    """One step of the layer's equations, written out: x (n_in,), h (H,)."""
-    H = layer.n_hidden
-    a = x @ layer.W_x + layer.b
+def layer_norm(z, gain, bias):
+    mu, var = z.mean(), ((z - z.mean()) ** 2).mean()
+    return gain * (z - mu) / torch.sqrt(var + 1e-5) + bias
+
+
+def naive_cell(layer, x, state):
+    """One step of the layer's equations, written out: x (n_in,), state (h,) or (h, c) of (H,)."""
+    H, h = layer.n_hidden, state[0]
     if layer.cell == "rnn":
-        return torch.tanh(a + h @ layer.W_h)
-    zr = torch.sigmoid(a[:2 * H] + h @ layer.W_h[:, :2 * H])
-    z, r = zr[:H], zr[H:]
-    cand = torch.tanh(a[2 * H:] + (r * h) @ layer.W_h[:, 2 * H:])
-    return (1 - z) * h + z * cand
+        return (torch.tanh(x @ layer.W_x + layer.b + h @ layer.W_h),)
+    if layer.cell == "gru":
+        a = x @ layer.W_x + layer.b
+        zr = torch.sigmoid(a[:2 * H] + h @ layer.W_h[:, :2 * H])
+        z, r = zr[:H], zr[H:]
+        cand = torch.tanh(a[2 * H:] + (r * h) @ layer.W_h[:, 2 * H:])
+        return ((1 - z) * h + z * cand,)
+    if layer.cell == "lstm":
+        a = x @ layer.W_x + h @ layer.W_h + layer.b
+    else:
+        a = layer_norm(x @ layer.W_x, layer.g_x, layer.beta_x) + layer_norm(h @ layer.W_h, layer.g_h, layer.beta_h) + layer.b
+    i, f, o = (torch.sigmoid(a[k * H:(k + 1) * H]) for k in (0, 1, 3))
+    c = f * state[1] + i * torch.tanh(a[2 * H:3 * H])
+    squashed = c if layer.cell == "lstm" else layer_norm(c, layer.g_c, layer.beta_c)
+    return (o * torch.tanh(squashed), c)
+
+
+def naive_context(model, query, memory):
+    """The attention of the model's docstring, one source position at a time: query (H,) against
+    memory [h_j (E,)] → context (E,)."""
+    scores = []
+    for h_j in memory:
+        if model.attention == "bahdanau":
+            scores.append(model.v @ torch.tanh(query @ model.W_q + h_j @ model.W_k))
+        elif model.attention == "luong_dot":
+            scores.append(query @ h_j)
+        else:
+            scores.append(query @ (h_j @ model.W_a))
+    weights = torch.softmax(torch.stack(scores), 0)
+    return sum(w * h_j for w, h_j in zip(weights, memory))
 
 
 def naive_loss(model, pairs, task, teacher):
     """Each sequence alone, one step at a time, no padding anywhere. Returns the mean token loss and
     the retained states {part name: [[h_t per step] per sequence]}."""
     H = model.n_hidden
+    lstm = model.cell in ("lstm", "lnlstm")
     states = {}
     total, count = 0.0, 0
     for b, (s, t) in enumerate(pairs):
@@ -124,45 +154,48 @@ def naive_loss(model, pairs, task, teacher):
                 dirs.append(("b", model.enc_bwd[l], range(len(s) - 1, -1, -1)))
             outs = []
             for d, layer, order in dirs:
-                h, hs = torch.zeros(H, dtype=torch.float64), [None] * len(s)
+                zero = torch.zeros(H, dtype=torch.float64)
+                state, hs = (zero, zero) if lstm else (zero,), [None] * len(s)
                 for j in order:
-                    h = naive_cell(layer, x[j], h)
-                    h.retain_grad()
-                    hs[j] = h
+                    state = naive_cell(layer, x[j], state)
+                    state[0].retain_grad()
+                    hs[j] = state[0]
                 name = f"enc{l}{d}" if model.bidirectional else f"enc{l}"
                 states.setdefault(name, []).append(hs)
                 outs.append(hs)
             last = outs[0][-1]
             if model.bidirectional:
                 last = torch.tanh(torch.cat([outs[0][-1], outs[1][0]]) @ model.W_b[l] + model.b_b[l])
-            finals.append(last)
+            finals.append((last, torch.zeros(H, dtype=torch.float64)) if lstm else (last,))   # c_0 = 0
             x = [torch.cat([o[j] for o in outs]) for j in range(len(s))]
-        memory = torch.stack(x)[:, None]                                   # (T_s, 1, E)
-        keys = {"bahdanau": memory @ model.W_k if model.attention == "bahdanau" else None,
-                "luong_general": memory @ model.W_a if model.attention == "luong_general" else None}.get(
-            model.attention, memory)
-        from dynamics.models.seq2seq import Memory
-        mem = Memory(memory, keys, torch.ones(len(s), 1, dtype=torch.bool))
+        memory = x
         tgt_in, tgt_out, _ = task.encode_target([t])
         hs_dec = [[] for _ in range(model.n_layers)]
-        feed = torch.zeros(H, dtype=torch.float64)
+        dec_state = list(finals)
+        attentional = torch.zeros(H, dtype=torch.float64)          # h̃_0 (Luong)
         prev = None
         for step in range(len(t) + 1):
             token = tgt_in[step, 0] if step == 0 or teacher is None or teacher[step, b] else prev
             inp = model.tgt_embedding(token)
-            if model.feeding:
-                inp = torch.cat([inp, feed])
+            if model.attention == "bahdanau":                       # c_t from s_{t-1}
+                context = naive_context(model, dec_state[-1][0], memory)
+                inp = torch.cat([inp, context])
+            elif model.attention != "none":
+                inp = torch.cat([inp, attentional])
             for l in range(model.n_layers):
-                h_prev = hs_dec[l][-1] if hs_dec[l] else finals[l]
-                h = naive_cell(model.dec[l], inp, h_prev)
-                h.retain_grad()
-                hs_dec[l].append(h)
-                inp = h
-            logits, _ = model.attend(inp[None, None], mem)
-            if model.feeding:
-                feed = model.attentional[0, 0]
-            prev = logits[0, 0].detach().argmax()
-            total = total + F.cross_entropy(logits[0], tgt_out[step])
+                dec_state[l] = naive_cell(model.dec[l], inp, dec_state[l])
+                dec_state[l][0].retain_grad()
+                hs_dec[l].append(dec_state[l][0])
+                inp = dec_state[l][0]
+            if model.attention == "none":
+                logits = inp @ model.W_y + model.b_y
+            else:
+                if model.attention != "bahdanau":                   # Luong: c_t from s_t
+                    context = naive_context(model, inp, memory)
+                attentional = torch.tanh(torch.cat([inp, context]) @ model.W_c)
+                logits = attentional @ model.W_y + model.b_y
+            prev = logits.detach().argmax()
+            total = total + F.cross_entropy(logits[None], tgt_out[step])
             count += 1
         for l in range(model.n_layers):
             states.setdefault(f"dec{l}", []).append(hs_dec[l])
@@ -172,9 +205,15 @@ def naive_loss(model, pairs, task, teacher):
 @pytest.mark.parametrize("cell, attention, bidirectional, n_layers, sampled", [
     ("gru", "luong_general", True, 2, False),     # input feeding: step-by-step decoder
     ("rnn", "none", False, 2, False),             # whole-sequence decoder
-    ("gru", "bahdanau", True, 1, False),          # whole-sequence decoder with attention
+    ("lstm", "none", True, 2, False),             # whole-sequence decoder, the fused LSTM
+    ("gru", "bahdanau", True, 1, False),          # context from s_{t-1} into the step
     ("gru", "bahdanau", False, 1, True),          # scheduled sampling: step-by-step
     ("rnn", "luong_dot", False, 1, True),
+    ("lstm", "luong_general", True, 2, True),     # LSTM stepping with its cell state
+    ("lstm", "bahdanau", False, 1, True),
+    ("lstm", "none", False, 1, True),
+    ("lnlstm", "luong_general", False, 2, True),
+    ("lnlstm", "bahdanau", True, 1, False),
 ])
 def test_hidden_gradients_equal_autograd_on_a_naive_implementation(cell, attention, bidirectional, n_layers, sampled):
     model, task = tiny(cell, attention, bidirectional, n_layers)
@@ -197,6 +236,29 @@ def test_hidden_gradients_equal_autograd_on_a_naive_implementation(cell, attenti
             assert torch.allclose(grad[:len(hs), b], expect, atol=1e-12, rtol=1e-9), (name, b)
             assert (grad[len(hs):, b] == 0).all(), (name, b)       # exactly zero on padding
             assert expect.abs().max() > 0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "lnlstm"])
+def test_every_cell_decodes_with_every_attention_and_sampled_inputs(cell):
+    """Teacher-forced through forward equals the same inputs fed one step at a time (the decoding
+    path), for every attention; with sampled inputs the gradient reaches every decoder step."""
+    for attention in ("none", "bahdanau", "luong_dot", "luong_general"):
+        model, task = tiny(cell, attention, n_layers=2)
+        src, src_len, tgt_in, tgt_out, tgt_len = batch(task, PAIRS)
+        teacher = torch.ones(tgt_in.shape, dtype=torch.bool)
+        teacher[2:, 1::2] = False
+        out = model(src, src_len, tgt_in, tgt_len)
+        memory, initial = model.encode(src, src_len)
+        state = model.start(initial, len(PAIRS), memory.values)
+        for t in range(tgt_in.shape[0]):
+            logits, state, weights, _ = model.step(tgt_in[t], state, memory)
+            assert torch.allclose(logits, out.logits[t], atol=1e-12), (attention, t)
+            assert (weights is None) == (attention == "none")
+        out = model(src, src_len, tgt_in, tgt_len, teacher)
+        F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), tgt_out.reshape(-1), ignore_index=0).backward()
+        grad = model.parts()[-1].grad
+        for b, n in enumerate(tgt_len.tolist()):
+            assert (grad[:n, b].abs().sum(-1) > 0).all() and (grad[n:, b] == 0).all(), (attention, b)
 
 
 # -- decoding ---------------------------------------------------------------------------------------
@@ -248,6 +310,68 @@ def test_beam_search_finds_the_exact_best_of_all_outputs(norm):
                 assert hyp[2] <= best[0] + 1e-9
 
 
+class TableModel:
+    """A hand-set decoder for the interface of dynamics.models.seq2seq (encode, start, step): the
+    next-token probabilities are a table keyed by the output so far (the source is ignored), so
+    every output's probability is a product of table entries. The state is that output itself."""
+    V = 5                                        # <pad> <sos> <eos> a b
+
+    def __init__(self, table):
+        self.table = table                       # {prefix (tuple of ids): (p<eos>, p_a, p_b)}
+
+    def encode(self, src, src_len):
+        from dynamics.models.seq2seq import Memory
+        T, B = src.shape
+        values = torch.zeros(T, B, 1, dtype=torch.float64)
+        return Memory(values, values, torch.ones(T, B, dtype=torch.bool)), None
+
+    def start(self, initial, batch, like):
+        return [(like.new_zeros(batch, 0),)], None
+
+    def step(self, tokens, state, memory):
+        [(prefix,)], _ = state
+        prefix = torch.cat([prefix, tokens[:, None].to(prefix.dtype)], dim=1)    # <sos> first
+        probs = torch.tensor([[0.0, 0.0, *self.probs([int(i) for i in row[1:]])] for row in prefix.tolist()],
+                             dtype=torch.float64)
+        return probs.log(), ([(prefix,)], None), None, []
+
+    def probs(self, prefix):
+        """(p<eos>, p_a, p_b) after `prefix`."""
+        p = self.table.get(tuple(prefix), (0.9, 0.05, 0.05))
+        return [q / sum(p) for q in p]
+
+    def logp(self, ids):
+        """log p of an output (ids, <eos> last when it ended)."""
+        return sum(math.log(self.probs(ids[:k])[ids[k] - EOS]) for k in range(len(ids)))
+
+
+A, B_ = 3, 4
+TRAPS = {   # stopping at the first beam_size finished hypotheses returns <eos> at once, not the optimum
+    "none": {(): (0.35, 0.6, 0.05), (A,): (0.3, 0.7, 1e-6), (A, A): (0.99, 0.005, 0.005)},
+    # with length normalisation the best live prefix must be judged at the longest length it can
+    # reach: judged at its own length (1) it cannot beat <eos> at once, yet "aaa" does
+    "avg": {(): (0.6, 0.4, 1e-6), (A,): (0.005, 0.99, 0.005), (A, A): (0.005, 0.99, 0.005),
+            (A, A, A): (0.99, 0.005, 0.005)},
+}
+
+
+@pytest.mark.parametrize("norm", ["none", "avg"])
+def test_beam_search_does_not_stop_before_a_longer_output_can_win(norm):
+    from dynamics.models.seq2seq import normalised
+    model, max_steps = TableModel(TRAPS[norm]), 4
+    outputs = [list(p) + [EOS] for n in range(max_steps) for p in itertools.product((A, B_), repeat=n)]
+    outputs += [list(p) for p in itertools.product((A, B_), repeat=max_steps)]
+    scored = sorted(((normalised(model.logp(o), len(o), norm, 0.6), o) for o in outputs), reverse=True)
+    best_score, best = scored[0]
+    assert len(best) > 1 and normalised(model.logp([EOS]), 1, norm, 0.6) < best_score   # the trap is set
+    src, src_len = torch.ones(3, 2, dtype=torch.int64), torch.tensor([3, 3])
+    for K in (2, 3):
+        for ids, logp, score in [h[0] for h in beam_search(model, src, src_len, K, max_steps, norm=norm)]:
+            assert ids + [EOS] == best and abs(score - best_score) < 1e-12 and abs(logp - model.logp(best)) < 1e-12
+    ids, _, _ = greedy(model, src, src_len, max_steps)
+    assert ids[0].tolist() == [A, A, EOS] if norm == "none" else ids[0].tolist() == [EOS]   # greedy takes the bait
+
+
 # -- the trainer ------------------------------------------------------------------------------------
 def config(tmp_path, **changes):
     values = dict(task="reverse", name="s", out_dir=str(tmp_path), cell="gru", n_hidden=12, embedding=8, alphabet=5,
@@ -286,6 +410,15 @@ def test_training_is_deterministic_and_resumes_identically(tmp_path, changes):
             assert (f["check/tf_used"][:] == 1).all()
 
 
+def test_an_lstm_decoder_trains_with_luong_attention_and_scheduled_sampling(tmp_path):
+    path = train(config(tmp_path, cell="lstm", attention="luong_general", tf_schedule="linear", tf_k=6.0,
+                        max_iters=10, check_freq=5), progress=False)
+    with h5py.File(path) as f:
+        assert np.allclose(f["check/tf_ratio"][:].reshape(-1)[:7], [1 - i / 6 for i in range(7)])
+        assert f["check/tf_used"][1].max() < 0.5 and np.isfinite(f["iter/loss"][:]).all()
+        assert f["iter/loss"][-1] < f["iter/loss"][0]
+
+
 def test_per_check_records(tmp_path):
     path = train(config(tmp_path, max_iters=10, attention="luong_dot"), progress=False)
     source = Source(config(tmp_path), torch.device("cpu"), torch.float32)
@@ -303,6 +436,16 @@ def test_per_check_records(tmp_path):
         assert list(f["static/example_source"].asstr()[:]) == [s for s, _, _ in source.examples]
         assert "enc0" in f["check/layers"] and f["check/grad_time"].shape[0] == 1
     assert path.with_name("s_best.pt").exists()
+    # the attention maps: one label per source character and output step, every cell the same square
+    from analysis.read import load
+    from analysis.seq2seq_figures import CELL, figure_attention
+    fig = figure_attention(load(path))
+    maps = [ax for ax in fig.axes if ax.images]
+    assert len(maps) == len(source.examples)
+    for ax, (src, _, _) in zip(maps, source.examples):
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(src)
+        assert ax.get_images()[0].get_array().shape[1] == len(src)
+    assert fig.get_figwidth() <= 8.0 + (source.task.longest_source() * CELL + 0.9)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -311,7 +454,6 @@ def test_per_check_records(tmp_path):
     (dict(beam_size=0), "beam_size=0 is not allowed"),
     (dict(tf_schedule="exponential"), "tf_k=1000.0 is not allowed"),
     (dict(teacher_forcing=1.5), "teacher_forcing=1.5"),
-    (dict(cell="lstm"), "cell='lstm' is not allowed"),
     (dict(attention="luong_dot", bidirectional=True), "attention='luong_dot'"),
 ])
 def test_bad_config_is_refused(tmp_path, changes, message):
@@ -374,6 +516,16 @@ def test_translate_refuses_bad_input_with_one_line(date_run, capsys, tmp_path):
         code, out, err = run_cli(capsys, "translate", *args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and out == "", (args, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_translate_refuses_a_model_saved_in_an_older_shape(date_run, capsys, tmp_path):
+    import shutil
+    shutil.copy(date_run, tmp_path / date_run.name)
+    saved = torch.load(date_run.with_name("d_best.pt"), weights_only=True)
+    saved["model"]["dec.0.W_x"] = saved["model"]["dec.0.W_x"][:5]          # a decoder input of another width
+    torch.save(saved, tmp_path / "d_best.pt")
+    code, out, err = run_cli(capsys, "translate", str(tmp_path / date_run.name), "2025-09-30")
+    assert code == 2 and "d_best.pt does not fit the model" in err and len(err.strip().splitlines()) == 1
 
 
 def reference_beam(model, src, src_len, K, max_steps):

@@ -6,30 +6,55 @@ The top layer's outputs h_j (T_s, B, E), E = H or 2H, are the attention memory.
 
 Decoder: embedding → n_layers of Recurrent of the same cell, started from the encoder's final
 states (at each sequence's own last step; through a learned bridge tanh(W_b [h→; h←] + b_b) when
-bidirectional). An LSTM decoder starts from c_0 = 0, because the LSTM kernel hands out no
-differentiable cell state. With s_t the top decoder state:
+bidirectional). An (LN-)LSTM decoder starts from c_0 = 0: the encoder's fused LSTM hands out no
+differentiable cell state (the LN-LSTM follows the same rule). With s_t the top decoder state, y_{t-1} the previous output token and
+e(·) its embedding:
 
-    none:           logits_t = s_t W_y + b_y
-    bahdanau:       e_tj = vᵀ tanh(s_t W_q + h_j W_k)         (additive, scored with the current state)
-    luong_dot:      e_tj = s_t · h_j
-    luong_general:  e_tj = s_t W_a h_jᵀ
-    a_t = softmax_j(e_tj) over valid source steps (padding: e = −∞, a = 0), c_t = Σ_j a_tj h_j,
-    h̃_t = tanh([s_t; c_t] W_c),  logits_t = h̃_t W_y + b_y.
+    none (Sutskever et al. 2014):
+        s_t = cell(e(y_{t-1}), s_{t-1});                      logits_t = s_t W_y + b_y
+    bahdanau (Bahdanau, Cho & Bengio 2015): the context comes first, from the PREVIOUS state,
+        e_tj = vᵀ tanh(s_{t-1} W_q + h_j W_k),  a_t = softmax_j e_tj,  c_t = Σ_j a_tj h_j
+        s_t = cell([e(y_{t-1}); c_t], s_{t-1});  h̃_t = tanh([s_t; c_t] W_c)
+    luong_dot / luong_general (Luong, Pham & Manning 2015), with input feeding: the step first,
+        s_t = cell([e(y_{t-1}); h̃_{t-1}], s_{t-1})            (h̃_0 = 0)
+        e_tj = s_t · h_j  (dot)   or   s_t W_a h_jᵀ  (general),  a_t, c_t as above
+        h̃_t = tanh([s_t; c_t] W_c)
+    with attention: logits_t = h̃_t W_y + b_y. The softmax runs over valid source steps only
+    (padding: e = −∞, a = 0). s is the top decoder layer's state; Bahdanau's first query s_0 is
+    its initial state, from the encoder.
 
-Luong attention uses input feeding: the decoder's input at step t is [embed(y_{t-1}); h̃_{t-1}].
-Without input feeding and with every input the target's (teacher forcing), the decoder's inputs
-are known in advance: the whole sequence goes through each layer in one call, attention after.
-Otherwise (input feeding, scheduled sampling, inference) the decoder runs one step at a time:
-T = 1 calls of the same layers carrying the state, ∂L/∂s_t read off each step's state tensor.
+Without attention and with every input the target's (teacher forcing), the decoder's inputs are
+known in advance: the whole sequence goes through each layer in one call (the fast fused
+kernels). Otherwise (attention, scheduled sampling, inference) the decoder runs one step at a
+time, carrying every layer's state with its gradient: RNN and GRU as T = 1 calls of their layers,
+(LN-)LSTM as the cell's equations in plain PyTorch (`lstm_step`), whose c_t autograd carries;
+∂L/∂s_t is read off each step's state tensor.
+
+The interface greedy and beam search use (any encoder–decoder that provides it can be decoded):
+
+    memory, initial = model.encode(src, src_len)   src (T_s, B) ids, src_len (B,); memory: a
+        namedtuple of time-first tensors (T_s, B, ...) with a field `values`; initial: anything
+    state = model.start(initial, B, like)           like: a tensor of the model's dtype and device
+    logits, state, weights, outs = model.step(tokens, state, memory)
+        tokens (B,) the previous outputs (SOS first) → logits (B, V), the new state, attention
+        weights (B, T_s) or None, and the layers' outputs (ignored by decoding)
+
+`state` is a nest of lists, tuples and None whose tensors have the batch row first: beam search
+reorders it with `select` and repeats `memory` along its second axis. The trainer's source
+(dynamics/sources/seq2seq.py) calls `model(src, src_len, tgt_in, tgt_len, teacher)` → Output, and
+for the probes `parts()`, `weights()` and `recurrent_matrix()`; evaluation keeps whatever of
+`enc_record`, `dec_record`, `src_len`, `tgt_len` the model has from its last training forward.
 """
 import math
 from collections import namedtuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..init import orthogonal
 from ..model import GATES, RECURRENT, Recurrent
+from . import lnlstm
 
 PAD, SOS, EOS = 0, 1, 2
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general")
@@ -55,6 +80,32 @@ def at_last(hs, lengths):
     return hs[lengths - 1, torch.arange(hs.shape[1], device=hs.device)]
 
 
+def cell_step(layer, x, state):
+    """One step of a decoder layer, differentiable in its whole state: x (B, n_in), state (h,) or
+    (h, c) → the new state tuple and the gates {name: (B, H)}."""
+    if layer.cell in ("lstm", "lnlstm"):
+        return lstm_step(layer, x, *state)
+    hs, gates, _ = layer(x[None], state)
+    return (hs[0],), {k: v[0] for k, v in gates.items()}
+
+
+def lstm_step(layer, x, h, c):
+    """The (LN-)LSTM's equations for one step, as in dynamics/recurrence.py and models/lnlstm.py:
+    a = x W_x + h W_h + b (LN-LSTM: LN_x(x W_x) + LN_h(h W_h) + b), columns i, f, c̃, o;
+    c_t = σ(a_f) ⊙ c + σ(a_i) ⊙ tanh(a_c̃);  h_t = σ(a_o) ⊙ tanh(c_t) (LN-LSTM: tanh(LN_c(c_t)))."""
+    H = layer.n_hidden
+    if layer.cell == "lnlstm":
+        a = (F.layer_norm(x @ layer.W_x, (4 * H,), layer.g_x, layer.beta_x, lnlstm.EPS)
+             + F.layer_norm(h @ layer.W_h, (4 * H,), layer.g_h, layer.beta_h, lnlstm.EPS) + layer.b)
+    else:
+        a = torch.addmm(layer.b, x, layer.W_x) + h @ layer.W_h
+    i, f, cand, o = a.split(H, dim=1)
+    i, f, cand, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(cand), torch.sigmoid(o)
+    c = f * c + i * cand
+    squashed = F.layer_norm(c, (H,), layer.g_c, layer.beta_c, lnlstm.EPS) if layer.cell == "lnlstm" else c
+    return (o * torch.tanh(squashed), c), {"i": i, "f": f, "o": o}
+
+
 class Seq2Seq(nn.Module):
     def __init__(self, cell, src_vocab, tgt_vocab, n_in, n_hidden, n_layers=1, bidirectional=False,
                  attention="luong_general", activation="tanh"):
@@ -71,7 +122,7 @@ class Seq2Seq(nn.Module):
                                      for l in range(n_layers if bidirectional else 0))
         self.W_b = nn.ParameterList(nn.Parameter(torch.zeros(E, H)) for _ in range(n_layers if bidirectional else 0))
         self.b_b = nn.ParameterList(nn.Parameter(torch.zeros(H)) for _ in range(n_layers if bidirectional else 0))
-        feed = H if self.feeding else 0
+        feed = {"none": 0, "bahdanau": E}.get(attention, H)       # c_t (Bahdanau) or h̃_{t-1} (Luong)
         self.dec = nn.ModuleList(Recurrent(cell, n_in + feed if l == 0 else H, H, activation) for l in range(n_layers))
         if attention == "bahdanau":
             self.W_q, self.W_k, self.v = (nn.Parameter(torch.zeros(*s)) for s in ((H, H), (E, H), (H,)))
@@ -108,10 +159,8 @@ class Seq2Seq(nn.Module):
         return Memory(x, keys, mask), initial
 
     # -- attention and output -----------------------------------------------------------------
-    def attend(self, s, memory):
-        """s (T_d, B, H) → logits (T_d, B, V) and attention weights (T_d, B, T_s) (None without)."""
-        if self.attention == "none":
-            return s @ self.W_y + self.b_y, None
+    def align(self, s, memory):
+        """Queries s (T_d, B, H) against the memory → weights a (T_d, B, T_s), context c (T_d, B, E)."""
         if self.attention == "bahdanau":
             keys = memory.keys.transpose(0, 1)                               # (B, T_s, H)
             scores = torch.tanh((s @ self.W_q)[:, :, None, :] + keys[None]) @ self.v
@@ -119,32 +168,41 @@ class Seq2Seq(nn.Module):
             scores = torch.einsum("dbh,sbh->dbs", s, memory.keys)
         scores = scores.masked_fill(~memory.mask.t()[None], -math.inf)
         weights = torch.softmax(scores, dim=-1)
-        context = torch.einsum("dbs,sbe->dbe", weights, memory.values)
-        out = torch.tanh(torch.cat([s, context], dim=-1) @ self.W_c)        # h̃_t
-        self.attentional = out
-        return out @ self.W_y + self.b_y, weights
+        return weights, torch.einsum("dbs,sbe->dbe", weights, memory.values)
+
+    def readout(self, s, context):
+        """Logits from the top state s and the context c (None without attention), and h̃ (or None)."""
+        if context is None:
+            return s @ self.W_y + self.b_y, None
+        attentional = torch.tanh(torch.cat([s, context], dim=-1) @ self.W_c)    # h̃_t
+        return attentional @ self.W_y + self.b_y, attentional
 
     # -- decoder --------------------------------------------------------------------------------
+    def start(self, initial, batch, like):
+        """The decoder's state before its first step: per-layer states, and h̃_0 = 0 (Luong)."""
+        return initial, (like.new_zeros(batch, self.n_hidden) if self.feeding else None)
+
     def step(self, tokens, state, memory):
-        """One decoder step for every row: tokens (B,), state (per-layer tuples, h̃_{t-1}) →
-        logits (B, V), the new state, attention weights (B, T_s) or None, and the layers' h_t."""
+        """One decoder step for every row: tokens y_{t-1} (B,), state (per-layer tuples, h̃_{t-1}) →
+        logits (B, V), the new state, attention weights (B, T_s) or None, and per layer (h_t, gates)."""
         layers, feed = state
         x = self.tgt_embedding(tokens)
-        if self.feeding:
+        weights = context = None
+        if self.attention == "bahdanau":                 # c_t from s_{t-1}, before the step
+            weights, context = (v[0] for v in self.align(layers[-1][0][None], memory))
+            x = torch.cat([x, context], dim=1)
+        elif self.feeding:                               # Luong: h̃_{t-1}
             x = torch.cat([x, feed], dim=1)
         new, outs = [], []
         for layer, st in zip(self.dec, layers):
-            hs, gates, final = layer(x[None], st)
-            h = hs[0]
-            new.append((h, final[1]) if self.cell in ("lstm", "lnlstm") else (h,))   # c_t carries no gradient
-            outs.append((h, {k: v[0] for k, v in gates.items()}))
-            x = h
-        logits, weights = self.attend(x[None], memory)
-        feed = self.attentional[0] if self.feeding else None
-        return logits[0], (new, feed), None if weights is None else weights[0], outs
-
-    def start(self, initial, batch, like):
-        return initial, (like.new_zeros(batch, self.n_hidden) if self.feeding else None)
+            st, gates = cell_step(layer, x, st)
+            new.append(st)
+            outs.append((st[0], gates))
+            x = st[0]
+        if self.feeding:                                 # Luong: attention with s_t, after the step
+            weights, context = (v[0] for v in self.align(x[None], memory))
+        logits, attentional = self.readout(x, context)
+        return logits, (new, attentional if self.feeding else None), weights, outs
 
     def forward(self, src, src_len, tgt_in, tgt_len, teacher=None):
         """Teacher-forced (or scheduled-sampling) decoding of a batch. `teacher` (T_d, B) bool: feed
@@ -152,14 +210,14 @@ class Seq2Seq(nn.Module):
         target tokens. Returns Output(logits (T_d, B, V), top h (T_d, B, H), its gates, weights)."""
         memory, initial = self.encode(src, src_len)
         self.tgt_len = tgt_len
-        if not self.feeding and (teacher is None or bool(teacher.all())):
+        if self.attention == "none" and (teacher is None or bool(teacher.all())):   # inputs known: one call
             x = self.tgt_embedding(tgt_in)
             self.dec_record = []
             for layer, st in zip(self.dec, initial):
                 x, gates, _ = layer(x, st)
                 self.dec_record.append((layer, x, gates, None))
-            logits, weights = self.attend(x, memory)
-            return Output(logits, x, gates, weights)
+            logits, _ = self.readout(x, None)
+            return Output(logits, x, gates, None)
         T, B = tgt_in.shape
         state = self.start(initial, B, memory.values)
         steps, all_logits, all_weights = [], [], []
@@ -292,8 +350,11 @@ def greedy(model, src, src_len, max_steps):
 
 
 def select(state, index):
-    layers, feed = state
-    return [tuple(s[index] for s in st) for st in layers], None if feed is None else feed[index]
+    """Rows `index` of every tensor in a nest of lists, tuples (named too) and None."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state[index]
+    items = [select(s, index) for s in state]
+    return type(state)(*items) if hasattr(state, "_fields") else type(state)(items)
 
 
 @torch.no_grad()
@@ -309,7 +370,7 @@ def beam_search(model, src, src_len, beam_size, max_steps, norm="none", alpha=0.
     memory, initial = model.encode(src, src_len)
     B = src.shape[1]
     rows = torch.arange(B, device=src.device).repeat_interleave(K)
-    memory = Memory(memory.values[:, rows], memory.keys[:, rows], memory.mask[:, rows])
+    memory = type(memory)(*(m[:, rows] for m in memory))             # time-first: rows are axis 1
     state = select(model.start(initial, B, memory.values), rows)
     score = memory.values.new_full((B, K), -math.inf)
     score[:, 0] = 0.0                                   # one live prefix at the start: <sos>

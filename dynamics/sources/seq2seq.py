@@ -25,13 +25,14 @@ import torch.nn.functional as F
 from tasks.seq2seq import EOS, PAD, make
 
 from ..errors import bad_value
-from ..models.seq2seq import ATTENTIONS, FEEDING, NORMS, beam_search, build, greedy
+from ..models.seq2seq import ATTENTIONS, NORMS, beam_search, build, greedy
 from ..runfile import save_atomic
 from . import Source
 
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 N_EXAMPLES = 4        # fixed examples of copy and reverse whose attention is recorded (date: one per format)
 EXTRA_STEPS = 10      # decoding may run this many steps beyond the longest target
+RECORDS = ("enc_record", "dec_record", "src_len", "tgt_len")   # what a model keeps of its forward for parts()
 
 
 def teacher_ratio(schedule, start, k, i):
@@ -98,10 +99,6 @@ class Seq2Seq(Source):
         if c.attention == "luong_dot" and c.bidirectional:
             raise bad_value("attention", c.attention, "bahdanau or luong_general with a bidirectional encoder "
                                                       "(dot scores need decoder and encoder states of one size)")
-        stepwise = c.attention in FEEDING or c.teacher_forcing < 1
-        if c.cell in ("lstm", "lnlstm") and stepwise:
-            raise bad_value("cell", c.cell, "rnn or gru with Luong attention or teacher_forcing < 1 (decoding step "
-                                            "by step, the carried LSTM cell state carries no gradient)")
         if c.task in ("copy", "reverse"):
             make(c.task, c.alphabet, c.min_length, c.max_length)
             if c.max_length > 200:
@@ -175,7 +172,7 @@ class Seq2Seq(Source):
         loss = tf_right = tokens = 0.0
         greedy_right, beam_right = 0.0, 0.0
         greedy_exact, beam_exact = np.zeros(n, bool), np.zeros(n, bool)
-        kept = model.enc_record, model.dec_record, getattr(model, "src_len", None), getattr(model, "tgt_len", None)
+        kept = {k: getattr(model, k) for k in RECORDS if hasattr(model, k)}    # the last update's, for the probes
         for lo in range(0, n, c.chunk_batch_size):
             pairs = self.valid[lo:lo + c.chunk_batch_size]
             src, src_len, tgt_in, tgt_out, tgt_len = self.tensors(pairs)
@@ -214,7 +211,8 @@ class Seq2Seq(Source):
         out["tf_ratio"], out["tf_used"], self.ratios = ratios[0], ratios[1], []
         if c.attention != "none":
             out.update(self.attention_maps(model))
-        model.enc_record, model.dec_record, model.src_len, model.tgt_len = kept
+        for k, v in kept.items():
+            setattr(model, k, v)
         self.n_checks += 1
         if (out["greedy_exact"], -out["valid_loss"]) > (self.best[0], -self.best[1]):
             self.best = (out["greedy_exact"], out["valid_loss"])
