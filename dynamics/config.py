@@ -343,13 +343,14 @@ FAMILY_KEYS = {
 
 
 # The task families that build a Transformer for cell = "transformer".
-TRANSFORMER_FAMILIES = ("synthetic", "text", "classify")
+TRANSFORMER_FAMILIES = ("synthetic", "text", "classify", "seq2seq")
 # Keys that belong to some cells only (architecture keys): key -> the cells it applies to.
 RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
 ARCH_KEYS = {
     "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS + ("mlp",),
     "embedding": RECURRENT_CELLS + ("mlp",), "forget_bias": ("lstm", "lnlstm"), "bidirectional": RECURRENT_CELLS,
     "d_model": ("transformer",), "n_heads": ("transformer",), "positions": ("transformer",),
+    "attention": RECURRENT_CELLS,
 }
 
 

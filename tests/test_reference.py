@@ -366,5 +366,5 @@ def test_lnlstm_seq2seq_runs_and_is_refused_where_its_cell_state_would_lose_its_
     assert attrs["status"] in ("finished", "solved") and "check/layers/enc0/hist/gate_f" in data
     with pytest.raises(cfg.InputError, match="cell='lnlstm' is not allowed"):
         seq2seq_config(tmp_path, cell="lnlstm", attention="luong_general")   # decodes step by step
-    with pytest.raises(cfg.InputError, match="cell='transformer' is not allowed"):
-        cfg.make(dict(task="reverse", cell="transformer"))
+    with pytest.raises(cfg.InputError, match="attention='bahdanau' is not allowed: not set"):
+        cfg.make(dict(task="reverse", cell="transformer", attention="bahdanau"))   # a recurrent decoder's key
