@@ -4,6 +4,7 @@
     figure_exact_length   greedy exact match against source length (and per input format)
     figure_encoder_grad   encoder g_t through source time, each layer and direction
     figure_teacher        teacher-forcing ratio and exact match over training
+    figure_attention_entropy   a Transformer's attention entropy per head, gradient per block
 
 plus two panels for `dynamics compare` (exact match against length, encoder g_t at the last check).
 """
@@ -63,8 +64,10 @@ def figure_attention(snap):
             if e == n - 1:
                 ax.set_xlabel("source", fontsize="small")
     sm = cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap="Greys")
-    fig.colorbar(sm, ax=axes, shrink=0.5, label="attention weight a_tj")
-    fig.suptitle(title(snap, "attention of fixed validation examples (greedy decoding)", width), fontsize="large")
+    transformer = snap.cell == "transformer"      # several layers and heads: the top one's mean is drawn
+    fig.colorbar(sm, ax=axes, shrink=0.5, label="attention weight a_tj" + (" (mean of the heads)" if transformer else ""))
+    what = "top decoder block's cross-attention" if transformer else "attention"
+    fig.suptitle(title(snap, f"{what} on fixed validation examples (greedy decoding)", width), fontsize="large")
     return fig
 
 
@@ -183,8 +186,16 @@ def figure_teacher(snap):
     return fig
 
 
+def figure_attention_entropy(snap):
+    """A Transformer's attention entropies per head and gradient norm per block (the panels of
+    `<name>_attention.png` of the other families; here that name holds the heat maps)."""
+    from .figures import _panel_figure
+    return _panel_figure(snap, "attention")
+
+
 FIGURES = {"attention": figure_attention, "exact_length": figure_exact_length,
-           "encoder_grad": figure_encoder_grad, "teacher": figure_teacher}
+           "encoder_grad": figure_encoder_grad, "teacher": figure_teacher,
+           "attention_entropy": figure_attention_entropy}
 
 
 def plot_seq2seq(snap, out_dir, dpi):
