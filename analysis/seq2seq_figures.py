@@ -96,7 +96,8 @@ def figure_exact_length(snap):
         return None
     formats = [str(f) for f in snap.static.get("formats", [])]
     per_format = len(formats) > 1 and checks_with(snap, "exact_by_format")
-    fig = new_figure(PANEL_W * (2 if per_format else 1.4), PANEL_H + 1.0)
+    width = PANEL_W * (2 if per_format else 1.4)
+    fig = new_figure(width, PANEL_H + 1.0)
     axes = fig.subplots(1, 2 if per_format else 1, squeeze=False)[0]
     draw_exact_by_length(axes[0], snap)
     axes[0].legend(fontsize="small", title="check", loc="best")
@@ -109,7 +110,7 @@ def figure_exact_length(snap):
         axes[1].set_ylim(0, 105)
         axes[1].set_ylabel("greedy exact match (%)")
         axes[1].set_title(f"Per input format, {_at(snap, k)}")
-    fig.suptitle(title(snap, "exact match on the validation set", PANEL_W * 2), fontsize="large")
+    fig.suptitle(title(snap, "exact match on the validation set", width), fontsize="large")
     return fig
 
 
@@ -148,7 +149,8 @@ def figure_encoder_grad(snap):
         direction = {"f": "forward", "b": "backward"}.get(name[-1], "")
         ax.set_title(f"Encoder {name} {direction}".strip())
     axes[0].legend(fontsize="small", title="check")
-    fig.suptitle(title(snap, "encoder ∂L/∂h_t through source time", PANEL_W * len(parts)), fontsize="large")
+    what = "∂L/∂x_t of the residual stream after each block" if snap.cell == "transformer" else "∂L/∂h_t"
+    fig.suptitle(title(snap, f"encoder {what} through source time", PANEL_W * len(parts)), fontsize="large")
     return fig
 
 
