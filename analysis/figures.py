@@ -118,6 +118,9 @@ def config_parts(snap):
     if lr is not None:
         opt = c("optimizer")
         parts["lr"] = (f"{opt} " if opt and opt != "sgd" else "") + f"lr {fmt_num(float(lr))}"
+        schedule = c("lr_schedule")
+        if schedule and schedule != "constant":
+            parts["lr"] += f" {schedule}"
     return classify_figures.config_parts(snap, parts)
 
 

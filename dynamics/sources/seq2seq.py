@@ -149,8 +149,8 @@ class Seq2Seq(Source):
         return model_of(self.c, self.task, self.device)
 
     def example(self):
-        """The fixed examples' sources (T_s, n) ids (for a model that records diagnostics of its own)."""
-        return self.tensors(self.examples)[0]
+        """The first fixed example's source ids (T_s, 1), for a model that records diagnostics of its own."""
+        return self.tensors(self.examples[:1])[0]
 
     def tensors(self, pairs):
         src, src_len = self.task.encode_source([s for s, _, _ in pairs])
