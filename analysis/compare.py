@@ -123,22 +123,23 @@ BLOCK_STYLES = ("-", "--", "-.", ":")
 def _grad_time(ax, runs):
     """The main part's g_t at the last check; for a Transformer every block's ‖∂L/∂x_t‖, one
     line style per block (its top block alone is 0 before the last step of a last-step task)."""
-    blocks = 0
+    names = []            # the blocks' part names (block0, ...; an encoder–decoder's enc0, ..., dec0, ...)
     for s, color in runs:
         curves = [(s.grad_time, "-")]
         if s.cell == "transformer":
             curves = [(s.layers[l].grad_time, BLOCK_STYLES[i % 4]) for i, l in enumerate(sorted(s.layers))]
-            blocks = max(blocks, len(curves))
+            if len(curves) > len(names):
+                names = [s.part_names.get(l, f"block{l}") for l in sorted(s.layers)]
         for gt, style in curves:
             k = None if gt is None else stats.last_row(gt)
             if k is not None:
                 g = gt[k]
                 g = np.where(g > 0, g, np.nan)
                 ax.plot(np.arange(len(g)), g, color=color, ls=style, lw=1.4, marker=_few(g))
-    if blocks > 1:
+    if len(names) > 1:
         from matplotlib.lines import Line2D
-        ax.legend([Line2D([], [], color="0.3", ls=BLOCK_STYLES[i % 4]) for i in range(blocks)],
-                  [f"Transformer block {i}" for i in range(blocks)], fontsize="small", loc="best")
+        ax.legend([Line2D([], [], color="0.3", ls=BLOCK_STYLES[i % 4]) for i in range(len(names))],
+                  [f"Transformer {name}" for name in names], fontsize="small", loc="best")
     ax.set_yscale("log")
     ends = {time_label(s) for s, _ in runs}
     ax.set_xlabel(ends.pop() if len(ends) == 1 else "time step t (from the start or the end, per run)")

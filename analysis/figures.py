@@ -118,6 +118,9 @@ def config_parts(snap):
     if lr is not None:
         opt = c("optimizer")
         parts["lr"] = (f"{opt} " if opt and opt != "sgd" else "") + f"lr {fmt_num(float(lr))}"
+        schedule = c("lr_schedule")
+        if schedule and schedule != "constant":
+            parts["lr"] += f" {schedule}"
     return classify_figures.config_parts(snap, parts)
 
 
@@ -737,6 +740,7 @@ PANELS = {p.key: p for p in (
 
 PANELS.update({p.key: p for p in (   # a Transformer's per-check arrays
     Panel("attn_entropy", TF._has("attn_entropy"), TF.draw_attn_entropy),
+    *(Panel(name, TF._has(name), TF.seq2seq_entropy_drawer(name)) for name in TF.SEQ2SEQ_ENTROPY),
     Panel("block_grad_norm", TF._has("block_grad_norm"), TF.draw_block_grad_norm),
 )})
 
@@ -751,7 +755,7 @@ FIGURES = {
     "spectrum": ("recurrent matrix spectrum", ["rho", "eigenvalues"]),
     "omega": ("regulariser Ω", ["omega", "steps_in_past"]),
     **theory_figures.FIGURES,
-    "attention": ("attention entropy and gradient per block", ["attn_entropy", "block_grad_norm"]),
+    "attention": ("attention entropy and gradient per block", ["attn_entropy", *TF.SEQ2SEQ_ENTROPY, "block_grad_norm"]),
     "classification": classify_figures.FIGURE,
 }
 
@@ -831,7 +835,9 @@ FIGURE_FUNCTIONS = {
     "spectrum": figure_spectrum, "omega": figure_omega,
     # diagnostics_level = full (analysis/theory_figures.py)
     **{name: (lambda snap, name=name: _panel_figure(snap, name)) for name in theory_figures.FIGURES},
-    "attention": lambda snap: _panel_figure(snap, "attention"), "attention_maps": TF.figure_attention,
+    # a seq2seq run's <name>_attention.png is its cross-attention heat maps (seq2seq_figures.py)
+    "attention": lambda snap: None if snap.family == "seq2seq" else _panel_figure(snap, "attention"),
+    "attention_maps": TF.figure_attention,
     "classification": lambda snap: _panel_figure(snap, "classification"),
 }
 

@@ -4,6 +4,7 @@
     figure_exact_length   greedy exact match against source length (and per input format)
     figure_encoder_grad   encoder g_t through source time, each layer and direction
     figure_teacher        teacher-forcing ratio and exact match over training
+    figure_attention_entropy   a Transformer's attention entropy per head, gradient per block
 
 plus two panels for `dynamics compare` (exact match against length, encoder g_t at the last check).
 """
@@ -76,8 +77,11 @@ def figure_attention(snap):
             if e == n - 1:
                 ax.set_xlabel("source", fontsize="small")
     sm = cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap="Greys")
-    fig.colorbar(sm, ax=axes, shrink=min(0.5, 4.0 / height), label="attention weight a_tj")
-    fig.suptitle(title(snap, "attention of fixed validation examples (greedy decoding)", width), fontsize="large")
+    transformer = snap.cell == "transformer"      # several layers and heads: the top one's mean is drawn
+    fig.colorbar(sm, ax=axes, shrink=min(0.5, 4.0 / height),
+                 label="attention weight a_tj" + (" (mean of the heads)" if transformer else ""))
+    what = "top decoder block's cross-attention" if transformer else "attention"
+    fig.suptitle(title(snap, f"{what} on fixed validation examples (greedy decoding)", width), fontsize="large")
     return fig
 
 
@@ -106,7 +110,8 @@ def figure_exact_length(snap):
         return None
     formats = [str(f) for f in snap.static.get("formats", [])]
     per_format = len(formats) > 1 and checks_with(snap, "exact_by_format")
-    fig = new_figure(PANEL_W * (2 if per_format else 1.4), PANEL_H + 1.0)
+    width = PANEL_W * (2 if per_format else 1.4)
+    fig = new_figure(width, PANEL_H + 1.0)
     axes = fig.subplots(1, 2 if per_format else 1, squeeze=False)[0]
     draw_exact_by_length(axes[0], snap)
     axes[0].legend(fontsize="small", title="check", loc="best")
@@ -119,7 +124,7 @@ def figure_exact_length(snap):
         axes[1].set_ylim(0, 105)
         axes[1].set_ylabel("greedy exact match (%)")
         axes[1].set_title(f"Per input format, {_at(snap, k)}")
-    fig.suptitle(title(snap, "exact match on the validation set", PANEL_W * 2), fontsize="large")
+    fig.suptitle(title(snap, "exact match on the validation set", width), fontsize="large")
     return fig
 
 
@@ -158,7 +163,8 @@ def figure_encoder_grad(snap):
         direction = {"f": "forward", "b": "backward"}.get(name[-1], "")
         ax.set_title(f"Encoder {name} {direction}".strip())
     axes[0].legend(fontsize="small", title="check")
-    fig.suptitle(title(snap, "encoder ∂L/∂h_t through source time", PANEL_W * len(parts)), fontsize="large")
+    what = "∂L/∂x_t of the residual stream after each block" if snap.cell == "transformer" else "∂L/∂h_t"
+    fig.suptitle(title(snap, f"encoder {what} through source time", PANEL_W * len(parts)), fontsize="large")
     return fig
 
 
@@ -196,8 +202,16 @@ def figure_teacher(snap):
     return fig
 
 
+def figure_attention_entropy(snap):
+    """A Transformer's attention entropies per head and gradient norm per block (the panels of
+    `<name>_attention.png` of the other families; here that name holds the heat maps)."""
+    from .figures import _panel_figure
+    return _panel_figure(snap, "attention")
+
+
 FIGURES = {"attention": figure_attention, "exact_length": figure_exact_length,
-           "encoder_grad": figure_encoder_grad, "teacher": figure_teacher}
+           "encoder_grad": figure_encoder_grad, "teacher": figure_teacher,
+           "attention_entropy": figure_attention_entropy}
 
 
 def plot_seq2seq(snap, out_dir, dpi):

@@ -15,9 +15,15 @@ def _block_colors(n):
     return cm.viridis(np.linspace(0, 0.85, max(n, 1)))
 
 
-def draw_attn_entropy(ax, snap):
+# the Transformer encoder–decoder's three kinds of attention (dynamics/models/transformer_seq2seq.py)
+SEQ2SEQ_ENTROPY = {"enc_attn_entropy": "Encoder self-attention entropy",
+                   "dec_attn_entropy": "Decoder self-attention entropy (causal)",
+                   "cross_attn_entropy": "Cross-attention entropy (decoder → source)"}
+
+
+def draw_attn_entropy(ax, snap, name="attn_entropy", what="Attention entropy"):
     """Mean attention entropy (nats) per head over checks: one colour per block, one line per head."""
-    ent = snap.arrays["attn_entropy"]              # (K, blocks, heads)
+    ent = snap.arrays[name]                        # (K, blocks, heads)
     x = snap.check_x[:len(ent)]
     blocks = _block_colors(ent.shape[1])
     for l in range(ent.shape[1]):
@@ -25,19 +31,31 @@ def draw_attn_entropy(ax, snap):
             ax.plot(x, ent[:, l, h], color=blocks[l], lw=1.2, alpha=0.85, marker="o", ms=3,
                     label=f"block {l}" if h == 0 else None)
     ax.set_xlabel(snap.check_xlabel)
-    ax.set_ylabel("attention entropy (nats, mean over\npositions and sequences)")
-    ax.set_title(f"Attention entropy, {ent.shape[2]} heads per block")
+    ax.set_ylabel("attention entropy (nats, mean over\nvalid positions and sequences)")
+    ax.set_title(f"{what}, {ent.shape[2]} heads per block", fontsize="medium")
     ax.set_ylim(bottom=0)
     ax.legend(loc="best", fontsize="small")
 
 
+def seq2seq_entropy_drawer(name):
+    return lambda ax, snap: draw_attn_entropy(ax, snap, name, SEQ2SEQ_ENTROPY[name])
+
+
 def draw_block_grad_norm(ax, snap):
+    """‖∂L/∂θ‖ per block over checks; an encoder–decoder's blocks are its parts, encoder first."""
     norms = snap.arrays["block_grad_norm"]          # (K, blocks)
     x = snap.check_x[:len(norms)]
-    blocks = _block_colors(norms.shape[1])
-    for l in range(norms.shape[1]):
-        ax.plot(x, np.where(norms[:, l] > 0, norms[:, l], np.nan), color=blocks[l], lw=1.4, marker="o", ms=3,
-                label=f"block {l}")
+    n = norms.shape[1]
+    if "enc_attn_entropy" in snap.arrays:           # encoder blocks in blues, decoder blocks in oranges
+        half = n // 2
+        names = [f"encoder block {l}" for l in range(half)] + [f"decoder block {l}" for l in range(half)]
+        shades = np.linspace(0.45, 0.9, max(half, 1))
+        tints = [cm.Blues(v) for v in shades] + [cm.Oranges(v) for v in shades]
+    else:
+        names, tints = [f"block {l}" for l in range(n)], _block_colors(n)
+    for l in range(n):
+        ax.plot(x, np.where(norms[:, l] > 0, norms[:, l], np.nan), color=tints[l], lw=1.4, marker="o", ms=3,
+                label=names[l])
     ax.set_yscale("log")
     ax.set_xlabel(snap.check_xlabel)
     ax.set_ylabel(r"$\|\partial L/\partial\theta_{block}\|_2$ (update of the check)")

@@ -172,8 +172,8 @@ class Config:
     positions: str = key("learned", "model", "transformer: position embeddings", choices=("learned", "sinusoidal"))
     # seq2seq (copy, reverse, date): encoder-decoder, dynamics/sources/seq2seq.py
     alphabet: int = key(20, "task", "copy, reverse: symbols in the alphabet", Range(1, 62))
-    attention: str = key("luong_general", "model", "seq2seq: the decoder's attention over the encoder states",
-                         choices=("none", "bahdanau", "luong_dot", "luong_general"))
+    attention: str = key("luong_general", "model", "seq2seq, recurrent cells: the decoder's attention over the "
+                         "encoder states", choices=("none", "bahdanau", "luong_dot", "luong_general"))
     teacher_forcing: float = key(1.0, "optimisation and clipping", "seq2seq: teacher-forcing ratio at the start",
                                  Range(0, 1))
     tf_schedule: str = key("constant", "optimisation and clipping", "seq2seq: how the teacher-forcing ratio "
@@ -346,13 +346,14 @@ FAMILY_KEYS = {
 
 
 # The task families that build a Transformer for cell = "transformer".
-TRANSFORMER_FAMILIES = ("synthetic", "text", "classify")
+TRANSFORMER_FAMILIES = ("synthetic", "text", "classify", "seq2seq")
 # Keys that belong to some cells only (architecture keys): key -> the cells it applies to.
 RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
 ARCH_KEYS = {
     "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS + ("mlp",),
     "embedding": RECURRENT_CELLS + ("mlp",), "forget_bias": ("lstm", "lnlstm"), "bidirectional": RECURRENT_CELLS,
     "d_model": ("transformer",), "n_heads": ("transformer",), "positions": ("transformer",),
+    "attention": RECURRENT_CELLS,
 }
 
 

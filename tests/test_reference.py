@@ -368,5 +368,5 @@ def test_lnlstm_seq2seq_runs_with_bahdanau_and_with_luong_and_scheduled_sampling
                                             teacher_forcing=0.5), progress=False))   # decodes step by step
     assert attrs["status"] in ("finished", "solved") and np.isfinite(data["check/valid_loss"]).all()
     assert 0 < np.nanmean(data["check/tf_used"]) < 1
-    with pytest.raises(cfg.InputError, match="cell='transformer' is not allowed"):
-        cfg.make(dict(task="reverse", cell="transformer"))
+    with pytest.raises(cfg.InputError, match="attention='bahdanau' is not allowed: not set"):
+        cfg.make(dict(task="reverse", cell="transformer", attention="bahdanau"))   # a recurrent decoder's key

@@ -214,10 +214,10 @@ class Encoder(Transformer):
         return [p._replace(lengths=self.lengths, align="end") for p in super().parts()]
 
 
-def initialise(model, generator):
+def initialise(model, generator, n_layers=None):
     """nanoGPT's: weights N(0, 0.02²), the residual projections N(0, (0.02/√(2L))²), biases 0,
-    layer norms 1 and 0; learned positions N(0, 0.02²)."""
-    L = len(model.blocks)
+    layer norms 1 and 0; learned positions N(0, 0.02²). L: `n_layers`, or the model's blocks."""
+    L = n_layers or len(model.blocks)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias") or ".ln" in name or name.startswith("ln_"):

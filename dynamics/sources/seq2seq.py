@@ -55,6 +55,9 @@ def task_of(c):
 
 
 def model_of(c, task, device=None):
+    if c.cell == "transformer":
+        from ..models.transformer_seq2seq import build as build_transformer
+        return build_transformer(c, task, task.longest_target() + EXTRA_STEPS, device, getattr(torch, c.dtype))
     return build(c.cell, len(task.source_vocab), len(task.target_vocab), c.embedding or c.n_hidden, c.n_hidden,
                  c.n_layers, c.bidirectional, c.attention, c.activation, c.init, c.forget_bias, c.seed,
                  getattr(torch, c.dtype), device)
@@ -92,9 +95,12 @@ class Seq2Seq(Source):
             raise bad_value("tf_k", c.tf_k, f"{allowed_k[1]} for tf_schedule={c.tf_schedule}")
         if c.length_alpha < 0:
             raise bad_value("length_alpha", c.length_alpha, "a number >= 0")
-        if not 1 <= c.n_layers <= 3:
+        if c.cell == "transformer":        # its own depth; dropout allowed
+            from ..models.transformer_seq2seq import validate
+            validate(c)
+        elif not 1 <= c.n_layers <= 3:
             raise bad_value("n_layers", c.n_layers, "1, 2 or 3 for a seq2seq task")
-        if c.dropout != 0:
+        elif c.dropout != 0:
             raise bad_value("dropout", c.dropout, "0 for a seq2seq task")
         if c.attention == "luong_dot" and c.bidirectional:
             raise bad_value("attention", c.attention, "bahdanau or luong_general with a bidirectional encoder "
@@ -138,6 +144,10 @@ class Seq2Seq(Source):
     # -- the loop's interface -----------------------------------------------------------------
     def build_model(self):
         return model_of(self.c, self.task, self.device)
+
+    def example(self):
+        """The first fixed example's source ids (T_s, 1), for a model that records diagnostics of its own."""
+        return self.tensors(self.examples[:1])[0]
 
     def tensors(self, pairs):
         src, src_len = self.task.encode_source([s for s, _, _ in pairs])
