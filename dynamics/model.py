@@ -57,8 +57,14 @@ class Recurrent(nn.Module):
 
     def forward(self, x, state=None):
         """x (T, B, n_in) → hidden (T, B, H), gates {name: (T, B, H)}, final state (detached)."""
+        states, gates = self.states(x, state)
+        return states[0], gates, tuple(s[-1].detach() for s in states)
+
+    def states(self, x, state=None):
+        """x (T, B, n_in) → the state sequences (h,) or (LSTM) (h, c), each (T, B, H) and
+        differentiable, and the gates {name: (T, B, H)}. `state`: (h0,) or (h0, c0), or None (zeros)."""
         if self.cell == "lnlstm":
-            return lnlstm.forward(self, x, state)
+            return lnlstm.states(self, x, state)
         T, B, _ = x.shape
         H = self.n_hidden
         if state is None:
@@ -67,16 +73,13 @@ class Recurrent(nn.Module):
         if self.cell == "lstm":   # takes x itself: its forward runs torch's fused kernel
             hs, cs, g = LSTMRecurrence.apply(x, state[0], state[1], self.W_x, self.b, self.W_h, self)
             gates = {name: g[..., j * H:(j + 1) * H] for j, name in enumerate("ifco") if name != "c"}
-            return hs, gates, (hs[-1].detach(), cs[-1].detach())
+            return (hs, cs), gates
         xp = torch.addmm(self.b, x.reshape(T * B, -1), self.W_x).view(T, B, -1)
         if self.cell == "rnn":
-            hs = RNNRecurrence.apply(xp, state[0], self.W_h, self.activation, self)
-            gates, final = {}, (hs[-1],)
-        else:
-            W_hzr, W_hh = self.W_h[:, :2 * H].contiguous(), self.W_h[:, 2 * H:].contiguous()
-            hs, zr = GRURecurrence.apply(xp, state[0], W_hzr, W_hh, self)
-            gates, final = {"z": zr[..., :H], "r": zr[..., H:]}, (hs[-1],)
-        return hs, gates, tuple(s.detach() for s in final)
+            return (RNNRecurrence.apply(xp, state[0], self.W_h, self.activation, self),), {}
+        W_hzr, W_hh = self.W_h[:, :2 * H].contiguous(), self.W_h[:, 2 * H:].contiguous()
+        hs, zr = GRURecurrence.apply(xp, state[0], W_hzr, W_hh, self)
+        return (hs,), {"z": zr[..., :H], "r": zr[..., H:]}
 
 
 class Model(nn.Module):

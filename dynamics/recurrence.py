@@ -179,7 +179,12 @@ class LSTMRecurrence(torch.autograd.Function):
     Compiled, the forward is our own loop. Otherwise the states h_t come from torch's fused LSTM
     kernel (cuDNN on CUDA, oneDNN on a CPU without a compiler), whose gate order (i, f, g, o) is
     ours: a Python loop of seven ops per step cost 2.5x its time. With every h_{t-1} known, the
-    gates of all steps are one matmul, and c_t a one-op-per-step loop."""
+    gates of all steps are one matmul, and c_t a one-op-per-step loop.
+
+    Returns h_t and c_t (T, B, H), both differentiable, and the gates (not). The cell states are
+    differentiable at every step, not only the last, because an encoder of padded sequences hands
+    each sequence's state at its own last step to its decoder; ∂L/∂c_t from outside enters the
+    backward loop at step t. Unused (a language model carries c_T detached), it costs nothing."""
 
     @staticmethod
     def forward(ctx, x, h0, c0, W_x, b, W_h, sink):
@@ -193,7 +198,7 @@ class LSTMRecurrence(torch.autograd.Function):
         ctx.save_for_backward(x, h_all, c_all, tanh_c, gates, W_x, W_h)
         ctx.sink, ctx.ops = sink, ops
         hs, cs = h_all[1:], c_all[1:]
-        ctx.mark_non_differentiable(cs, gates)
+        ctx.mark_non_differentiable(gates)
         ctx.set_materialize_grads(False)
         return hs, cs, gates
 
@@ -222,13 +227,11 @@ class LSTMRecurrence(torch.autograd.Function):
         return h_all, c_all, torch.tanh(c_all[1:]), gates
 
     @staticmethod
-    def backward(ctx, grad_hs, _grad_cs, _grad_gates):
+    def backward(ctx, grad_hs, grad_cs, _grad_gates):
         x, h_all, c_all, tanh_c, gates, W_x, W_h = ctx.saved_tensors
         grad_hs = materialise(grad_hs, h_all[1:])
-        if ctx.ops is not None:
-            d, da, dh0, dc0 = ctx.ops.lstm_backward(grad_hs, gates, c_all, tanh_c, W_h)
-        else:
-            d, da, dh0, dc0 = LSTMRecurrence.bptt(grad_hs, gates, c_all, tanh_c, W_h)
+        bptt = ctx.ops.lstm_backward if ctx.ops is not None else LSTMRecurrence.bptt
+        d, da, dh0, dc0 = bptt(grad_hs, gates, c_all, tanh_c, W_h, grad_cs)
         ctx.sink.hidden_grad = d
         T, B, H4 = da.shape
         da2 = da.view(T * B, H4)
@@ -236,8 +239,9 @@ class LSTMRecurrence(torch.autograd.Function):
         return dx, dh0, dc0, outer_sum(x, da), da2.sum(0), outer_sum(h_all[:-1], da), None
 
     @staticmethod
-    def bptt(grad_hs, gates, c_all, tanh_c, W_h):
-        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂a_t (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0."""
+    def bptt(grad_hs, gates, c_all, tanh_c, W_h, grad_cs=None):
+        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂a_t (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0.
+        `grad_cs` (T, B, H) or None: ∂L/∂c_t from outside the recurrence."""
         T, B, H = grad_hs.shape
         i, f, cc, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
         # ∂L/∂a = ∂L/∂c_t ⊙ k for the i, f, c̃ columns and ∂L/∂h_t ⊙ k for the o column.
@@ -260,6 +264,8 @@ class LSTMRecurrence(torch.autograd.Function):
             d, grad_hs, da, da.view(T, B, 4, H), da[..., 3 * H:], k.view(T, B, 4, H), k[..., 3 * H:], k_c, f))
         for t in range(T - 1, -1, -1):
             torch.addcmul(dc_carry, D[t], K_c[t], out=dc)       # ∂L/∂c_t
+            if grad_cs is not None:
+                dc.add_(grad_cs[t])
             torch.mul(K4[t], dc_wide, out=DA4[t])              # i, f, c̃ (contiguous, so no copy) ...
             torch.mul(D[t], K_o[t], out=DA_o[t])               # ... then o in place
             torch.mul(dc, Fg[t], out=dc_carry)

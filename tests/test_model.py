@@ -122,6 +122,62 @@ def test_gradcheck_recurrence(backend, cell):
         assert torch.autograd.gradcheck(lambda *a: LSTMRecurrence.apply(*a, sink)[0], (x, h0, c0, W_x, b, W))
 
 
+def layer_norm(z, gain, bias):
+    mu, var = z.mean(-1, keepdim=True), z.var(-1, unbiased=False, keepdim=True)
+    return gain * (z - mu) / torch.sqrt(var + 1e-5) + bias
+
+
+@pytest.mark.parametrize("cell", ["lstm", "lnlstm"])
+def test_cell_states_are_differentiable_exactly(backend, cell):
+    """A loss on the hidden states and on the cell states (each sequence's c at its own last step,
+    as an encoder hands it to a decoder, and c_T): every input's gradient and ∂L/∂h_t equal
+    autograd on the equations written out one step at a time."""
+    T, B, H, n_in = 5, 3, 4, 2
+    g = torch.Generator().manual_seed(7)
+    layer = Recurrent(cell, n_in, H).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(p + 0.5 * torch.randn(p.shape, generator=g, dtype=F64))
+    x, h0, c0 = (torch.randn(*s, generator=g, dtype=F64).requires_grad_() for s in ((T, B, n_in), (B, H), (B, H)))
+    w_h, w_c, w_last = (torch.randn(*s, generator=g, dtype=F64) for s in ((T, B, H), (B, H), (B, H)))
+    lengths = torch.tensor([5, 2, 4])
+    rows = torch.arange(B)
+
+    def loss(hs, cs):
+        return (w_h * hs).sum() + (w_c * cs[lengths - 1, rows]).sum() + (w_last * cs[-1] ** 2).sum()
+
+    (hs, cs), _ = layer.states(x, (h0, c0))
+    loss(hs, cs).backward()
+    got = [x.grad, h0.grad, c0.grad] + [p.grad for p in layer.parameters()]
+    d = layer.hidden_grad
+    for t in (x, h0, c0):
+        t.grad = None
+
+    params = {k: p.detach().clone().requires_grad_() for k, p in layer.named_parameters()}
+    P = params
+    h, c, naive_hs, naive_cs = h0, c0, [], []
+    for t in range(T):
+        if cell == "lstm":
+            a = x[t] @ P["W_x"] + h @ P["W_h"] + P["b"]
+        else:
+            a = (layer_norm(x[t] @ P["W_x"], P["g_x"], P["beta_x"])
+                 + layer_norm(h @ P["W_h"], P["g_h"], P["beta_h"]) + P["b"])
+        i, f, o = (torch.sigmoid(a[:, k * H:(k + 1) * H]) for k in (0, 1, 3))
+        c = f * c + i * torch.tanh(a[:, 2 * H:3 * H])
+        h = o * torch.tanh(c if cell == "lstm" else layer_norm(c, P["g_c"], P["beta_c"]))
+        h.retain_grad()
+        naive_hs.append(h)
+        naive_cs.append(c)
+    loss(torch.stack(naive_hs), torch.stack(naive_cs)).backward()
+    expect = [x.grad, h0.grad, c0.grad] + [params[k].grad for k, _ in layer.named_parameters()]
+    for name, a, b in zip(["x", "h0", "c0"] + [k for k, _ in layer.named_parameters()], got, expect):
+        assert torch.allclose(a, b, atol=1e-12, rtol=1e-10), name
+    assert torch.allclose(d, torch.stack([h.grad for h in naive_hs]), atol=1e-12, rtol=1e-10)
+    # the cell states' part is not negligible: without it ∂L/∂c_0 is far from the above
+    (hs, _), _ = layer.states(x, (h0, c0))
+    assert not torch.allclose(torch.autograd.grad((w_h * hs).sum(), c0)[0], c0.grad, atol=1e-3)
+
+
 @pytest.mark.parametrize("lam", [0.5, 1.0, 1.5])
 def test_linear_rnn_closed_form(backend, lam):
     """W_hh = λQ, Q orthogonal, loss on the last step: ‖∂L/∂h_t‖ = λ^{T−t} ‖∂L/∂h_T‖ exactly."""

@@ -152,7 +152,7 @@ def naive_loss(model, pairs, task, teacher):
             dirs = [("f", model.enc_fwd[l], range(len(s)))]
             if model.bidirectional:
                 dirs.append(("b", model.enc_bwd[l], range(len(s) - 1, -1, -1)))
-            outs = []
+            outs, ends = [], []
             for d, layer, order in dirs:
                 zero = torch.zeros(H, dtype=torch.float64)
                 state, hs = (zero, zero) if lstm else (zero,), [None] * len(s)
@@ -163,10 +163,12 @@ def naive_loss(model, pairs, task, teacher):
                 name = f"enc{l}{d}" if model.bidirectional else f"enc{l}"
                 states.setdefault(name, []).append(hs)
                 outs.append(hs)
-            last = outs[0][-1]
-            if model.bidirectional:
-                last = torch.tanh(torch.cat([outs[0][-1], outs[1][0]]) @ model.W_b[l] + model.b_b[l])
-            finals.append((last, torch.zeros(H, dtype=torch.float64)) if lstm else (last,))   # c_0 = 0
+                ends.append(state)
+            last = ends[0]                                     # the forward direction's final (h,) or (h, c)
+            if model.bidirectional:                            # bridges: h through W_b, c through W_bc
+                bridges = [(model.W_b[l], model.b_b[l])] + ([(model.W_bc[l], model.b_bc[l])] if lstm else [])
+                last = tuple(torch.tanh(torch.cat([fw, bw]) @ W + bias) for fw, bw, (W, bias) in zip(*ends, bridges))
+            finals.append(last)
             x = [torch.cat([o[j] for o in outs]) for j in range(len(s))]
         memory = x
         tgt_in, tgt_out, _ = task.encode_target([t])
@@ -213,7 +215,7 @@ def naive_loss(model, pairs, task, teacher):
     ("lstm", "bahdanau", False, 1, True),
     ("lstm", "none", False, 1, True),
     ("lnlstm", "luong_general", False, 2, True),
-    ("lnlstm", "bahdanau", True, 1, False),
+    ("lnlstm", "bahdanau", True, 1, False),       # the encoder's c bridged into the decoder
 ])
 def test_hidden_gradients_equal_autograd_on_a_naive_implementation(cell, attention, bidirectional, n_layers, sampled):
     model, task = tiny(cell, attention, bidirectional, n_layers)
@@ -226,9 +228,12 @@ def test_hidden_gradients_equal_autograd_on_a_naive_implementation(cell, attenti
     F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), tgt_out.reshape(-1), ignore_index=0).backward()
     parts = {p.name: p for p in model.parts()}
     assert list(parts)[-1] == f"dec{n_layers - 1}"
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
     loss, states = naive_loss(model, PAIRS, task, teacher)
     model.zero_grad()
     loss.backward()
+    for k, p in model.named_parameters():
+        assert torch.allclose(grads[k], p.grad, atol=1e-12, rtol=1e-9), k
     for name, per_sequence in states.items():
         grad = parts[name].grad
         for b, hs in enumerate(per_sequence):

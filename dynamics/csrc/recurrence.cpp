@@ -312,17 +312,20 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward(Tensor gates, Tensor h0, Tensor 
 // Backward: d_t = ∂L/∂h_t (total, through all later steps), with d_{T-1} = g_{T-1} and
 // d_{t-1} = g_{t-1} + ∂L/∂a_t W_hᵀ.  ∂L/∂c_t = ∂L/∂c_t|_{t+1} + d_t ⊙ o ⊙ (1 − tanh² c_t);
 // ∂L/∂a_t for [i f c̃ o]: ∂L/∂c_t ⊙ [c̃ i(1−i), c_{t-1} f(1−f), i (1−c̃²)], d_t ⊙ tanh c_t o(1−o);
-// ∂L/∂c_{t-1}|_t = ∂L/∂c_t ⊙ f.  Returns d (T, B, H), ∂L/∂a (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0.
+// ∂L/∂c_{t-1}|_t = ∂L/∂c_t ⊙ f.  `grad_cs` (T, B, H), when given, is ∂L/∂c_t from outside the
+// recurrence (an encoder's final cell state read by a decoder), added to ∂L/∂c_t at each step.
+// Returns d (T, B, H), ∂L/∂a (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0.
 
 template <typename T>
-void lstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* tc, T* dc_carry, T* da,
-                        int64_t H) {
+void lstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* tc, const T* gc, T* dc_carry,
+                        T* da, int64_t H) {
   const Vectorized<T> one(T(1));
   chunks<T>(H, [&](int64_t j, int64_t n) {
     auto i = load(gate + j, n), f = load(gate + H + j, n);
     auto g = load(gate + 2 * H + j, n), o = load(gate + 3 * H + j, n);
     auto dh = load(d + j, n), tanh_c = load(tc + j, n);
     auto dc = load(dc_carry + j, n) + dh * o * (one - tanh_c * tanh_c);
+    if (gc) dc = dc + load(gc + j, n);
     (dc * g * (i * (one - i))).store(da + j, n);
     (dc * load(c_prev + j, n) * (f * (one - f))).store(da + H + j, n);
     (dc * i * (one - g * g)).store(da + 2 * H + j, n);
@@ -332,10 +335,11 @@ void lstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* tc,
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all,
-                                                          Tensor tanh_c, Tensor W_h) {
+                                                          Tensor tanh_c, Tensor W_h, std::optional<Tensor> grad_cs) {
   NO_AUTOGRAD;
   const int64_t T = grad_hs.size(0), B = grad_hs.size(1), H = grad_hs.size(2);
   grad_hs = grad_hs.contiguous();
+  Tensor gcs = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
   auto d = at::empty_like(grad_hs), da = at::empty_like(gates);
   auto dh0 = grad_hs.new_empty({B, H}), dc_carry = at::zeros_like(dh0);
   d[T - 1].copy_(grad_hs[T - 1]);
@@ -346,9 +350,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_backward(Tensor grad_hs, Tensor 
     for (int64_t t = T - 1; t >= 0; --t) {
       const scalar_t *dt = D[t].data_ptr<scalar_t>(), *gt = gates.data_ptr<scalar_t>() + t * B * 4 * H;
       const scalar_t *cp = c_all.data_ptr<scalar_t>() + t * B * H, *tc = tanh_c.data_ptr<scalar_t>() + t * B * H;
+      const scalar_t* gc = gcs.defined() ? gcs.data_ptr<scalar_t>() + t * B * H : nullptr;
       scalar_t* dat = DA[t].data_ptr<scalar_t>();
       rows(B, 4 * H, [&](int64_t b) {
-        lstm_cell_backward(dt + b * H, gt + b * 4 * H, cp + b * H, tc + b * H, carry + b * H, dat + b * 4 * H, H);
+        lstm_cell_backward(dt + b * H, gt + b * 4 * H, cp + b * H, tc + b * H, gc ? gc + b * H : nullptr,
+                           carry + b * H, dat + b * 4 * H, H);
       });
       if (t > 0)
         at::addmm_out(D[t - 1], G[t - 1], DA[t], W_t);
@@ -501,6 +507,6 @@ TORCH_LIBRARY(dynamics_recurrence, m) {
   m.def("clip_gradients(Tensor(a!)[] grads, Tensor? W_rec, Tensor(b!)? W_rec_grad, float cutoff, bool rescale)"
         " -> Tensor", &clip_gradients);
   m.def("lstm_forward(Tensor(a!) gates, Tensor h0, Tensor c0, Tensor W_h) -> (Tensor, Tensor, Tensor)", &lstm_forward);
-  m.def("lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor W_h)"
+  m.def("lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor W_h, Tensor? grad_cs)"
         " -> (Tensor, Tensor, Tensor, Tensor)", &lstm_backward);
 }

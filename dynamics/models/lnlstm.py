@@ -114,9 +114,9 @@ def layer_norm_weights(layer):
     return {f"{p}_{k}": getattr(layer, f"{p}_{k}").detach() for k in LAYER_NORMS for p in ("g", "beta")}
 
 
-def forward(layer, x, state=None):
-    """One LN-LSTM layer (dynamics.model.Recurrent with cell "lnlstm"): x (T, B, n_in) →
-    hidden (T, B, H), gates {i, f, o}, final state (h, c) detached."""
+def states(layer, x, state=None):
+    """One LN-LSTM layer (dynamics.model.Recurrent.states with cell "lnlstm"): x (T, B, n_in) →
+    the state sequences (h, c), each (T, B, H) and differentiable, and the gates {i, f, o}."""
     T, B, _ = x.shape
     H = layer.n_hidden
     if state is None:
@@ -126,4 +126,4 @@ def forward(layer, x, state=None):
     hs, cs, g = LNLSTMRecurrence.apply(xp, state[0], state[1], layer.W_h, layer.g_h, layer.beta_h,
                                        layer.g_c, layer.beta_c, layer)
     gates = {name: g[..., j * H:(j + 1) * H] for j, name in enumerate("ifco") if name != "c"}
-    return hs, gates, (hs[-1].detach(), cs[-1].detach())
+    return (hs, cs), gates

@@ -6,9 +6,9 @@ The top layer's outputs h_j (T_s, B, E), E = H or 2H, are the attention memory.
 
 Decoder: embedding → n_layers of Recurrent of the same cell, started from the encoder's final
 states (at each sequence's own last step; through a learned bridge tanh(W_b [h→; h←] + b_b) when
-bidirectional). An (LN-)LSTM decoder starts from c_0 = 0: the encoder's fused LSTM hands out no
-differentiable cell state (the LN-LSTM follows the same rule). With s_t the top decoder state, y_{t-1} the previous output token and
-e(·) its embedding:
+bidirectional). An (LN-)LSTM decoder starts from the encoder's final (h, c), both with their
+gradients; bidirectional, c has its own bridge of the same form, tanh(W_bc [c→; c←] + b_bc).
+With s_t the top decoder state, y_{t-1} the previous output token and e(·) its embedding:
 
     none (Sutskever et al. 2014):
         s_t = cell(e(y_{t-1}), s_{t-1});                      logits_t = s_t W_y + b_y
@@ -132,6 +132,9 @@ class Seq2Seq(nn.Module):
             self.W_c = nn.Parameter(torch.zeros(H + E, H))
         self.W_y = nn.Parameter(torch.zeros(H, tgt_vocab))
         self.b_y = nn.Parameter(torch.zeros(tgt_vocab))
+        bridged_c = n_layers if bidirectional and cell in ("lstm", "lnlstm") else 0   # last: the others' draws stay
+        self.W_bc = nn.ParameterList(nn.Parameter(torch.zeros(E, H)) for _ in range(bridged_c))
+        self.b_bc = nn.ParameterList(nn.Parameter(torch.zeros(H)) for _ in range(bridged_c))
         self.enc_record, self.dec_record = [], []
 
     # -- encoder ------------------------------------------------------------------------------
@@ -142,17 +145,20 @@ class Seq2Seq(nn.Module):
         back = reversal(lengths, T) if self.bidirectional else None
         self.enc_record, initial = [], []
         for l in range(self.n_layers):
-            hf, gates, _ = self.enc_fwd[l](x)
+            fwd, gates = self.enc_fwd[l].states(x)                     # (h,) or (h, c), each (T_s, B, H)
+            hf = fwd[0]
             self.enc_record.append((f"enc{l}f" if self.bidirectional else f"enc{l}", self.enc_fwd[l], hf, gates, None))
-            last = at_last(hf, lengths)
+            last = [at_last(s, lengths) for s in fwd]
             if self.bidirectional:
-                hb_rev, gates_rev, _ = self.enc_bwd[l](gather_time(x, back))
-                hb = gather_time(hb_rev, back)
+                bwd_rev, gates_rev = self.enc_bwd[l].states(gather_time(x, back))
+                hb = gather_time(bwd_rev[0], back)
                 self.enc_record.append((f"enc{l}b", self.enc_bwd[l], hb,
                                         {k: gather_time(v, back) for k, v in gates_rev.items()}, back))
-                last = torch.tanh(torch.cat([last, at_last(hb_rev, lengths)], dim=1) @ self.W_b[l] + self.b_b[l])
+                bridges = [(self.W_b[l], self.b_b[l])] + ([(self.W_bc[l], self.b_bc[l])] if len(fwd) == 2 else [])
+                last = [torch.tanh(torch.cat([f, at_last(b, lengths)], dim=1) @ W + bias)   # h, then c
+                        for f, b, (W, bias) in zip(last, bwd_rev, bridges)]
                 hf = torch.cat([hf, hb], dim=2)
-            initial.append((last, torch.zeros_like(last)) if self.cell in ("lstm", "lnlstm") else (last,))
+            initial.append(tuple(last))
             x = hf
         mask = torch.arange(T, device=src.device)[:, None] < lengths[None, :]
         keys = {"bahdanau": lambda: x @ self.W_k, "luong_general": lambda: x @ self.W_a}.get(self.attention, lambda: x)()
