@@ -221,6 +221,21 @@ def test_initialisations():
     assert a.weights()["W_hc"].abs().max() <= 1 / math.sqrt(H)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_chrono_biases_drive_both_loops(backend, cell):
+    """The chrono biases are ordinary parameters: both loops (Python and compiled) read them, and
+    give the step-by-step equations' outputs and ∂L/∂h_t."""
+    torch.manual_seed(0)
+    model = dynamics.build_model(cell, 3, 6, 4, "softmax", seed=1, dtype=F64, gate_init="chrono", chrono_max=30)
+    x, target = torch.randn(12, 5, 3, dtype=F64), torch.randint(4, (12, 5))
+    out = model(x)
+    loss_of(out.logits, target).backward()
+    logits, hs, _, _ = naive(model, x)
+    loss_of(logits, target).backward()
+    assert rel(out.logits, logits) < 1e-12
+    assert rel(model.hidden_grad, torch.stack([h.grad for h in hs])) < 1e-10
+
+
 def test_chrono_initialisation():
     """Tallec & Ollivier's chrono biases, against the generator replayed by hand: the uniform
     init draws W_x, then the k recurrent blocks, then u ~ U(0, 1) per unit, τ = 1 + u (T_max − 2);
