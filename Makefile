@@ -6,10 +6,13 @@ PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3 T1 T2 T3 T4 T5 T6
 PRESETS += M1 M2 M3 M4 M5 M6 M7
 PRESETS += S1 S2 S3 S4 S5 S6
 PRESETS += W1 W2 G0 G1 G2   # word LMs; the judge G0 and conditional generation G1/G2
+SOLVE   := $(patsubst runs/%.toml,%,$(sort $(wildcard runs/solve_*.toml)))
+PRESETS += $(SOLVE)          # solve_<task>[_gru|_lstm]: each task of TASKS.md solved (COMMANDS.md)
+TASKS_QUICK := torder torder3 add mul mem perm
 RUNS   := $(PRESETS)
 ARGS   ?=
 
-.PHONY: install test bench golden keys runs report fig7-quick s2s-quick context-quick clean-runs $(PRESETS)
+.PHONY: install test bench golden keys runs report fig7-quick s2s-quick context-quick tasks-quick clean-runs $(PRESETS)
 
 # the tested torch, installed (the CPU build) only into an environment that has none
 TORCH  ?= 2.13.0
@@ -56,6 +59,12 @@ s2s-quick:
 context-quick:   # validation loss against context length: MLP windows 1-32 beside RNN/GRU/LSTM
 	$(BIN)/dynamics sweep runs/sweeps/context-quick.toml --workers 2
 	$(BIN)/dynamics context runs/context-quick/ -o runs/context-quick/context.png
+
+tasks-quick:     # Figure 7 for every task: length × {RNN, RNN recipe, GRU, LSTM} × 3 seeds, one sweep per task
+	@for t in $(TASKS_QUICK); do \
+	  $(BIN)/dynamics sweep runs/sweeps/tasks-$$t-quick.toml --workers 2 && \
+	  $(BIN)/dynamics success runs/tasks-$$t-quick/ -o runs/tasks-$$t-quick/success.png || exit 1; \
+	done
 
 clean-runs:  # removes run outputs (not presets)
 	rm -f runs/*.h5 runs/*.npz runs/*.pt

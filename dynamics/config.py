@@ -90,6 +90,11 @@ class Config:
                          FRACTION)
     tie_weights: bool = key(False, "model", "text: share the embedding with the output layer")
     forget_bias: float = key(1.0, "model", "lstm: initial forget-gate bias b_f", FINITE)
+    gate_init: str = key("default", "model", "gru, lstm: gate biases; chrono draws time scales τ ~ U(1, "
+                         "chrono_max − 1): LSTM b_f = log τ, b_i = −b_f; GRU b_z = −log τ (Tallec & Ollivier "
+                         "2018)", choices=("default", "chrono"))
+    chrono_max: int = key(0, "model", "gate_init=chrono: the longest time scale T_max in steps (0: max_length)",
+                          NONNEGATIVE)
     batch_size: int = key(20, "task", "sequences per update (text: parallel streams)", COUNT)
     eval_batch_size: int = key(10000, "evaluation and diagnostics", "sequences per validation "
                                "(text: characters)", COUNT)
@@ -341,7 +346,7 @@ FAMILY_KEYS = {
     **{key: ("seq2seq",) for key in ("alphabet", "attention", "teacher_forcing", "tf_schedule",
                                      "tf_k", "beam_size", "length_norm", "length_alpha")},
     "window": ("text",), "tokens": ("text",), "vocab_size": ("text",), "condition": ("conditional",),
-    "judge": ("conditional",),
+    "judge": ("conditional",), "gate_init": ("synthetic",), "chrono_max": ("synthetic",),
 }
 
 
@@ -352,6 +357,7 @@ RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
 ARCH_KEYS = {
     "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS + ("mlp",),
     "embedding": RECURRENT_CELLS + ("mlp",), "forget_bias": ("lstm", "lnlstm"), "bidirectional": RECURRENT_CELLS,
+    "gate_init": ("gru", "lstm", "lnlstm"), "chrono_max": ("gru", "lstm", "lnlstm"),
     "d_model": ("transformer",), "n_heads": ("transformer",), "positions": ("transformer",),
     "attention": RECURRENT_CELLS,
 }
@@ -383,6 +389,14 @@ def validate(c, given=()):
     check_arch_keys(c, given)
     if c.d_model % c.n_heads:
         raise InputError(f"n_heads={c.n_heads} is not allowed: it must divide d_model={c.d_model}")
+    if c.gate_init == "chrono" and c.cell not in ARCH_KEYS["gate_init"]:
+        raise bad_value("gate_init", c.gate_init, f"default for a {c.cell} (chrono sets the gate biases of a "
+                                                  f"gru or lstm)")
+    if c.gate_init == "chrono" and family(c.task) != "synthetic":
+        raise bad_value("gate_init", c.gate_init, f"default for {family(c.task)} tasks (chrono is for the "
+                                                  f"synthetic tasks)")
+    if c.gate_init == "chrono" and (c.chrono_max or c.max_length) <= 2:
+        raise bad_value("chrono_max", c.chrono_max, f"a number > 2 (here {c.chrono_max or c.max_length} steps)")
     if c.min_length > c.max_length:
         raise InputError(f"min_length={c.min_length} is not allowed: it exceeds max_length={c.max_length}")
     if c.cell != "rnn" and c.activation != "tanh":

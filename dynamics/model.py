@@ -170,10 +170,11 @@ def spectral_radius(W):
 
 def build_model(cell, n_in, n_hidden, n_out, head, activation="tanh", init="uniform",
                 n_layers=1, vocab_size=None, dropout=0.0, tie_weights=False, forget_bias=1.0,
-                seed=None, device=None, dtype=torch.float32):
+                seed=None, device=None, dtype=torch.float32, gate_init="default", chrono_max=None):
     """The model of DESIGN.md, initialised by name (see dynamics.init). `seed` draws the
     initial weights from a private generator, so they do not depend on the global RNG."""
     model = Model(cell, n_in, n_hidden, n_out, head, activation, n_layers, vocab_size, dropout, tie_weights)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    initialise(model, init, forget_bias=forget_bias, generator=generator)
+    initialise(model, init, forget_bias=forget_bias, generator=generator, gate_init=gate_init,
+               chrono_max=chrono_max)
     return model.to(device=device, dtype=dtype)

@@ -54,7 +54,11 @@ def method_label(config):
 
 
 def init_label(config):
-    """The init's name, with the activation where it is not the one the init is meant for."""
+    """The init's name, with the activation where it is not the one the init is meant for; a gated
+    cell's panel is named by the cell (and its gate initialisation where it is not the default)."""
+    if config.get("cell", "rnn") != "rnn":
+        gates = config.get("gate_init", "default")
+        return f"{config['cell'].upper()} ({config['init']}{', ' + gates if gates != 'default' else ''})"
     natural = "sigmoid" if config["init"] == "sigmoid" else "tanh"
     return config["init"] if config["activation"] == natural else f"{config['init']} ({config['activation']})"
 
@@ -154,7 +158,7 @@ def plot_success(folder, output=None):
                                 elinewidth=1, label=m)
         if not any(cells[L]["iters"] for m in present for cells in [data[(init, m)]] for L in cells):
             bottom.text(0.5, 0.5, "no run solved", transform=bottom.transAxes, ha="center", va="center", color="0.4")
-        top.set_title(f"init: {init}")
+        top.set_title(init if init[:3] in ("GRU", "LST", "LNL") else f"init: {init}")
         top.set_ylim(-4, 104)
         top.grid(alpha=0.3)
         bottom.grid(alpha=0.3)

@@ -86,3 +86,18 @@ def test_ranges_in_words():
     assert cfg.allowed("batch_size") == "an integer >= 1"
     assert 0.5 in cfg.FRACTION and 1.0 not in cfg.FRACTION and math.nan not in cfg.FINITE
     assert 10**400 not in cfg.COUNT and 10**400 not in cfg.FINITE
+
+
+def test_chrono_gate_init_is_for_gated_cells_on_synthetic_tasks(tmp_path, capsys):
+    from dynamics.init import GATE_INITS
+    assert cfg.FIELDS["gate_init"].metadata["choices"] == GATE_INITS
+    err = refused(capsys, tmp_path, ["--task", "add", "--cell", "rnn", "--set", "gate_init=chrono"])
+    assert "gate_init=" in err and "gru, lstm" in err
+    err = refused(capsys, tmp_path, ["--task", "text", "--cell", "lstm", "--set", "gate_init=chrono"])
+    assert "gate_init=" in err and "synthetic" in err
+    err = refused(capsys, tmp_path, ["--task", "add", "--cell", "gru", "--set", "gate_init=chrono",
+                                     "--min-length", "2", "--max-length", "2"])
+    assert "chrono_max=0" in err and "> 2" in err
+    c = cfg.load(overrides={"task": "mem", "cell": "lstm", "gate_init": "chrono", "min_length": 10,
+                                    "max_length": 40})
+    assert (c.gate_init, c.chrono_max) == ("chrono", 0)      # 0: the run's max_length

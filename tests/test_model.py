@@ -277,6 +277,50 @@ def test_initialisations():
     assert a.weights()["W_hc"].abs().max() <= 1 / math.sqrt(H)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_chrono_biases_drive_both_loops(backend, cell):
+    """The chrono biases are ordinary parameters: both loops (Python and compiled) read them, and
+    give the step-by-step equations' outputs and ∂L/∂h_t."""
+    torch.manual_seed(0)
+    model = dynamics.build_model(cell, 3, 6, 4, "softmax", seed=1, dtype=F64, gate_init="chrono", chrono_max=30)
+    x, target = torch.randn(12, 5, 3, dtype=F64), torch.randint(4, (12, 5))
+    out = model(x)
+    loss_of(out.logits, target).backward()
+    logits, hs, _, _ = naive(model, x)
+    loss_of(logits, target).backward()
+    assert rel(out.logits, logits) < 1e-12
+    assert rel(model.hidden_grad, torch.stack([h.grad for h in hs])) < 1e-10
+
+
+def test_chrono_initialisation():
+    """Tallec & Ollivier's chrono biases, against the generator replayed by hand: the uniform
+    init draws W_x, then the k recurrent blocks, then u ~ U(0, 1) per unit, τ = 1 + u (T_max − 2);
+    LSTM b_f = log τ, b_i = −b_f; GRU b_z = −log τ; every other bias and every weight as without it."""
+    H, T_max, seed = 300, 50, 3
+    for cell, k in (("lstm", 4), ("gru", 3)):
+        chrono = dynamics.build_model(cell, 3, H, 2, "last_softmax", seed=seed, gate_init="chrono", chrono_max=T_max)
+        plain = dynamics.build_model(cell, 3, H, 2, "last_softmax", seed=seed)
+        g = torch.Generator().manual_seed(seed)
+        torch.rand((3, k * H), generator=g, dtype=F64)
+        for _ in range(k):
+            torch.rand((H, H), generator=g, dtype=F64)
+        log_tau = torch.log(1 + torch.rand(H, generator=g, dtype=F64) * (T_max - 2)).float()
+        w, p = chrono.weights(), plain.weights()
+        assert torch.equal(w["W_x" + ("i" if cell == "lstm" else "z")], p["W_x" + ("i" if cell == "lstm" else "z")])
+        if cell == "lstm":
+            assert torch.equal(w["b_f"], log_tau) and torch.equal(w["b_i"], -log_tau)
+            assert (w["b_c"] == 0).all() and (w["b_o"] == 0).all()
+        else:
+            assert torch.equal(w["b_z"], -log_tau) and (w["b_r"] == 0).all() and (w["b_h"] == 0).all()
+        tau = log_tau.double().exp()                     # the law: τ in [1, T_max − 1], mean T_max / 2
+        assert tau.min() >= 1 and tau.max() <= T_max - 1 + 1e-4
+        assert tau.mean().item() == pytest.approx(T_max / 2, rel=0.1)
+    with pytest.raises(dynamics.errors.InputError, match="gate_init"):
+        dynamics.build_model("rnn", 3, H, 2, "last_softmax", gate_init="chrono", chrono_max=T_max)
+    with pytest.raises(dynamics.errors.InputError, match="chrono_max"):
+        dynamics.build_model("gru", 3, H, 2, "last_softmax", gate_init="chrono", chrono_max=2)
+
+
 @pytest.mark.parametrize("bad", [dict(cell="cnn"), dict(init="zeros"), dict(head="mean"),
                                  dict(activation="gelu"), dict(n_hidden=0), dict(cell="gru", activation="relu")])
 def test_bad_arguments(bad):

@@ -291,6 +291,16 @@ def test_success_table_groups_by_init_and_method_and_counts_only_ended_runs():
     assert t[("smart_tanh", "SGD")][10]["k"] == 0
 
 
+def test_success_table_gives_each_gated_cell_its_panel():
+    base = {"init": "uniform", "activation": "tanh", "optimizer": "adam", "clip": "rescale", "alpha": 0,
+            "min_length": 10, "max_length": 10, "seed": 1, "max_iters": 100, "task": "mem"}
+    runs = [{"config": {**base, **extra}, "status": "finished", "solved": False, "solve_iter": None}
+            for extra in ({"cell": "rnn"}, {"cell": "gru", "gate_init": "chrono"}, {"cell": "lstm"},
+                          {"cell": "rnn", "init": "identity", "activation": "relu"})]
+    assert set(table(runs)) == {("uniform", "Adam + clip"), ("GRU (uniform, chrono)", "Adam + clip"),
+                                ("LSTM (uniform)", "Adam + clip"), ("identity (relu)", "Adam + clip")}
+
+
 def test_success_command_draws_the_figure_from_a_sweep_folder(tmp_path, client):
     from click.testing import CliRunner
     spec = write_spec(tmp_path, 'method = [{label = "sgd", clip = "none", alpha = 0}, '

@@ -68,7 +68,8 @@ class Source:
         return build_model(c.cell, self.n_in, c.n_hidden, self.n_out, self.head, c.activation, c.init,
                            n_layers=c.n_layers, vocab_size=self.vocab_size, dropout=c.dropout,
                            tie_weights=c.tie_weights, forget_bias=c.forget_bias, seed=c.seed,
-                           device=self.device, dtype=self.dtype)
+                           device=self.device, dtype=self.dtype, gate_init=c.gate_init,
+                           chrono_max=c.chrono_max or c.max_length)
 
     @property
     def block_size(self):
