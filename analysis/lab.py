@@ -110,11 +110,12 @@ def cells(snaps):
     group = next(iter(by.values()))[0]
     outside = setting(group, ARCHITECTURE)
     out = {k[0]: v for k, v in by.items()}
+    others = {}
     for s in snaps:
         c = s.config.get("cell")
         if c not in out and setting(s, ARCHITECTURE) == outside:
-            out.setdefault(c, []).append(s)
-    return out
+            others.setdefault(c, []).append(s)
+    return {**out, **others}
 
 
 def spread(values):
@@ -211,7 +212,7 @@ def lm_rows(snaps):
                      "final_valid_loss": final, "final_train_loss": _last(train),
                      "gap": final - _last(train),
                      "turned_up": bool(final > best * (1 + OVERFIT_RISE)),
-                     "prompt": prompt, "sample": cont})
+                     "prompt": prompt, "sample": one_line(cont)})
     return pd.DataFrame(rows)
 
 
@@ -235,10 +236,22 @@ def q1_text(rows):
     return out
 
 
+def settings_table(rows):
+    """One row per setting: seeds, best validation perplexity and bits/char (mean ± sd), each
+    seed's perplexity, and the sample of its first seed."""
+    out = []
+    for name, g in rows.sort_values("seed").groupby("setting", sort=False):
+        m, sd, n = spread(g["best_valid_ppl"])
+        out.append({"setting": name, "seeds": n, "updates": int(g["updates"].max()),
+                    "best valid ppl": fmt_spread(m, sd, n, 4), "best valid bpc": fmt_num(g["best_valid_bpc"].mean(), 4),
+                    "per seed": " / ".join(fmt_num(v, 4) for v in g["best_valid_ppl"]),
+                    "sample (first seed)": g["sample"].iloc[0], "_mean": m})
+    return pd.DataFrame(out).sort_values("_mean").drop(columns="_mean")
+
+
 def q1(lm):
     rows = lm_rows(lm)
-    table = rows[["setting", "seed", "updates", "best_valid_ppl", "best_valid_bpc", "final_valid_loss", "sample"]
-                 ].sort_values("best_valid_ppl") if len(rows) else rows
+    table = settings_table(rows) if len(rows) else rows
 
     def draw(fig):
         ax = fig.subplots()
@@ -383,21 +396,21 @@ def q3_text(rows):
                    f"{fmt_num(b[0], 4)} against {fmt_num(a[0], 4)}"
                    + ("." if a[2] < 2 and b[2] < 2 else " (more than the spread over seeds)." if clear(a, b)
                       else " (within the spread over seeds)."))
-    for r in rows.sort_values(["clip", "n_layers"]).itertuples():
-        spans = [(int(c[5:-5]), getattr(r, c)) for c in rows.columns if c.endswith("_span")
-                 and math.isfinite(getattr(r, c))]
-        gt = ", ".join(f"layer {l} {fmt_num(v, 3)}" for l, v in spans)
-        how = "without clipping" if r.clip == "off" else f"clipped at {r.clip}"
-        word = "exploding" if r.exploding else "no explosion"
-        out.append(f"{r.n_layers} layer{'s' if r.n_layers > 1 else ''} {how} (seed {r.seed}): {word}, largest "
-                   f"gradient norm {fmt_num(r.max_grad_norm, 3)} = {fmt_num(r.norm_ratio, 3)}× the median"
-                   + (f"; g_t at the window's last step over its first (last check): {gt}" if gt else "")
-                   + (f"; vanishing (≥ {V.VANISHING_MIN_SHARE:.0%} of log10 g_t below {V.VANISHING_LOG10:g}) in layer "
-                      + ", ".join(str(int(c[5:-10])) for c in rows.columns
-                                  if c.endswith("_vanishing") and getattr(r, c) >= V.VANISHING_MIN_SHARE)
-                      if any(c.endswith("_vanishing") and getattr(r, c) >= V.VANISHING_MIN_SHARE
-                             for c in rows.columns) else "; no layer vanishing")
-                   + ".")
+    for (L, clip), g in sorted(rows.groupby(["n_layers", "clip"]), key=lambda kv: (kv[0][1] == "off", kv[0][0])):
+        how = "without clipping" if clip == "off" else f"clipped at {clip}"
+        seeds = f"{len(g)} seeds" if len(g) > 1 else f"seed {g['seed'].iloc[0]}"
+        boom = int(g["exploding"].sum())
+        word = (f"exploding in {boom} of {len(g)}" if len(g) > 1 else "exploding") if boom else "no explosion"
+        spans = [(int(c[5:-5]), g[c].mean()) for c in rows.columns if c.endswith("_span") and np.isfinite(g[c]).any()]
+        gone = [int(c[5:-10]) for c in rows.columns if c.endswith("_vanishing") and (g[c] >= V.VANISHING_MIN_SHARE).any()]
+        text = (f"{L} layer{'s' if L > 1 else ''} {how} ({seeds}): {word}, largest gradient norm "
+                f"{fmt_num(g['max_grad_norm'].max(), 3)} = {fmt_num(g['norm_ratio'].max(), 3)}× the median")
+        if spans:
+            text += ("; g_t at the window's last step over its first (last check): "
+                     + ", ".join(f"layer {l} {fmt_num(v, 3)}" for l, v in spans))
+        text += (f"; vanishing (≥ {V.VANISHING_MIN_SHARE:.0%} of log10 g_t below {V.VANISHING_LOG10:g}) in layer "
+                 + ", ".join(map(str, gone)) if gone else "; no layer vanishing")
+        out.append(text + ".")
     return out
 
 
@@ -524,9 +537,11 @@ def _setup(s):
 
 # ---------------------------------------------------------------------- 5. sequence length
 
-def position_loss(s, chars=20000):
+def position_loss(s, chars=20000, stride=4):
     """Validation loss (nats/char) by position within the training window, from the run's best
-    model, every window started from the zero state: position t has seen t characters."""
+    model, every window started from the zero state: position t has seen t characters. Windows
+    start every `stride` characters of the first `chars` of the validation text, so every position
+    averages over nearly the same text and the curve shows the context, not the text."""
     import torch
     import torch.nn.functional as F
     from dynamics.sample import load_model, read_config
@@ -535,22 +550,25 @@ def position_loss(s, chars=20000):
     model, _, _ = load_model(config, s.path)
     valid = load_corpus(config).valid
     T = int(config.min_length)
-    n = min(chars, len(valid) - 1) // T
-    x = torch.from_numpy(valid[:n * T].astype(np.int64)).view(n, T).t()
-    y = torch.from_numpy(valid[1:n * T + 1].astype(np.int64)).view(n, T).t()
+    starts = np.arange(0, min(chars, len(valid) - 1) - T + 1, stride)
+    ids = torch.from_numpy(valid.astype(np.int64))
+    x = torch.stack([ids[i:i + T] for i in starts], dim=1)             # (T, windows)
+    y = torch.stack([ids[i + 1:i + T + 1] for i in starts], dim=1)
+    total = torch.zeros(T, dtype=torch.float64)
     with torch.no_grad():
-        logits = model(x, state=None).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
-    return loss.view(T, n).mean(dim=1).numpy()
+        for b in range(0, len(starts), 512):
+            logits = model(x[:, b:b + 512], state=None).logits
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:, b:b + 512].reshape(-1), reduction="none")
+            total += loss.view(T, -1).double().sum(dim=1)
+    return (total / len(starts)).numpy()
 
 
 def useful_context(curve, tol=POSITION_TOL):
-    """The first position (characters of context, from 1) from which the loss stays within `tol`
-    nats of the mean over the window's last quarter."""
+    """The first position (characters of context, from 1) at which the loss comes within `tol`
+    nats of its mean over the window's last quarter: what more context gains after it is less."""
     curve = np.asarray(curve, dtype=float)
     end = curve[-max(1, len(curve) // 4):].mean()
-    far = np.flatnonzero(curve > end + tol)
-    return int(far[-1]) + 2 if len(far) else 1
+    return int(np.flatnonzero(curve <= end + tol)[0]) + 1
 
 
 def window_rows(mlp):
@@ -580,7 +598,7 @@ def q5_text(windows, curves):
         p = useful_context(c)
         out.append(f"{model}: loss by position falls from {fmt_num(c[0], 4)} at the first character of a window to "
                    f"{fmt_num(c[-max(1, len(c) // 4):].mean(), 4)} over its last quarter, and is within {POSITION_TOL:g} nats "
-                   f"of that from position {p} of {len(c)} on: its state uses about {p} characters.")
+                   f"of that from position {p} of {len(c)} on: more context than about {p} characters gains it less.")
     return out or ["No window MLP runs and no recurrent model to read by position."]
 
 

@@ -162,7 +162,7 @@ def test_cell_answer_names_the_winner_and_whether_the_spread_resolves_it(tmp_pat
 def test_useful_context_is_where_the_loss_reaches_the_window_end():
     t = np.arange(1, 65)
     c = 1.5 + np.exp(-(t - 1) / 3.0)                  # within 0.02 of 1.5 from e^{-(t-1)/3} < 0.02
-    assert lab.useful_context(c) == int(np.ceil(1 - 3 * math.log(0.02))) + 0
+    assert lab.useful_context(c) == int(np.ceil(1 - 3 * math.log(0.02)))          # 13
     assert lab.useful_context(np.full(64, 2.0)) == 1
 
 
@@ -177,6 +177,10 @@ def test_context_answer_turns_with_the_window_curve(tmp_path):
     b = lab.q5(mlp((2.7, 2.2, 2.0, 2.3)), curves={"GRU": 1.5 + np.exp(-np.arange(64) / 3.0)})
     assert "the widest, W=8, is worse again (2.3)" in b.text[0]
     assert b.text[1].startswith("GRU: loss by position falls from 2.5") and "from position 13 of 64 on" in b.text[1]
+    noisy = 1.5 + np.exp(-np.arange(64) / 3.0)
+    noisy[-1] += 0.1                                     # a last position above the level (its mean kept)
+    noisy[-2] -= 0.1                                     # does not move the answer to the window's end
+    assert lab.useful_context(noisy) == 13
 
 
 # ---------------------------------------------------------------------- 6. teacher forcing
@@ -267,3 +271,32 @@ def test_report_of_a_study_folder_writes_the_chapter(tmp_path):
     assert csv.startswith("setting,") or "question" in csv.splitlines()[0]
     assert out.read_bytes().startswith(b"%PDF")
     assert lab.is_study(study) and not lab.is_study(lm)
+
+
+def test_position_loss_against_stepping_the_model_one_character_at_a_time(tmp_path):
+    """The loss at position t of a window is the model's loss after t characters from the zero
+    state: the same as feeding the window one character at a time (the sampler's step)."""
+    import torch
+    from dynamics.config import make
+    from dynamics.sample import load_model, read_config
+    from dynamics.sources.text import load_corpus, step_fn
+    from dynamics.train import train
+    text = tmp_path / "book.txt"
+    rng = np.random.default_rng(0)
+    text.write_text("".join(rng.choice(list("abcd \n"), size=6000)))
+    path = train(make(dict(task="text", text=str(text), cell="gru", n_hidden=8, batch_size=4, min_length=12,
+                           max_length=12, optimizer="adam", lr=0.01, max_iters=10, check_freq=5, eval_batch_size=200,
+                           sample_chars=5, seed=1, name="p", out_dir=str(tmp_path))), progress=False)
+    got = lab.position_loss(load(path), chars=120, stride=12)
+    config = read_config(path)
+    model, _, _ = load_model(config, path)
+    valid = load_corpus(config).valid
+    step = step_fn(model)
+    want = np.zeros(12)
+    with torch.no_grad():
+        for w in range(10):                                    # 120 characters: 10 windows of 12
+            ids, state = torch.as_tensor(valid[12 * w:12 * w + 13], dtype=torch.int64), None
+            for t in range(12):
+                logits, state = step(ids[t:t + 1][None], state)
+                want[t] -= torch.log_softmax(logits[0].double(), dim=-1)[ids[t + 1]].item() / 10
+    assert got == pytest.approx(want, rel=1e-5)
