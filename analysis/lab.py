@@ -537,11 +537,12 @@ def _setup(s):
 
 # ---------------------------------------------------------------------- 5. sequence length
 
-def position_loss(s, chars=20000, stride=4):
-    """Validation loss (nats/char) by position within the training window, from the run's best
-    model, every window started from the zero state: position t has seen t characters. Windows
-    start every `stride` characters of the first `chars` of the validation text, so every position
-    averages over nearly the same text and the curve shows the context, not the text."""
+def position_loss(s, chars=20000, stride=16, warm=256):
+    """(2, T): the validation loss (nats/char) by position within the training window, row 0
+    from the zero state (position t has seen t characters), row 1 for the same characters read
+    with the whole past (the state carried from the start of the text). Windows start every
+    `stride` characters after the first `warm` of the validation text, up to `chars`; the pair
+    differs only in the context, not in the text. From the run's best model."""
     import torch
     import torch.nn.functional as F
     from dynamics.sample import load_model, read_config
@@ -550,25 +551,34 @@ def position_loss(s, chars=20000, stride=4):
     model, _, _ = load_model(config, s.path)
     valid = load_corpus(config).valid
     T = int(config.min_length)
-    starts = np.arange(0, min(chars, len(valid) - 1) - T + 1, stride)
-    ids = torch.from_numpy(valid.astype(np.int64))
-    x = torch.stack([ids[i:i + T] for i in starts], dim=1)             # (T, windows)
-    y = torch.stack([ids[i + 1:i + T + 1] for i in starts], dim=1)
-    total = torch.zeros(T, dtype=torch.float64)
+    n = min(chars, len(valid) - 1)
+    ids = torch.from_numpy(valid[:n + 1].astype(np.int64))
+    full = torch.zeros(n, dtype=torch.float64)          # full[i]: loss of ids[i + 1] given ids[:i + 1]
+    state = None
     with torch.no_grad():
+        for i in range(0, n, T):
+            logits = model(ids[i:min(i + T, n)][:, None], state=state).logits
+            state = model.final_state
+            full[i:i + len(logits)] = F.cross_entropy(logits[:, 0], ids[i + 1:i + 1 + len(logits)], reduction="none").double()
+        starts = np.arange(min(warm, n - T), n - T + 1, stride)
+        zero = torch.zeros(T, dtype=torch.float64)
         for b in range(0, len(starts), 512):
-            logits = model(x[:, b:b + 512], state=None).logits
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:, b:b + 512].reshape(-1), reduction="none")
-            total += loss.view(T, -1).double().sum(dim=1)
-    return (total / len(starts)).numpy()
+            part = starts[b:b + 512]
+            x = torch.stack([ids[i:i + T] for i in part], dim=1)             # (T, windows)
+            y = torch.stack([ids[i + 1:i + T + 1] for i in part], dim=1)
+            logits = model(x, state=None).logits
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+            zero += loss.view(T, -1).double().sum(dim=1)
+    paired = torch.stack([full[i:i + T] for i in starts]).mean(dim=0)
+    return np.stack([(zero / len(starts)).numpy(), paired.numpy()])
 
 
 def useful_context(curve, tol=POSITION_TOL):
-    """The first position (characters of context, from 1) at which the loss comes within `tol`
-    nats of its mean over the window's last quarter: what more context gains after it is less."""
+    """The first position (characters of context, from 1) at which the zero-state loss comes within
+    `tol` nats of the same characters' loss with the whole past (`curve`: position_loss's (2, T))."""
     curve = np.asarray(curve, dtype=float)
-    end = curve[-max(1, len(curve) // 4):].mean()
-    return int(np.flatnonzero(curve <= end + tol)[0]) + 1
+    near = np.flatnonzero(curve[0] <= curve[1] + tol)
+    return int(near[0]) + 1 if len(near) else None
 
 
 def window_rows(mlp):
@@ -594,11 +604,15 @@ def q5_text(windows, curves):
                    f"to {fmt_num(at[enough], 4)} at W={enough}; {tail}: as a fixed window, about {enough} "
                    f"characters of context are useful.")
     for model, curve in curves.items():
-        c = np.asarray(curve)
+        c = np.asarray(curve, dtype=float)
         p = useful_context(c)
-        out.append(f"{model}: loss by position falls from {fmt_num(c[0], 4)} at the first character of a window to "
-                   f"{fmt_num(c[-max(1, len(c) // 4):].mean(), 4)} over its last quarter, and is within {POSITION_TOL:g} nats "
-                   f"of that from position {p} of {len(c)} on: more context than about {p} characters gains it less.")
+        T = c.shape[1]
+        reach = (f"comes within {POSITION_TOL:g} nats of that at position {p} of {T}: more context than about {p} "
+                 f"characters gains it less" if p else f"stays more than {POSITION_TOL:g} nats above it over all "
+                 f"{T} positions: context beyond the window still helps")
+        out.append(f"{model}: from the zero state its loss falls from {fmt_num(c[0, 0], 4)} nats/char at the first "
+                   f"character of a window to {fmt_num(c[0, -1], 4)} at the last; the same characters read with the whole "
+                   f"past cost {fmt_num(c[1].mean(), 4)}; it {reach}.")
     return out or ["No window MLP runs and no recurrent model to read by position."]
 
 
@@ -607,7 +621,9 @@ def q5(lm, curves=None):
     windows = window_rows(mlp)
     if curves is None:
         curves = {}
-        for cell, runs in cells([s for s in lm if s.config.get("cell") not in ("mlp",)]).items():
+        for cell, runs in cells([s for s in lm if s.config.get("cell") != "mlp"]).items():
+            if cell == "transformer":        # no state: nothing is carried past its window
+                continue
             found = [position_loss(s) for s in runs if _has_model(s)]
             if found:
                 n = min(len(c) for c in found)
@@ -615,9 +631,10 @@ def q5(lm, curves=None):
                     np.mean([c[:n] for c in found], axis=0)
     table = windows.copy()
     for model, c in curves.items():
+        c = np.asarray(c, dtype=float)
         table = pd.concat([table, pd.DataFrame([{"model": model, "useful_context": useful_context(c),
-                                                  "loss_first_position": float(c[0]),
-                                                  "loss_last_quarter": float(np.mean(c[-max(1, len(c) // 4):]))}])])
+                                                  "loss_first_position": c[0, 0], "loss_last_position": c[0, -1],
+                                                  "loss_whole_past": c[1].mean()}])])
 
     def draw(fig):
         a1, a2 = fig.subplots(1, 2)
@@ -630,12 +647,18 @@ def q5(lm, curves=None):
         a1.set_xlabel("context length W (characters the MLP reads)")
         a1.set_ylabel("best validation loss (nats/char), mean ± sd")
         a1.set_title("Fixed-window MLP", fontsize="small")
-        for model, c in curves.items():
-            a2.plot(np.arange(1, len(c) + 1), c, lw=1.4, label=f"{model}: useful ≈ {useful_context(c)}")
+        for k, (model, c) in enumerate(curves.items()):
+            c = np.asarray(c, dtype=float)
+            color = f"C{k}"
+            p = useful_context(c)
+            a2.plot(np.arange(1, c.shape[1] + 1), c[0], color=color, lw=1.4,
+                    label=f"{model}: within {POSITION_TOL:g} at {p if p else '> ' + str(c.shape[1])}")
+            a2.plot(np.arange(1, c.shape[1] + 1), c[1], color=color, lw=0.8, ls=":")
         a2.set_xscale("log", base=2)
         a2.set_xlabel("position within the window (characters seen since a zero state)")
         a2.set_ylabel("validation loss (nats/char)")
-        a2.set_title("Recurrent models by position (best checkpoint)", fontsize="small")
+        a2.set_title("By position from the zero state (solid); the same characters with the whole past (dotted)",
+                     fontsize="small")
         if curves:
             a2.legend(fontsize="x-small")
         fig.suptitle("How far useful context extends", fontsize="medium")

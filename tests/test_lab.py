@@ -159,11 +159,18 @@ def test_cell_answer_names_the_winner_and_whether_the_spread_resolves_it(tmp_pat
 
 # -------------------------------------------------------------------- 5. sequence length
 
-def test_useful_context_is_where_the_loss_reaches_the_window_end():
-    t = np.arange(1, 65)
-    c = 1.5 + np.exp(-(t - 1) / 3.0)                  # within 0.02 of 1.5 from e^{-(t-1)/3} < 0.02
+def by_position(T=64, p=13.0):
+    """Zero-state loss 1.5 + e^{-(t-1)/3} against 1.5 with the whole past: within 0.02 from t = 13."""
+    t = np.arange(1, T + 1)
+    return np.stack([1.5 + np.exp(-(t - 1) / 3.0), np.full(T, 1.5)])
+
+
+def test_useful_context_is_where_the_loss_reaches_the_whole_past():
+    c = by_position()
     assert lab.useful_context(c) == int(np.ceil(1 - 3 * math.log(0.02)))          # 13
-    assert lab.useful_context(np.full(64, 2.0)) == 1
+    c[0, -1] += 0.1                                        # a later position above it does not move it
+    assert lab.useful_context(c) == 13
+    assert lab.useful_context(np.stack([np.full(64, 2.0), np.full(64, 1.5)])) is None
 
 
 def test_context_answer_turns_with_the_window_curve(tmp_path):
@@ -174,13 +181,12 @@ def test_context_answer_turns_with_the_window_curve(tmp_path):
     assert "falls from 2.7 nats/char at W=1 to 2 at W=4; wider windows gain less than 0.01 nats" in a.text[0]
     assert "about 4 characters" in a.text[0]
     tmp_path = tmp_path / "b"
-    b = lab.q5(mlp((2.7, 2.2, 2.0, 2.3)), curves={"GRU": 1.5 + np.exp(-np.arange(64) / 3.0)})
+    b = lab.q5(mlp((2.7, 2.2, 2.0, 2.3)), curves={"GRU": by_position(),
+                                                   "RNN": np.stack([np.full(64, 2.0), np.full(64, 1.5)])})
     assert "the widest, W=8, is worse again (2.3)" in b.text[0]
-    assert b.text[1].startswith("GRU: loss by position falls from 2.5") and "from position 13 of 64 on" in b.text[1]
-    noisy = 1.5 + np.exp(-np.arange(64) / 3.0)
-    noisy[-1] += 0.1                                     # a last position above the level (its mean kept)
-    noisy[-2] -= 0.1                                     # does not move the answer to the window's end
-    assert lab.useful_context(noisy) == 13
+    assert b.text[1].startswith("GRU: from the zero state its loss falls from 2.5 nats/char")
+    assert "whole past cost 1.5; it comes within 0.02 nats of that at position 13 of 64" in b.text[1]
+    assert "stays more than 0.02 nats above it over all 64 positions" in b.text[2]
 
 
 # ---------------------------------------------------------------------- 6. teacher forcing
@@ -274,12 +280,13 @@ def test_report_of_a_study_folder_writes_the_chapter(tmp_path):
 
 
 def test_position_loss_against_stepping_the_model_one_character_at_a_time(tmp_path):
-    """The loss at position t of a window is the model's loss after t characters from the zero
-    state: the same as feeding the window one character at a time (the sampler's step)."""
+    """Row 0: the loss at position t of a window is the model's loss after t characters from the
+    zero state, the same as feeding the window one character at a time (the sampler's step).
+    Row 1: the same characters' loss in one stream, as the validation loss reads the text."""
     import torch
     from dynamics.config import make
     from dynamics.sample import load_model, read_config
-    from dynamics.sources.text import load_corpus, step_fn
+    from dynamics.sources.text import load_corpus, step_fn, stream_loss
     from dynamics.train import train
     text = tmp_path / "book.txt"
     rng = np.random.default_rng(0)
@@ -287,16 +294,23 @@ def test_position_loss_against_stepping_the_model_one_character_at_a_time(tmp_pa
     path = train(make(dict(task="text", text=str(text), cell="gru", n_hidden=8, batch_size=4, min_length=12,
                            max_length=12, optimizer="adam", lr=0.01, max_iters=10, check_freq=5, eval_batch_size=200,
                            sample_chars=5, seed=1, name="p", out_dir=str(tmp_path))), progress=False)
-    got = lab.position_loss(load(path), chars=120, stride=12)
+    got = lab.position_loss(load(path), chars=132, stride=12, warm=12)
     config = read_config(path)
     model, _, _ = load_model(config, path)
     valid = load_corpus(config).valid
     step = step_fn(model)
-    want = np.zeros(12)
+    zero, full = np.zeros(12), np.zeros(132)
     with torch.no_grad():
-        for w in range(10):                                    # 120 characters: 10 windows of 12
-            ids, state = torch.as_tensor(valid[12 * w:12 * w + 13], dtype=torch.int64), None
+        ids = torch.as_tensor(valid[:133], dtype=torch.int64)
+        for w in range(1, 11):                                 # windows at 12, 24, ..., 120
+            state = None
             for t in range(12):
-                logits, state = step(ids[t:t + 1][None], state)
-                want[t] -= torch.log_softmax(logits[0].double(), dim=-1)[ids[t + 1]].item() / 10
-    assert got == pytest.approx(want, rel=1e-5)
+                logits, state = step(ids[12 * w + t:12 * w + t + 1][None], state)
+                zero[t] -= torch.log_softmax(logits[0].double(), dim=-1)[ids[12 * w + t + 1]].item() / 10
+        state = None
+        for i in range(132):                                   # one stream, the state carried
+            logits, state = step(ids[i:i + 1][None], state)
+            full[i] = -torch.log_softmax(logits[0].double(), dim=-1)[ids[i + 1]].item()
+    assert got[0] == pytest.approx(zero, rel=1e-5)
+    assert got[1] == pytest.approx(full[12:132].reshape(10, 12).mean(axis=0), rel=1e-5)
+    assert full.mean() == pytest.approx(stream_loss(model, valid[:133], 12), rel=1e-5)
