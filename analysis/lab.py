@@ -532,7 +532,8 @@ def q4(lm, families):
 
 def _setup(s):
     c = s.config
-    return f"{s.task}, {c.get('max_iters')} updates" + (f", attention {c['attention']}" if c.get("attention") else "")
+    return (f"{s.task}, {c.get('max_iters')} updates"
+            + (f", attention {c['attention']}" if s.family == "seq2seq" and c.get("attention") else ""))
 
 
 # ---------------------------------------------------------------------- 5. sequence length

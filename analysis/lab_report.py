@@ -20,6 +20,7 @@ from .stats import fmt_num
 TEXT_WIDTH = 170                       # characters of answer text per line on a page
 TABLE_WRAP = {"setting": 40, "sample": 34, "metric": 24, "model": 26, "schedule": 22}
 PNG_DPI = 80
+SUMMARY_SENTENCES = 3                  # of each answer on the first page; all of them on its own page
 
 
 def cell_text(v):
@@ -37,7 +38,28 @@ def cell_text(v):
     return str(v)
 
 
-def shown(df):
+#: the PDF's and the Markdown's columns of a question's table, renamed short so that a page holds
+#: them (the CSV keeps every column under its own name); questions not listed show all
+SHOWN = {
+    3: {"n_layers": "layers", "clip": "clip", "seed": "seed", "best_valid_ppl": "best ppl",
+        "max_grad_norm": "max ‖g‖", "median_grad_norm": "median ‖g‖", "norm_ratio": "max / median",
+        "clipped": "clipped", "exploding": "exploding", "layer0_span": "g_T / g_1 layer 0",
+        "layer0_vanishing": "vanishing layer 0", "layer1_span": "g_T / g_1 layer 1",
+        "layer1_vanishing": "vanishing layer 1", "layer2_span": "g_T / g_1 layer 2",
+        "layer2_vanishing": "vanishing layer 2"},
+    7: {"run": "run", "task": "task", "cell": "cell", "clip": "clip", "status": "status", "updates": "updates",
+        "final_valid_error": "valid error %", "final_valid_loss": "valid loss", "max_grad_norm": "max ‖g‖",
+        "median_grad_norm": "median ‖g‖", "clipped": "clipped", "rho_end": "ρ end", "vanishing": "vanishing",
+        "exploding": "exploding", "gate_saturated": "gates saturated", "decay_per_step": "g_t × per step back",
+        "stalled": "stalled"},
+}
+
+
+def shown(df, number=None):
+    """The table as short strings, with the columns of SHOWN[number] under their short names."""
+    if number in SHOWN and len(df):
+        cols = {k: v for k, v in SHOWN[number].items() if k in df}
+        df = df[list(cols)].rename(columns=cols)
     return df.map(cell_text) if len(df) else df
 
 
@@ -69,12 +91,9 @@ def plan(answers, presets):
     """[(kind, payload)] of every page, in order."""
     pages = [("summary", answers)]
     for a in answers:
-        if a.draw is not None:
-            pages.append(("answer", a))
-        elif a.number != 7:
-            pages.append(("text", a))
+        pages.append(("answer", a) if a.draw is not None else ("text", a))
         if len(a.table):
-            for start, stop in table_pages(shown(a.table), TABLE_WRAP):
+            for start, stop in table_pages(shown(a.table, a.number), TABLE_WRAP):
                 pages.append(("table", (a, start, stop)))
     pages += [("dashboard", s) for s in presets]
     return pages
@@ -97,7 +116,8 @@ def write_lab(folder, pdf_path, curves=None):
         for i, (kind, payload) in enumerate(pages, 1):
             if kind == "summary":
                 fig = text_page("The lab study: the answers", [head] + [
-                    f"{a.number}. {a.title}. " + " ".join(a.text) for a in payload])
+                    f"{a.number}. {a.title}. " + " ".join(a.text[:SUMMARY_SENTENCES])
+                    + (" …" if len(a.text) > SUMMARY_SENTENCES else "") for a in payload])
             elif kind == "answer":
                 fig = answer_page(payload)
             elif kind == "text":
@@ -105,14 +125,11 @@ def write_lab(folder, pdf_path, curves=None):
             elif kind == "table":
                 a, start, stop = payload
                 part = f" (rows {start + 1}–{stop} of {len(a.table)})" if (start, stop) != (0, len(a.table)) else ""
-                fig = _table_page(f"{a.number}. {a.title}: the numbers{part}", shown(a.table).iloc[start:stop],
-                                  TABLE_WRAP)
-                if a.number == 7 and start == 0:
-                    fig.text(0.02, 0.03, "\n".join(textwrap.fill(t, TEXT_WIDTH + 10) for t in a.text),
-                             fontsize=7.5, va="bottom")
+                fig = _table_page(f"{a.number}. {a.title}: the numbers{part}",
+                                  shown(a.table, a.number).iloc[start:stop], TABLE_WRAP)
             else:
                 fig = figure_dashboard(payload)
-            fig.text(0.995, 0.003, f"page {i} of {len(pages)}", ha="right", va="bottom", fontsize=7)
+            fig.text(0.995, 0.995, f"page {i} of {len(pages)}", ha="right", va="top", fontsize=7)
             freeze(fig)
             pdf.savefig(fig)
             if kind in ("answer", "dashboard"):
@@ -135,7 +152,7 @@ def markdown(answers, head, figdir, pngs):
         if a.number in pngs:
             parts += [f"![{a.title}]({figdir}/{pngs[a.number]})", ""]
         if len(a.table):
-            parts += [_md_table(shown(a.table)), ""]
+            parts += [_md_table(shown(a.table, a.number)), ""]
         if a.number == 7:
             parts += [f"![{lab.preset_name(s)}]({figdir}/{pngs[lab.preset_name(s)]})"
                       for s in a.notes if lab.preset_name(s) in pngs] + [""]
