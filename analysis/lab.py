@@ -61,14 +61,18 @@ def is_study(folder):
 
 
 def load_study(folder):
-    """{"lm", "families", "presets": [Snapshot]}: the run files under the study's PARTS folders,
-    by family (text; classification and seq2seq; the synthetic tasks)."""
+    """{"lm", "families", "presets": [Snapshot]}: the finished (or solved) runs under the study's
+    PARTS folders, by family (text; classification and seq2seq; the synthetic tasks); the others
+    under "unfinished"."""
     from .read import load
     folder = Path(folder)
-    study = {"lm": [], "families": [], "presets": []}
+    study = {"lm": [], "families": [], "presets": [], "unfinished": []}
     for p in PARTS:
         for f in sorted((folder / p).glob("**/*.h5")):
             s = load(f)
+            if s.status not in ("finished", "solved"):     # a run still to come (or to resume) answers nothing yet
+                study["unfinished"].append(s)
+                continue
             study["lm" if s.family == "text" else "presets" if s.family == "synthetic" else "families"].append(s)
     return study
 
@@ -599,11 +603,14 @@ def q5_text(windows, curves):
         enough = int(w[w["best_valid_loss"] <= best + WINDOW_TOL]["window"].iloc[0])
         at = w.set_index("window")["best_valid_loss"]
         widest = int(w["window"].iloc[-1])
-        tail = (f"wider windows gain less than {WINDOW_TOL:g} nats" if at[widest] <= best + WINDOW_TOL
-                else f"the widest, W={widest}, is worse again ({fmt_num(at[widest], 4)})")
-        out.append(f"The window MLP's validation loss falls from {fmt_num(at.iloc[0], 4)} nats/char at W={int(w['window'].iloc[0])} "
-                   f"to {fmt_num(at[enough], 4)} at W={enough}; {tail}: as a fixed window, about {enough} "
-                   f"characters of context are useful.")
+        head = (f"The window MLP's validation loss falls from {fmt_num(at.iloc[0], 4)} nats/char at "
+                f"W={int(w['window'].iloc[0])} to {fmt_num(at[enough], 4)} at W={enough}")
+        if enough == widest:
+            out.append(f"{head}, the widest window run: context helps up to at least {enough} characters.")
+        else:
+            tail = (f"wider windows gain less than {WINDOW_TOL:g} nats" if at[widest] <= best + WINDOW_TOL
+                    else f"the widest, W={widest}, is worse again ({fmt_num(at[widest], 4)})")
+            out.append(f"{head}; {tail}: as a fixed window, about {enough} characters of context are useful.")
     for model, curve in curves.items():
         c = np.asarray(curve, dtype=float)
         p = useful_context(c)
@@ -875,7 +882,7 @@ def answers(study, curves=None):
 
 def cpu_seconds(study):
     """The runs' own recorded time (training, validation and checks), summed, and their number."""
-    walls = [_last(_col(s, "wall_time")) for runs in study.values() for s in runs]
+    walls = [_last(_col(s, "wall_time")) for part, runs in study.items() if part != "unfinished" for s in runs]
     walls = [w for w in walls if math.isfinite(w)]
     return float(sum(walls)), len(walls)
 

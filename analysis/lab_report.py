@@ -108,8 +108,11 @@ def write_lab(folder, pdf_path, curves=None):
     figdir = stem + "_figures"
     os.makedirs(figdir, exist_ok=True)
     seconds, n = lab.cpu_seconds(study)
-    head = (f"{n} runs under {folder}; their recorded run time (training, validation and checks) sums to "
-            f"{seconds / 60:.1f} min of one core. Numbers over seeds are mean ± standard deviation (seeds).")
+    waiting = len(study["unfinished"])
+    head = (f"{n} finished runs under {folder}; their recorded run time (training, validation and checks) sums "
+            f"to {seconds / 60:.1f} min. Numbers over seeds are mean ± standard deviation (seeds)."
+            + (f" {waiting} runs are not finished (interrupted, running or failed) and left out: `make lab` "
+               f"completes them." if waiting else ""))
     pages = plan(answers, answers[6].notes)
     pngs = {}
     with PdfPages(pdf_path, metadata={"Title": "dynamics: the lab study", "Creator": "dynamics"}) as pdf:
