@@ -12,7 +12,7 @@ TASKS_QUICK := torder torder3 add mul mem perm
 RUNS   := $(PRESETS)
 ARGS   ?=
 
-.PHONY: install test bench golden keys runs report fig7-quick s2s-quick context-quick tasks-quick clean-runs $(PRESETS)
+.PHONY: install test bench golden keys runs report lab fig7-quick s2s-quick context-quick tasks-quick clean-runs $(PRESETS)
 
 # the tested torch, installed (the CPU build) only into an environment that has none
 TORCH  ?= 2.13.0
@@ -48,6 +48,20 @@ runs: $(RUNS)
 
 report:
 	$(BIN)/dynamics report $(wildcard runs/*.h5) -o report/report.pdf
+
+# The lab study (README, "The lab study"): four sweeps, then its chapter report/lab.pdf (+ .csv,
+# .md, lab_figures/). A rerun skips finished runs and resumes interrupted ones.
+LAB_PARTS   := lm classify seq2seq presets
+LAB_SPECS   ?= runs/sweeps
+LAB_DIR     ?= runs/lab-quick
+LAB_PDF     ?= report/lab.pdf
+LAB_WORKERS ?= 2
+
+lab:
+	@for p in $(LAB_PARTS); do \
+	  $(BIN)/dynamics sweep $(LAB_SPECS)/lab-quick-$$p.toml --workers $(LAB_WORKERS) --out-dir $(LAB_DIR)/$$p \
+	    || exit $$?; done
+	$(BIN)/dynamics report $(LAB_DIR)/ -o $(LAB_PDF)
 
 fig7-quick:
 	$(BIN)/dynamics sweep runs/sweeps/fig7-quick.toml --workers 2

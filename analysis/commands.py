@@ -173,16 +173,27 @@ def compare(runs, out, dpi):
 # --------------------------------------------------------------------------------- report
 
 @click.command()
-@click.argument("runs", nargs=-1, required=True, metavar="RUN.h5 ...")
+@click.argument("runs", nargs=-1, required=True, metavar="RUN.h5|FOLDER ...")
 @click.option("-o", "--out", "out", default=os.path.join("report", "report.pdf"),
               show_default=True, metavar="FILE.pdf",
               help="the PDF; FILE.csv and FILE.md are written beside it")
 @cli_errors
 def report(runs, out):
-    """A PDF report: summary table, each run's dashboard, comparisons by task, LM table."""
-    from .report import write_report
+    """A PDF report: summary table, each run's dashboard, comparisons by task, LM table.
+
+    A folder stands for its run files; a lab study's folder (`make lab`: runs/lab-quick/, with
+    lm/, families/, presets/) gets the lab chapter instead, the answers to its questions."""
+    from .lab import is_study
     _output_file(out, (".pdf",), "the report")
-    snaps = _load_all(runs)
+    if len(runs) == 1 and is_study(runs[0]):
+        from .lab_report import write_lab
+        _writable_dir(os.path.dirname(out) or ".")
+        for path in _save(write_lab, runs[0], out):
+            click.echo(path)
+        return
+    from .context import run_files
+    from .report import write_report
+    snaps = _load_all(run_files(runs))
     _writable_dir(os.path.dirname(out) or ".")
     for path in _save(write_report, snaps, out):
         click.echo(path)

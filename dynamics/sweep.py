@@ -14,8 +14,9 @@ gives the runs:
     seed = [1, 2, 3]
 
 An axis named after a config key takes plain values; an entry may also be a table of several keys
-with an optional `label` (by default the values joined by '-'); an axis whose name is not a
-config key takes tables only. Each grid point is one ordinary run, its run file named from the
+with an optional `label` (by default the values joined by '-') and an optional `base`, a preset
+of its own that replaces the spec's for its runs (`preset = [{label = "A1", base = "../A1.toml"}]`:
+one sweep over several presets); an axis whose name is not a config key takes tables only. Each grid point is one ordinary run, its run file named from the
 grid values (`init=basic_tanh,method=sgd,length=10,seed=1.h5`), so every command that reads run
 files works on it. Every point is validated before anything runs.
 
@@ -63,6 +64,7 @@ class Axis:
     name: str
     labels: list                     # one label per entry
     values: list                     # one {config key: value} per entry
+    bases: list                      # one preset path (or None: the spec's base) per entry
 
 
 @dataclass
@@ -112,17 +114,21 @@ def label_of(value):
     return re.sub(r"[^A-Za-z0-9._+-]", "_", text) or "_"
 
 
-def parse_axis(name, entries, where):
+def parse_axis(name, entries, where, folder=Path(".")):
     if not isinstance(entries, list) or not entries:
         raise InputError(f"{where}.{name}={entries!r} is not allowed: a non-empty list of values")
     is_key = name == LENGTH or cfg.ALIASES.get(name, name) in cfg.FIELDS
-    labels, values = [], []
+    labels, values, bases = [], [], []
     for i, entry in enumerate(entries):
         at = f"{where}.{name}[{i}]"
+        base = None
         if isinstance(entry, dict):
             entry = dict(entry)
             label = entry.pop("label", None)
-            if not entry:
+            if "base" in entry:
+                base = resolve_base(entry.pop("base"), folder, at)
+                label = base.stem if label is None else label
+            if not entry and base is None:
                 raise InputError(f"{at}={entry!r} is not allowed: a table of config keys and values")
             keys = expand_table(entry, at)
             label = label_of(label if label is not None else "-".join(label_of(v) for v in entry.values()))
@@ -135,10 +141,22 @@ def parse_axis(name, entries, where):
             keys, label = expand_key(name, entry, at), label_of(entry)
         labels.append(label)
         values.append(keys)
+        bases.append(base)
     duplicated = sorted({l for l in labels if labels.count(l) > 1})
     if duplicated:
         raise InputError(f"{where}.{name}: label {duplicated[0]!r} is not allowed twice: give the entries distinct labels")
-    return Axis(name, labels, values)
+    return Axis(name, labels, values, bases)
+
+
+def resolve_base(base, folder, where):
+    """A preset path given in a spec, relative to the spec file's folder; it must exist."""
+    if not isinstance(base, str):
+        raise InputError(f"{where}: base={base!r} is not allowed: the path of a preset TOML")
+    path = folder / base
+    if not path.is_file():
+        raise InputError(f"{where}: base={base!r} is not allowed: no such file {str(path)!r} "
+                         f"(base is relative to the spec file's folder)")
+    return path
 
 
 def load_spec(path):
@@ -153,12 +171,7 @@ def load_spec(path):
         raise InputError(f"{path}: name={name!r} is not allowed: letters, digits and ._+- (a folder name)")
     base = raw.get("base")
     if base is not None:
-        if not isinstance(base, str):
-            raise InputError(f"{path}: base={base!r} is not allowed: the path of a preset TOML")
-        base = (path.parent / base)
-        if not base.is_file():
-            raise InputError(f"{path}: base={raw['base']!r} is not allowed: no such file {str(base)!r} "
-                             f"(base is relative to the spec file's folder)")
+        base = resolve_base(base, path.parent, str(path))
     sets = raw.get("set", {})
     grid = raw.get("grid", {})
     if not isinstance(sets, dict) or not isinstance(grid, dict):
@@ -166,7 +179,7 @@ def load_spec(path):
     if not grid:
         raise InputError(f"{path}: [grid] is empty: give at least one axis, e.g. seed = [1, 2, 3]")
     overrides = expand_table(sets, f"{path}: set")
-    axes = [parse_axis(k, v, f"{path}: grid") for k, v in grid.items()]
+    axes = [parse_axis(k, v, f"{path}: grid", path.parent) for k, v in grid.items()]
     return Spec(path, name, base, overrides, axes)
 
 
@@ -175,15 +188,26 @@ def expand(spec, out_dir=None):
     One invalid point fails the whole sweep before anything runs."""
     out_dir = Path(out_dir or Path("runs") / spec.name).resolve()
     base = cfg.read_preset(spec.base) if spec.base else {}
-    try:
-        cfg.make({**base, **spec.sets, "name": "check"})
-    except InputError as e:
-        raise InputError(f"{spec.path}: base and [set]: {e}") from None
+    if not any(b is not None for a in spec.axes for b in a.bases):   # else each point is checked with its own
+        try:
+            cfg.make({**base, **spec.sets, "name": "check"})
+        except InputError as e:
+            raise InputError(f"{spec.path}: base and [set]: {e}") from None
+    presets = {}                     # an entry's own base, read once
+
+    def preset(path):
+        if path not in presets:
+            presets[path] = cfg.read_preset(path)
+        return presets[path]
+
     points, seen = [], {}
     for combo in product(*(range(len(a.labels)) for a in spec.axes)):
         labels = {a.name: a.labels[i] for a, i in zip(spec.axes, combo)}
         name = ",".join(f"{k}={v}" for k, v in labels.items())
-        values = {**base, **spec.sets}
+        own = [a.bases[i] for a, i in zip(spec.axes, combo) if a.bases and a.bases[i] is not None]
+        if len(own) > 1:
+            raise InputError(f"{spec.path}: grid point {name}: two entries name a base; at most one may")
+        values = {**(preset(own[0]) if own else base), **spec.sets}
         for a, i in zip(spec.axes, combo):
             values.update(a.values[i])
         values.update(name=name, out_dir=str(out_dir))

@@ -316,3 +316,21 @@ def test_success_command_draws_the_figure_from_a_sweep_folder(tmp_path, client):
     counts = [line.split()[-1] for line in lines if line.startswith("smart_tanh")]
     assert len(counts) == 2 and sum(int(c.split("/")[0]) for c in counts) == solved
     assert all(c.endswith("/2") for c in counts)
+
+
+def test_an_entry_may_name_its_own_base_preset(tmp_path):
+    """`base` in a grid entry replaces the spec's base for its runs: one sweep over several presets,
+    [set] and the other axes applied on top; the label defaults to the preset's file name."""
+    (tmp_path / "other.toml").write_text('task = "mem"\nn_hidden = 30\nlr = 0.05\n')
+    spec = sw.load_spec(write_spec(tmp_path, 'preset = [{base = "other.toml"}, {label = "b", base = "base.toml", '
+                                             'lr = 0.2}, {label = "c", lr = 0.3}]\nseed = [1, 2]'))
+    points = {p.name: p.config for p in sw.expand(spec, tmp_path / "out")}
+    assert sorted(points) == [f"preset={p},seed={s}" for p in ("b", "c", "other") for s in (1, 2)]
+    other, b, c = points["preset=other,seed=1"], points["preset=b,seed=2"], points["preset=c,seed=1"]
+    assert (other.task, other.n_hidden, other.lr, other.max_iters) == ("mem", 30, 0.05, 20)   # [set] on top
+    assert (b.task, b.n_hidden, b.lr, b.seed) == ("torder", 50, 0.2, 2)
+    assert (c.task, c.lr) == ("torder", 0.3)                                                   # the spec's base
+    with pytest.raises(InputError, match="no such file"):
+        sw.load_spec(write_spec(tmp_path, 'preset = [{base = "missing.toml"}]'))
+    with pytest.raises(InputError, match="at most one"):
+        sw.expand(sw.load_spec(write_spec(tmp_path, 'p = [{base = "other.toml"}]\nq = [{base = "base.toml"}]')))

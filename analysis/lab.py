@@ -1,0 +1,891 @@
+"""The lab study: the run files of `make lab` turned into one chapter of answers.
+
+A study folder (runs/lab-quick/) holds four sweeps: `lm/` (the language-model grid and the
+window MLPs), `classify/` and `seq2seq/` (the families' comparisons and teacher forcing at three
+seeds) and `presets/` (A1–A5, B1–B2, C0–C1). Each question below is one function that takes the loaded runs
+and returns an `Answer`: sentences generated from the numbers, the table they come from, and a
+figure. Nothing here is written by hand about a result: where the numbers turn, the words turn.
+
+Runs are found by their configs, not their names: a question's runs are the largest group that
+agrees on every key but the ones the question varies (`series`), so the same code reads the quick
+grid and the full one. Over seeds a number is given as mean ± standard deviation (n).
+"""
+import json
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import stats, verdicts as V
+from .stats import fmt_num
+
+PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
+#: keys that never make two runs different settings
+IGNORED = {"name", "out_dir", "seed", "device", "threads", "backend"}
+#: a validation loss this much (relative) above its best at the end: "validation turned up"
+OVERFIT_RISE = 0.01
+#: positions (characters) whose loss is within this many nats of the window's end are "no better"
+POSITION_TOL = 0.02
+#: an MLP window within this many nats of the best window gains nothing more
+WINDOW_TOL = 0.01
+#: cells of the reference architectures: compared on the keys outside their architecture
+ARCHITECTURE = ("cell", "n_layers", "n_hidden", "embedding", "dropout", "init", "activation", "d_model",
+                "n_heads", "positions", "tie_weights", "forget_bias", "bidirectional", "window")
+CELL_NAMES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM", "lnlstm": "LN-LSTM", "transformer": "Transformer",
+              "mlp": "MLP"}
+SEQ2SEQ_TASKS = ("copy", "reverse", "date")
+CLASSIFY_TASKS = ("names", "sentiment")
+PROMPT_CHARS = 24                      # dynamics/sources/text.py PROMPT_TOKENS["char"]
+SNIPPET_CHARS = 60
+
+
+@dataclass
+class Answer:
+    number: int
+    title: str
+    text: list                         # sentences, each with its number
+    table: pd.DataFrame
+    draw: object = None                # draw(fig): the figure into a (sub)figure; None: no figure
+    notes: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- reading
+
+def is_study(folder):
+    """Whether `folder` holds a lab study: run files in at least one of its PARTS subfolders."""
+    folder = Path(folder)
+    return folder.is_dir() and any(any((folder / p).glob("**/*.h5")) for p in PARTS)
+
+
+def load_study(folder):
+    """{"lm", "families", "presets": [Snapshot]}: the finished (or solved) runs under the study's
+    PARTS folders, by family (text; classification and seq2seq; the synthetic tasks); the others
+    under "unfinished"."""
+    from .read import load
+    folder = Path(folder)
+    study = {"lm": [], "families": [], "presets": [], "unfinished": []}
+    for p in PARTS:
+        for f in sorted((folder / p).glob("**/*.h5")):
+            s = load(f)
+            if s.status not in ("finished", "solved"):     # a run still to come (or to resume) answers nothing yet
+                study["unfinished"].append(s)
+                continue
+            study["lm" if s.family == "text" else "presets" if s.family == "synthetic" else "families"].append(s)
+    return study
+
+
+def _value(v):
+    return json.dumps(v, sort_keys=True)
+
+
+def setting(s, free=()):
+    """The run's config without `free` and the keys that never matter: runs with equal settings
+    differ only in what a question varies (and the seed)."""
+    return tuple(sorted((k, _value(v)) for k, v in s.config.items() if k not in IGNORED and k not in free))
+
+
+def series(snaps, free):
+    """{values of `free`: [runs]} of the largest group of runs that agree on everything but `free`
+    (and the seed) and take at least two values of it; {} if there is none."""
+    groups = {}
+    for s in snaps:
+        groups.setdefault(setting(s, free), []).append(s)
+    best = {}
+    for runs in groups.values():
+        by = {}
+        for s in runs:
+            by.setdefault(tuple(s.config.get(k) for k in free), []).append(s)
+        if len(by) >= 2 and (len(runs), len(by)) > (sum(map(len, best.values())), len(best)):
+            best = by
+    return dict(sorted(best.items(), key=lambda kv: tuple((v is None, v if v is not None else 0)
+                                                          if not isinstance(v, str) else (False, v)
+                                                          for v in kv[0])))
+
+
+def cells(snaps):
+    """{cell: [runs]}: the largest group of runs equal but for the cell, plus the runs of other
+    architectures (a Transformer) that agree with it on every key outside the architecture."""
+    by = series(snaps, ("cell",))
+    if not by:
+        return {}
+    group = next(iter(by.values()))[0]
+    outside = setting(group, ARCHITECTURE)
+    out = {k[0]: v for k, v in by.items()}
+    others = {}
+    for s in snaps:
+        c = s.config.get("cell")
+        if c not in out and setting(s, ARCHITECTURE) == outside:
+            others.setdefault(c, []).append(s)
+    return {**out, **others}
+
+
+def spread(values):
+    """(mean, standard deviation (0 for one value), n) of the finite values."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if not len(v):
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def fmt_spread(m, sd, n, digits=3):
+    if n == 0:
+        return "n/a"
+    return f"{fmt_num(m, digits)} ± {fmt_num(sd, 2)} ({n})" if n > 1 else f"{fmt_num(m, digits)} (1)"
+
+
+def clear(a, b):
+    """Whether two (mean, sd, n) differ by more than their spreads together."""
+    return abs(a[0] - b[0]) > a[1] + b[1]
+
+
+def _col(s, key):
+    v = s.check.get(key)
+    return np.asarray(v, dtype=float) if v is not None else np.zeros(0)
+
+
+def _last(a):
+    a = a[np.isfinite(a)]
+    return float(a[-1]) if len(a) else math.nan
+
+
+def _min(a):
+    a = a[np.isfinite(a)]
+    return float(a.min()) if len(a) else math.nan
+
+
+def cell_name(s):
+    c = s.config.get("cell", s.cell)
+    return f"MLP W={s.config.get('window')}" if c == "mlp" else CELL_NAMES.get(c, str(c).upper())
+
+
+def clipping(s):
+    clip = s.config.get("clip", "none")
+    return "off" if clip in (None, "none", "") else f"{fmt_num(float(s.config.get('cutoff', math.nan)))}"
+
+
+def lm_label(s):
+    """A language-model run's setting in a few words: GRU 128×1 · T 64 · clip 1 · lr 0.003."""
+    c = s.config
+    if c.get("cell") == "transformer":
+        arch = f"Transformer d{c.get('d_model')}×{c.get('n_layers')}"
+    elif c.get("cell") == "mlp":
+        arch = f"MLP W={c.get('window')} H{c.get('n_hidden')}"
+    else:
+        arch = f"{cell_name(s)} {c.get('n_hidden')}×{c.get('n_layers', 1)}"
+        if c.get("dropout"):
+            arch += f" drop {fmt_num(c['dropout'])}"
+    return f"{arch} · T {c.get('min_length')} · clip {clipping(s)} · lr {fmt_num(float(c.get('lr', math.nan)))}"
+
+
+# ------------------------------------------------------- 1. configuration → perplexity
+
+def snippet(s):
+    """(prompt, continuation) of the first fixed prompt at the run's last check."""
+    if s.samples is None or not s.samples.size:
+        return "", ""
+    text = str(s.samples[-1][0])
+    return text[:PROMPT_CHARS], text[PROMPT_CHARS:]
+
+
+def one_line(text, n=SNIPPET_CHARS):
+    text = text.replace("\n", " ⏎ ")
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def lm_rows(snaps):
+    """One row per language-model run: its setting, best and final validation numbers, the gap."""
+    rows = []
+    for s in snaps:
+        if s.family != "text":
+            continue
+        valid, train = _col(s, "valid_loss"), _col(s, "train_loss")
+        best = _min(valid)
+        k = int(np.nanargmin(valid)) if np.isfinite(valid).any() else 0
+        final = _last(valid)
+        prompt, cont = snippet(s)
+        rows.append({"run": s.name, "setting": lm_label(s), "cell": s.config.get("cell"),
+                     "n_hidden": s.config.get("n_hidden"), "n_layers": s.config.get("n_layers", 1),
+                     "window": s.config.get("min_length"), "clip": clipping(s), "lr": s.config.get("lr"),
+                     "seed": s.config.get("seed"), "updates": s.iterations_done,
+                     "best_valid_loss": best, "best_valid_ppl": math.exp(best) if math.isfinite(best) else math.nan,
+                     "best_valid_bpc": best / math.log(2), "best_at": int(s.check_x[k]) if len(s.check_x) else 0,
+                     "final_valid_loss": final, "final_train_loss": _last(train),
+                     "gap": final - _last(train),
+                     "turned_up": bool(final > best * (1 + OVERFIT_RISE)),
+                     "prompt": prompt, "sample": one_line(cont)})
+    return pd.DataFrame(rows)
+
+
+def q1_text(rows):
+    """The best and the worst setting by validation perplexity (mean over seeds)."""
+    if not len(rows):
+        return ["No language-model runs."]
+    by = rows.groupby("setting")["best_valid_ppl"].agg(["mean", "std", "count"]).sort_values("mean")
+    best, worst = by.index[0], by.index[-1]
+
+    def stated(name):
+        r = by.loc[name]
+        sd = f" ± {fmt_num(r['std'], 2)} over {int(r['count'])} seeds" if r["count"] > 1 else ""
+        return f"{name} ({fmt_num(r['mean'], 4)}{sd})"
+    out = [f"Of {len(by)} settings ({len(rows)} runs), the lowest validation perplexity is {stated(best)}, "
+           f"the highest {stated(worst)}: {fmt_num(by['mean'].iloc[-1] / by['mean'].iloc[0], 3)}× apart."]
+    prompt = next((p for p in rows["prompt"] if p), "")
+    if prompt:
+        out.append(f"Every run continues the same prompt \"{one_line(prompt, 40)}\" (temperature 0.8, last check); "
+                   f"the best writes \"{one_line(rows[rows['setting'] == best]['sample'].iloc[0], 50)}\".")
+    return out
+
+
+def settings_table(rows):
+    """One row per setting: seeds, best validation perplexity and bits/char (mean ± sd), each
+    seed's perplexity, and the sample of its first seed."""
+    out = []
+    for name, g in rows.sort_values("seed").groupby("setting", sort=False):
+        m, sd, n = spread(g["best_valid_ppl"])
+        out.append({"setting": name, "seeds": n, "updates": int(g["updates"].max()),
+                    "best valid ppl": fmt_spread(m, sd, n, 4), "best valid bpc": fmt_num(g["best_valid_bpc"].mean(), 4),
+                    "per seed": " / ".join(fmt_num(v, 4) for v in g["best_valid_ppl"]),
+                    "sample (first seed)": g["sample"].iloc[0], "_mean": m})
+    return pd.DataFrame(out).sort_values("_mean").drop(columns="_mean")
+
+
+def q1(lm):
+    rows = lm_rows(lm)
+    table = settings_table(rows) if len(rows) else rows
+
+    def draw(fig):
+        ax = fig.subplots()
+        by = rows.groupby("setting")["best_valid_ppl"].agg(["mean", "std", "min", "max"]).sort_values("mean")
+        y = np.arange(len(by))
+        ax.barh(y, by["mean"], xerr=by["std"].fillna(0), color="#8fb3d9", ecolor="black", capsize=2)
+        for i, name in enumerate(by.index):
+            pts = rows[rows["setting"] == name]["best_valid_ppl"]
+            ax.plot(pts, [i] * len(pts), "k.", ms=4)
+        ax.set_yticks(y, by.index, fontsize=6 if len(by) > 20 else 7)
+        ax.invert_yaxis()
+        lo = by["min"].min()
+        ax.set_xlim(lo * 0.95, by["max"].max() * 1.02)
+        ax.set_xlabel("best validation perplexity per character (bar: mean over seeds, dots: seeds)")
+        ax.set_title("Configuration → validation perplexity", fontsize="medium")
+    return Answer(1, "Configuration → validation perplexity", q1_text(rows), table, draw if len(rows) else None)
+
+
+# ---------------------------------------------------- 2. capacity against generalisation
+
+def by_value(rows, key, cols):
+    """{value of key: {col: (mean, sd, n)}} over the seeds of each value."""
+    return {v: {c: spread(g[c]) for c in cols} for v, g in rows.groupby(key)}
+
+
+def q2_text(rows):
+    """Hidden size against validation perplexity, the train–validation gap and overfitting."""
+    if not len(rows):
+        return ["No runs that differ only in hidden size."]
+    agg = by_value(rows, "n_hidden", ("best_valid_ppl", "gap"))
+    sizes = sorted(agg)
+    ppl = [agg[h]["best_valid_ppl"][0] for h in sizes]
+    best = sizes[int(np.argmin(ppl))]
+    steps = " → ".join(f"{fmt_num(p, 4)} (H={h})" for h, p in zip(sizes, ppl))
+    if best == sizes[-1]:
+        trend = f"falls with every size up to the largest: {steps}"
+    elif best == sizes[0]:
+        trend = f"is lowest at the smallest size: {steps}"
+    else:
+        trend = f"is lowest at H={best}, and higher on either side: {steps}"
+    out = [f"Validation perplexity {trend}."]
+    g0, g1 = agg[sizes[0]]["gap"][0], agg[sizes[-1]]["gap"][0]
+    out.append(f"The validation − training loss gap at the end {'grows' if g1 > g0 else 'shrinks'} from "
+               f"{g0:+.3f} nats/char at H={sizes[0]} to {g1:+.3f} at H={sizes[-1]}.")
+    up = rows[rows["turned_up"]]
+    if len(up):
+        parts = [f"H={r.n_hidden} (seed {r.seed}: best {fmt_num(r.best_valid_loss, 4)} at update {r.best_at}, "
+                 f"final {fmt_num(r.final_valid_loss, 4)})" for r in up.itertuples()]
+        out.append(f"Overfitting: validation turned up (final ≥ {OVERFIT_RISE:.0%} above its best) at "
+                   + "; ".join(parts) + ".")
+    else:
+        out.append(f"No size overfits within {int(rows['updates'].max())} updates: every final validation loss is "
+                   f"within {OVERFIT_RISE:.0%} of its best.")
+    return out
+
+
+def q2(lm):
+    by = series([s for s in lm if s.config.get("cell") != "mlp"], ("n_hidden", "embedding"))
+    runs = [s for v in by.values() for s in v]
+    rows = lm_rows(runs)
+    table = (rows[["setting", "seed", "n_hidden", "best_valid_ppl", "final_train_loss", "final_valid_loss", "gap",
+                   "best_at", "turned_up"]].sort_values(["n_hidden", "seed"]) if len(rows) else rows)
+
+    def draw(fig):
+        a1, a2, a3 = fig.subplots(1, 3)
+        agg = by_value(rows, "n_hidden", ("best_valid_ppl", "gap"))
+        H = sorted(agg)
+        a1.errorbar(H, [agg[h]["best_valid_ppl"][0] for h in H], [agg[h]["best_valid_ppl"][1] for h in H],
+                    fmt="o-", color="black", capsize=3)
+        a1.set_ylabel("best validation perplexity")
+        a2.errorbar(H, [agg[h]["gap"][0] for h in H], [agg[h]["gap"][1] for h in H], fmt="o-", color="#d62728",
+                    capsize=3)
+        a2.axhline(0, color="grey", lw=0.8)
+        a2.set_ylabel("final validation − training loss (nats/char)")
+        for ax in (a1, a2):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(H, [str(h) for h in H])
+            ax.minorticks_off()
+            ax.set_xlabel("hidden size H")
+        colors = dict(zip(H, ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")))
+        for s in runs:
+            h = s.config.get("n_hidden")
+            a3.plot(s.check_x, _col(s, "valid_loss"), color=colors.get(h, "grey"), lw=1.2,
+                    label=f"H={h}" if s is by[tuple(s.config.get(k) for k in ("n_hidden", "embedding"))][0] else None)
+            a3.plot(s.check_x, _col(s, "train_loss"), color=colors.get(h, "grey"), lw=0.8, ls=":")
+        a3.set_xlabel("update")
+        a3.set_ylabel("loss (nats/char): validation solid, training dotted")
+        a3.legend(fontsize="small")
+        fig.suptitle(f"Capacity against generalisation: {lm_label(runs[0]).split(' · ', 1)[1]}", fontsize="medium")
+    return Answer(2, "Capacity against generalisation", q2_text(rows), table, draw if len(rows) else None)
+
+
+# ------------------------------------------------------------------------------- 3. depth
+
+def layer_gt(s, layer):
+    """The last check's batch-mean g_t of one layer (0: nearest the input), NaNs dropped."""
+    from .read import Layer
+    part = s.layers.get(layer, Layer())
+    gt = part.grad_time
+    k = None if gt is None else stats.last_row(gt)
+    if k is None:
+        return np.zeros(0)
+    g = gt[k]
+    return g[np.isfinite(g)]
+
+
+def depth_rows(runs):
+    rows = []
+    for s in runs:
+        gn = stats.grad_norm_stats(s)
+        best = _min(_col(s, "valid_loss"))
+        row = {"run": s.name, "setting": lm_label(s), "n_layers": int(s.config.get("n_layers", 1)),
+               "clip": clipping(s), "seed": s.config.get("seed"),
+               "best_valid_ppl": math.exp(best) if math.isfinite(best) else math.nan,
+               "max_grad_norm": gn["max"], "median_grad_norm": gn["median"],
+               "norm_ratio": gn["max"] / gn["median"] if gn["median"] > 0 else math.nan,
+               "clipped": gn["share_clipped"], "exploding": V.exploding(s) is not None}
+        for layer in sorted(s.layers):
+            g = layer_gt(s, layer)
+            row[f"layer{layer}_span"] = float(g[-1] / g[0]) if len(g) > 1 and g[0] > 0 else math.nan
+            v = V.vanishing(s, layer)
+            row[f"layer{layer}_vanishing"] = v.value if v is not None else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def q3_text(rows):
+    """When a second layer helps, with and without clipping; where gradients vanish or explode."""
+    if not len(rows):
+        return ["No runs that differ only in depth and clipping."]
+    out = []
+    agg = {k: spread(g["best_valid_ppl"]) for k, g in rows.groupby(["clip", "n_layers"])}
+    depths = sorted(rows["n_layers"].unique())
+    for clip in sorted(rows["clip"].unique(), key=lambda c: c == "off"):
+        have = [d for d in depths if (clip, d) in agg]
+        if len(have) < 2:
+            continue
+        a, b = agg[(clip, have[0])], agg[(clip, have[-1])]
+        verb = "helps" if b[0] < a[0] else "hurts"
+        how = "clipping off" if clip == "off" else f"clipping at {clip}"
+        out.append(f"With {how}, {have[-1]} layers instead of {have[0]} {verb}: validation perplexity "
+                   f"{fmt_num(b[0], 4)} against {fmt_num(a[0], 4)}"
+                   + ("." if a[2] < 2 and b[2] < 2 else " (more than the spread over seeds)." if clear(a, b)
+                      else " (within the spread over seeds)."))
+    for (L, clip), g in sorted(rows.groupby(["n_layers", "clip"]), key=lambda kv: (kv[0][1] == "off", kv[0][0])):
+        how = "without clipping" if clip == "off" else f"clipped at {clip}"
+        seeds = f"{len(g)} seeds" if len(g) > 1 else f"seed {g['seed'].iloc[0]}"
+        boom = int(g["exploding"].sum())
+        word = (f"exploding in {boom} of {len(g)}" if len(g) > 1 else "exploding") if boom else "no explosion"
+        spans = [(int(c[5:-5]), g[c].mean()) for c in rows.columns if c.endswith("_span") and np.isfinite(g[c]).any()]
+        gone = [int(c[5:-10]) for c in rows.columns if c.endswith("_vanishing") and (g[c] >= V.VANISHING_MIN_SHARE).any()]
+        text = (f"{L} layer{'s' if L > 1 else ''} {how} ({seeds}): {word}, largest gradient norm "
+                f"{fmt_num(g['max_grad_norm'].max(), 3)} = {fmt_num(g['norm_ratio'].max(), 3)}× the median")
+        if spans:
+            text += ("; g_t at the window's last step over its first (last check): "
+                     + ", ".join(f"layer {l} {fmt_num(v, 3)}" for l, v in spans))
+        text += (f"; vanishing (≥ {V.VANISHING_MIN_SHARE:.0%} of log10 g_t below {V.VANISHING_LOG10:g}) in layer "
+                 + ", ".join(map(str, gone)) if gone else "; no layer vanishing")
+        out.append(text + ".")
+    return out
+
+
+def q3(lm):
+    by = series([s for s in lm if s.config.get("cell") != "mlp"], ("n_layers", "dropout", "clip", "cutoff"))
+    runs = [s for v in by.values() for s in v]
+    rows = depth_rows(runs)
+
+    def draw(fig):
+        a1, a2 = fig.subplots(1, 2)
+        seen = set()
+        first = {}
+        for s in runs:
+            first.setdefault((int(s.config.get("n_layers", 1)), clipping(s)), s)
+        for (L, clip), s in sorted(first.items()):
+            color = "#d62728" if clip == "off" else "#1f77b4"
+            for layer in sorted(s.layers):
+                g = layer_gt(s, layer)
+                if not len(g):
+                    continue
+                ls = ("-", "--", ":")[layer % 3] if L > 1 else "-"
+                lw = 2.0 if L == 1 else 1.2
+                a1.plot(np.arange(len(g)), g, color=color, ls=ls, lw=lw,
+                        label=f"{L} layer{'s' if L > 1 else ''}, clip {clip}: layer {layer}")
+            gn = s.iter.get("grad_norm")
+            if gn is not None and (L, clip) not in seen:
+                seen.add((L, clip))
+                a2.plot(s.iter_x, stats.smooth(gn, 25) if len(gn) > 50 else gn,
+                        color=color, ls="-" if L == 1 else "--", lw=1.0, label=f"{L} layer(s), clip {clip}")
+        a1.set_yscale("log")
+        a1.set_xlabel("step t within the training window (last check)")
+        a1.set_ylabel("batch-mean g_t = ‖∂L/∂h_t‖")
+        a1.legend(fontsize="x-small")
+        a2.set_yscale("log")
+        a2.set_xlabel("update")
+        a2.set_ylabel("gradient norm before clipping (moving mean of 25)")
+        a2.legend(fontsize="x-small")
+        fig.suptitle("Depth and clipping: per-layer g_t and gradient norms of the same runs", fontsize="medium")
+    table = rows.drop(columns=["run"]) if len(rows) else rows
+    return Answer(3, "Depth, vanishing and exploding gradients", q3_text(rows), table, draw if len(rows) else None)
+
+
+# ------------------------------------------------------------------------- 4. cell choice
+
+#: per task family: (the metric's column, its name, whether higher is better, best or final)
+METRICS = {"character LM": ("valid_bpc", "best validation bits/char", False, "best"),
+           "classification": ("accuracy", "final validation accuracy (%)", True, "final"),
+           "seq2seq": ("greedy_exact", "final greedy exact match (%)", True, "final")}
+
+
+def metric(s, task):
+    col, _, higher, which = METRICS[task]
+    a = _col(s, col)
+    return _min(a) if which == "best" and not higher else _last(a)
+
+
+def cell_rows(groups):
+    """task × model: mean ± sd over seeds of each task's metric. `groups` {task: {cell: [runs]}}."""
+    rows = []
+    for task, by in groups.items():
+        for cell, runs in by.items():
+            m, sd, n = spread([metric(s, task) for s in runs])
+            rows.append({"task": task, "model": CELL_NAMES.get(cell, cell), "metric": METRICS[task][1],
+                         "mean": m, "sd": sd, "seeds": n, "values": [metric(s, task) for s in runs]})
+    return pd.DataFrame(rows)
+
+
+def q4_text(rows):
+    out = []
+    for task, g in rows.groupby("task", sort=False):
+        higher = METRICS[task][2]
+        g = g[g["seeds"] > 0].sort_values("mean", ascending=not higher)
+        if len(g) < 2:
+            continue
+        a, b = g.iloc[0], g.iloc[1]
+        verdict = ("more than both spreads: a clear win" if clear((a["mean"], a["sd"]), (b["mean"], b["sd"]))
+                   else "within the spreads: not resolved at this many seeds")
+        rest = ", ".join(f"{r.model} {fmt_spread(r.mean, r.sd, r.seeds)}" for r in g.iloc[2:].itertuples())
+        out.append(f"{task[0].upper() + task[1:]} ({METRICS[task][1]}): {a['model']} wins with "
+                   f"{fmt_spread(a['mean'], a['sd'], a['seeds'])} against {b['model']} "
+                   f"{fmt_spread(b['mean'], b['sd'], b['seeds'])}, a gap of {fmt_num(abs(a['mean'] - b['mean']), 3)}, "
+                   f"{verdict}" + (f"; then {rest}." if rest else "."))
+    return out or ["No runs that differ only in the cell."]
+
+
+def q4(lm, families):
+    groups = {}
+    lm_cells = cells([s for s in lm if s.config.get("cell") != "mlp"])
+    if lm_cells:
+        groups["character LM"] = lm_cells
+    c = cells([s for s in families if s.task in CLASSIFY_TASKS])
+    if c:
+        groups["classification"] = c
+    c = cells([s for s in families if s.task in SEQ2SEQ_TASKS])
+    if c:
+        groups["seq2seq"] = c
+    rows = cell_rows(groups)
+    setups = {task: _setup(next(iter(by.values()))[0]) for task, by in groups.items()}
+
+    def draw(fig):
+        axes = np.atleast_1d(fig.subplots(1, len(groups)))
+        for ax, (task, g) in zip(axes, rows.groupby("task", sort=False)):
+            x = np.arange(len(g))
+            ax.bar(x, g["mean"], yerr=g["sd"], color="#b5cf8f", ecolor="black", capsize=3)
+            for i, vals in enumerate(g["values"]):
+                ax.plot([i] * len(vals), vals, "k.", ms=4)
+            ax.set_xticks(x, g["model"], rotation=20)
+            ax.set_ylabel(METRICS[task][1])
+            lo = np.nanmin([v for vals in g["values"] for v in vals] or [0])
+            hi = np.nanmax([v for vals in g["values"] for v in vals] or [1])
+            pad = 0.1 * (hi - lo) + 1e-9
+            ax.set_ylim(lo - pad if not METRICS[task][2] else max(0, lo - 5 * pad), hi + pad)
+            ax.set_title(f"{task}\n{setups[task]}", fontsize="small")
+        fig.suptitle("Cell choice: mean ± sd over seeds (bars), each seed (dots)", fontsize="medium")
+    table = rows.drop(columns=["values"]) if len(rows) else rows
+    return Answer(4, "Cell choice: RNN, GRU, LSTM, LN-LSTM, Transformer", q4_text(rows) if len(rows) else
+                  ["No runs that differ only in the cell."], table, draw if len(rows) else None)
+
+
+def _setup(s):
+    c = s.config
+    return (f"{s.task}, {c.get('max_iters')} updates"
+            + (f", attention {c['attention']}" if s.family == "seq2seq" and c.get("attention") else ""))
+
+
+# ---------------------------------------------------------------------- 5. sequence length
+
+def position_loss(s, chars=20000, stride=16, warm=256):
+    """(2, T): the validation loss (nats/char) by position within the training window, row 0
+    from the zero state (position t has seen t characters), row 1 for the same characters read
+    with the whole past (the state carried from the start of the text). Windows start every
+    `stride` characters after the first `warm` of the validation text, up to `chars`; the pair
+    differs only in the context, not in the text. From the run's best model."""
+    import torch
+    import torch.nn.functional as F
+    from dynamics.sample import load_model, read_config
+    from dynamics.sources.text import load_corpus
+    config = read_config(s.path)
+    model, _, _ = load_model(config, s.path)
+    valid = load_corpus(config).valid
+    T = int(config.min_length)
+    n = min(chars, len(valid) - 1)
+    ids = torch.from_numpy(valid[:n + 1].astype(np.int64))
+    full = torch.zeros(n, dtype=torch.float64)          # full[i]: loss of ids[i + 1] given ids[:i + 1]
+    state = None
+    with torch.no_grad():
+        for i in range(0, n, T):
+            logits = model(ids[i:min(i + T, n)][:, None], state=state).logits
+            state = model.final_state
+            full[i:i + len(logits)] = F.cross_entropy(logits[:, 0], ids[i + 1:i + 1 + len(logits)], reduction="none").double()
+        starts = np.arange(min(warm, n - T), n - T + 1, stride)
+        zero = torch.zeros(T, dtype=torch.float64)
+        for b in range(0, len(starts), 512):
+            part = starts[b:b + 512]
+            x = torch.stack([ids[i:i + T] for i in part], dim=1)             # (T, windows)
+            y = torch.stack([ids[i + 1:i + T + 1] for i in part], dim=1)
+            logits = model(x, state=None).logits
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+            zero += loss.view(T, -1).double().sum(dim=1)
+    paired = torch.stack([full[i:i + T] for i in starts]).mean(dim=0)
+    return np.stack([(zero / len(starts)).numpy(), paired.numpy()])
+
+
+def useful_context(curve, tol=POSITION_TOL):
+    """The first position (characters of context, from 1) at which the zero-state loss comes within
+    `tol` nats of the same characters' loss with the whole past (`curve`: position_loss's (2, T))."""
+    curve = np.asarray(curve, dtype=float)
+    near = np.flatnonzero(curve[0] <= curve[1] + tol)
+    return int(near[0]) + 1 if len(near) else None
+
+
+def window_rows(mlp):
+    rows = []
+    for (w,), runs in mlp.items():
+        m, sd, n = spread([_min(_col(s, "valid_loss")) for s in runs])
+        rows.append({"model": f"MLP W={w}", "window": int(w), "best_valid_loss": m, "sd": sd, "seeds": n})
+    return pd.DataFrame(rows)
+
+
+def q5_text(windows, curves):
+    """`windows`: window_rows; `curves`: {model: mean loss by position}."""
+    out = []
+    if len(windows):
+        w = windows.sort_values("window")
+        best = w["best_valid_loss"].min()
+        enough = int(w[w["best_valid_loss"] <= best + WINDOW_TOL]["window"].iloc[0])
+        at = w.set_index("window")["best_valid_loss"]
+        widest = int(w["window"].iloc[-1])
+        head = (f"The window MLP's validation loss falls from {fmt_num(at.iloc[0], 4)} nats/char at "
+                f"W={int(w['window'].iloc[0])} to {fmt_num(at[enough], 4)} at W={enough}")
+        if enough == widest:
+            out.append(f"{head}, the widest window run: context helps up to at least {enough} characters.")
+        else:
+            tail = (f"wider windows gain less than {WINDOW_TOL:g} nats" if at[widest] <= best + WINDOW_TOL
+                    else f"the widest, W={widest}, is worse again ({fmt_num(at[widest], 4)})")
+            out.append(f"{head}; {tail}: as a fixed window, about {enough} characters of context are useful.")
+    for model, curve in curves.items():
+        c = np.asarray(curve, dtype=float)
+        p = useful_context(c)
+        T = c.shape[1]
+        reach = (f"comes within {POSITION_TOL:g} nats of that at position {p} of {T}: more context than about {p} "
+                 f"characters gains it less" if p else f"stays more than {POSITION_TOL:g} nats above it over all "
+                 f"{T} positions: context beyond the window still helps")
+        out.append(f"{model}: from the zero state its loss falls from {fmt_num(c[0, 0], 4)} nats/char at the first "
+                   f"character of a window to {fmt_num(c[0, -1], 4)} at the last; the same characters read with the whole "
+                   f"past cost {fmt_num(c[1].mean(), 4)}; it {reach}.")
+    return out or ["No window MLP runs and no recurrent model to read by position."]
+
+
+def q5(lm, curves=None):
+    mlp = series([s for s in lm if s.config.get("cell") == "mlp"], ("window",))
+    windows = window_rows(mlp)
+    if curves is None:
+        curves = {}
+        for cell, runs in cells([s for s in lm if s.config.get("cell") != "mlp"]).items():
+            if cell == "transformer":        # no state: nothing is carried past its window
+                continue
+            found = [position_loss(s) for s in runs if _has_model(s)]
+            if found:
+                n = min(len(c) for c in found)
+                curves[f"{CELL_NAMES.get(cell, cell)} (T {runs[0].config.get('min_length')}, {len(found)} seeds)"] = \
+                    np.mean([c[:n] for c in found], axis=0)
+    table = windows.copy()
+    for model, c in curves.items():
+        c = np.asarray(c, dtype=float)
+        table = pd.concat([table, pd.DataFrame([{"model": model, "useful_context": useful_context(c),
+                                                  "loss_first_position": c[0, 0], "loss_last_position": c[0, -1],
+                                                  "loss_whole_past": c[1].mean()}])])
+
+    def draw(fig):
+        a1, a2 = fig.subplots(1, 2)
+        if len(windows):
+            w = windows.sort_values("window")
+            a1.errorbar(w["window"], w["best_valid_loss"], w["sd"], fmt="o-", color="black", capsize=3)
+            a1.set_xscale("log", base=2)
+            a1.set_xticks(w["window"], [str(x) for x in w["window"]])
+            a1.minorticks_off()
+        a1.set_xlabel("context length W (characters the MLP reads)")
+        a1.set_ylabel("best validation loss (nats/char), mean ± sd")
+        a1.set_title("Fixed-window MLP", fontsize="small")
+        for k, (model, c) in enumerate(curves.items()):
+            c = np.asarray(c, dtype=float)
+            color = f"C{k}"
+            p = useful_context(c)
+            a2.plot(np.arange(1, c.shape[1] + 1), c[0], color=color, lw=1.4,
+                    label=f"{model}: within {POSITION_TOL:g} at {p if p else '> ' + str(c.shape[1])}")
+            a2.plot(np.arange(1, c.shape[1] + 1), c[1], color=color, lw=0.8, ls=":")
+        a2.set_xscale("log", base=2)
+        a2.set_xlabel("position within the window (characters seen since a zero state)")
+        a2.set_ylabel("validation loss (nats/char)")
+        a2.set_title("By position from the zero state (solid); the same characters with the whole past (dotted)",
+                     fontsize="small")
+        if curves:
+            a2.legend(fontsize="x-small")
+        fig.suptitle("How far useful context extends", fontsize="medium")
+    return Answer(5, "Sequence length: how far useful context extends", q5_text(windows, curves), table,
+                  draw if len(windows) or curves else None)
+
+
+def _has_model(s):
+    p = Path(s.path)
+    return p.with_name(f"{s.name}_best.pt").is_file() or p.with_name(f"{s.name}_checkpoint.pt").is_file()
+
+
+# ------------------------------------------------------------------------ 6. teacher forcing
+
+def loss_noise(s, window=50, share=0.3):
+    """Standard deviation of the training loss around its moving mean over the last `share` of the
+    updates: how noisy training is at the end."""
+    loss = np.asarray(s.iter.get("loss", np.zeros(0)), dtype=float)
+    loss = loss[np.isfinite(loss)]
+    if len(loss) < 2 * window:
+        return math.nan
+    tail = loss[-max(window, int(share * len(loss))):]
+    smooth = np.convolve(tail, np.ones(window) / window, mode="valid")
+    return float(np.std(tail[window - 1:] - smooth))
+
+
+def schedule_label(s):
+    c = s.config
+    sched = c.get("tf_schedule", "constant")
+    if sched == "constant":
+        return f"teacher forcing {fmt_num(float(c.get('teacher_forcing', 1.0)))}"
+    return f"{sched.replace('_', ' ')} k={fmt_num(float(c.get('tf_k', 0)))}"
+
+
+def tf_rows(runs):
+    rows = []
+    for s in runs:
+        tf, greedy = _last(_col(s, "tf_token_acc")), _last(_col(s, "greedy_token_acc"))
+        rows.append({"schedule": schedule_label(s), "seed": s.config.get("seed"),
+                     "exposure_bias": tf - greedy, "greedy_exact": _last(_col(s, "greedy_exact")),
+                     "loss_noise": loss_noise(s), "max_grad_norm": stats.grad_norm_stats(s)["max"],
+                     "final_valid_loss": _last(_col(s, "valid_loss"))})
+    return pd.DataFrame(rows)
+
+
+def q6_text(rows):
+    if not len(rows) or rows["schedule"].nunique() < 2:
+        return ["No runs that differ only in the teacher-forcing schedule."]
+    agg = {k: {c: spread(g[c]) for c in ("exposure_bias", "greedy_exact", "loss_noise", "max_grad_norm")}
+           for k, g in rows.groupby("schedule")}
+    full = next((k for k in agg if k == "teacher forcing 1"), sorted(agg)[0])
+    out = []
+    for other in (k for k in agg if k != full):
+        a, b = agg[full], agg[other]
+
+        def cmp(col, digits=3):
+            return (f"{fmt_spread(*b[col], digits=digits)} against {fmt_spread(*a[col], digits=digits)}"
+                    + ("" if clear(a[col], b[col]) else ", within the spreads"))
+        out.append(f"Exposure bias (teacher-forced minus greedy token accuracy at the end, points): {other} "
+                   f"{'lowers' if b['exposure_bias'][0] < a['exposure_bias'][0] else 'raises'} it, "
+                   f"{cmp('exposure_bias')} with {full}.")
+        out.append(f"Training stability: with {other} the training loss is "
+                   f"{'noisier' if b['loss_noise'][0] > a['loss_noise'][0] else 'smoother'} at the end "
+                   f"(deviation from its 50-update mean {cmp('loss_noise')}), and its gradient norm peaks "
+                   f"{'higher' if b['max_grad_norm'][0] > a['max_grad_norm'][0] else 'lower'} "
+                   f"({cmp('max_grad_norm')}).")
+        out.append(f"At inference, greedy exact match is {cmp('greedy_exact')}: "
+                   f"{other if b['greedy_exact'][0] > a['greedy_exact'][0] else full} decodes better.")
+    return out
+
+
+def q6(families):
+    by = series([s for s in families if s.task in SEQ2SEQ_TASKS], ("teacher_forcing", "tf_schedule", "tf_k"))
+    runs = [s for v in by.values() for s in v]
+    rows = tf_rows(runs)
+
+    def draw(fig):
+        a1, a2 = fig.subplots(1, 2)
+        colors = {}
+        for s in runs:
+            lab = schedule_label(s)
+            color = colors.setdefault(lab, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")[len(colors) % 4])
+            gap = _col(s, "tf_token_acc") - _col(s, "greedy_token_acc")
+            first = lab not in a1.get_legend_handles_labels()[1]
+            a1.plot(s.check_x, gap, color=color, lw=1.2, label=lab if first else None)
+            loss = np.asarray(s.iter.get("loss", []), dtype=float)
+            a2.plot(s.iter_x, stats.smooth(loss, 25) if len(loss) > 50 else loss, color=color, lw=0.9,
+                    label=lab if first else None)
+        a1.set_xlabel("update")
+        a1.set_ylabel("exposure bias: teacher-forced − greedy token accuracy (points)")
+        a1.legend(fontsize="small")
+        a2.set_xlabel("update")
+        a2.set_ylabel("training loss (nats/token, moving mean of 25)")
+        a2.set_yscale("log")
+        a2.legend(fontsize="small")
+        fig.suptitle(f"Teacher forcing against scheduled sampling ({_setup(runs[0])}, one line per seed)",
+                     fontsize="medium")
+    return Answer(6, "Teacher forcing: stability against exposure bias", q6_text(rows), rows,
+                  draw if len(rows) else None)
+
+
+# ------------------------------------------------------------- 7. the training-dynamics chapter
+
+def preset_name(s):
+    """A1 for the run `preset=A1` (a sweep point) or `A1`."""
+    return s.name.split("preset=")[-1].split(",")[0]
+
+
+def dyn_row(s):
+    sm = stats.summary(s)
+    vs = {v.kind: v for v in V.verdicts(s)}
+    gates = [v.value for k, v in vs.items() if k.startswith("gate_")]
+    decay = vs.get("decay_rate")
+    return {"run": preset_name(s), "task": s.task, "cell": cell_name(s), "clip": clipping(s),
+            "status": s.status, "updates": sm["iterations"], "final_valid_error": sm["final_valid_error"],
+            "final_valid_loss": sm["final_valid_loss"], "max_grad_norm": sm["max_grad_norm"],
+            "median_grad_norm": sm["median_grad_norm"], "clipped": sm["share_clipped"],
+            "rho_end": sm["rho_end"], "vanishing": vs["vanishing"].value if "vanishing" in vs else 0.0,
+            "exploding": "exploding" in vs, "gate_saturated": max(gates) if gates else 0.0,
+            "decay_per_step": 10 ** (-decay.value) if decay is not None else math.nan,
+            "stalled": "stalled" in vs}
+
+
+def _pct(x):
+    return f"{100 * x:.0f}%"
+
+
+def clipping_paragraph(rows):
+    """A1 against A2 against A3: what clipping bounds and what it costs."""
+    r = rows.set_index("run")
+    have = [n for n in ("A1", "A2", "A3") if n in r.index]
+    if len(have) < 2:
+        return None
+    parts = [f"{n} (clip {r.loc[n, 'clip']}) {fmt_num(r.loc[n, 'max_grad_norm'], 2)}" for n in have]
+    s = [f"Clipping regimes ({', '.join(have)}): the largest gradient norm is " + ", ".join(parts) + "; "
+         + ("only " if sum(r.loc[have, "exploding"]) == 1 else "")
+         + (", ".join(n for n in have if r.loc[n, "exploding"]) + " explode"
+            + ("s" if sum(r.loc[have, "exploding"]) == 1 else "")
+            + f" (max ≥ {V.EXPLODING_NORM_RATIO:g}× median)" if r.loc[have, "exploding"].any() else
+            "none explodes") + "."]
+    s.append("Clipped updates: " + ", ".join(f"{n} {_pct(r.loc[n, 'clipped'])}" for n in have) + ".")
+    loss = [r.loc[n, "final_valid_loss"] for n in have]
+    order = ("tighter clipping slows learning" if all(b > a for a, b in zip(loss, loss[1:])) else
+             "tighter clipping speeds learning" if all(b < a for a, b in zip(loss, loss[1:])) else
+             "no monotone effect of the cutoff on learning")
+    losses = ", ".join(f"{n} {fmt_num(x, 3)}" for n, x in zip(have, loss))
+    rhos = ", ".join(f"{n} {fmt_num(r.loc[n, 'rho_end'], 3)}" for n in have)
+    s.append(f"Final validation loss {losses}: {order}; ρ at the end {rhos}.")
+    return " ".join(s)
+
+
+def cell_paragraph(rows, pairs=(("A1", "A4"), ("A2", "A5"), ("B1", "B2"))):
+    """RNN against GRU on the same task and clipping."""
+    r = rows.set_index("run")
+    out = []
+    for a, b in pairs:
+        if a not in r.index or b not in r.index:
+            continue
+        x, y = r.loc[a], r.loc[b]
+        rx, ry = x["max_grad_norm"] / x["median_grad_norm"], y["max_grad_norm"] / y["median_grad_norm"]
+        err = ("lower" if y["final_valid_error"] < x["final_valid_error"] else
+               "higher" if y["final_valid_error"] > x["final_valid_error"] else "the same")
+        out.append(f"{a} against {b} ({x['task']}, clip {x['clip']}): the {y['cell']}'s gradient norm spikes "
+                   f"{'less' if ry < rx else 'more'} than the {x['cell']}'s (max/median {fmt_num(ry, 2)} against "
+                   f"{fmt_num(rx, 2)}); {_pct(y['vanishing'])} against {_pct(x['vanishing'])} of log10 g_t mass below "
+                   f"{V.VANISHING_LOG10:g}; gates saturated {_pct(y['gate_saturated'])}; final validation error "
+                   f"{fmt_num(y['final_valid_error'], 3)}% against {fmt_num(x['final_valid_error'], 3)}% ({err}).")
+    return " ".join(out) or None
+
+
+def c_paragraph(rows):
+    """C1 against C0: what smart_tanh, clipping and Ω change on temporal order."""
+    r = rows.set_index("run")
+    if "C0" not in r.index or "C1" not in r.index:
+        return None
+    c0, c1 = r.loc["C0"], r.loc["C1"]
+
+    def outcome(x, n):
+        if x["status"] == "solved":
+            return f"{n} is solved at update {int(x['updates'])} ({fmt_num(x['final_valid_error'], 3)}% error)"
+        return (f"{n} ends at {fmt_num(x['final_valid_error'], 3)}% error after {int(x['updates'])} updates"
+                + (" (stalled at chance)" if x["stalled"] else ""))
+    return (f"C1 against C0 (temporal order): {outcome(c1, 'C1')}, {outcome(c0, 'C0')}. "
+            f"Per step back in time g_t changes ×{fmt_num(c1['decay_per_step'], 3)} in C1 against "
+            f"×{fmt_num(c0['decay_per_step'], 3)} in C0 ({'flatter' if abs(math.log(c1['decay_per_step'])) < abs(math.log(c0['decay_per_step'])) else 'steeper'} "
+            f"in C1); ρ at the end {fmt_num(c1['rho_end'], 3)} against {fmt_num(c0['rho_end'], 3)}; "
+            f"largest gradient norm {fmt_num(c1['max_grad_norm'], 2)} against {fmt_num(c0['max_grad_norm'], 2)}, "
+            f"{_pct(c1['clipped'])} of C1's updates clipped.")
+
+
+def q7_text(rows):
+    if not len(rows):
+        return ["No preset runs."]
+    return [p for p in (clipping_paragraph(rows), cell_paragraph(rows), c_paragraph(rows)) if p] or \
+        ["The preset runs hold none of the pairs compared here."]
+
+
+def q7(presets):
+    order = {n: i for i, n in enumerate(("A1", "A2", "A3", "A4", "A5", "B1", "B2", "C0", "C1"))}
+    snaps = sorted(presets, key=lambda s: order.get(preset_name(s), 99))
+    rows = pd.DataFrame([dyn_row(s) for s in snaps])
+    return Answer(7, "Training dynamics of A1–A5, B1–B2, C0–C1", q7_text(rows), rows, None,
+                  notes=[s for s in snaps])
+
+
+# ---------------------------------------------------------------------------- the chapter
+
+def answers(study, curves=None):
+    """The seven answers of a loaded study ({part: [Snapshot]})."""
+    lm, fam, pre = study.get("lm", []), study.get("families", []), study.get("presets", [])
+    return [q1(lm), q2(lm), q3(lm), q4(lm, fam), q5(lm, curves), q6(fam), q7(pre)]
+
+
+def cpu_seconds(study):
+    """The runs' own recorded time (training, validation and checks), summed, and their number."""
+    walls = [_last(_col(s, "wall_time")) for part, runs in study.items() if part != "unfinished" for s in runs]
+    walls = [w for w in walls if math.isfinite(w)]
+    return float(sum(walls)), len(walls)
+
+
+def wrap(text, width=150):
+    return "\n".join(textwrap.fill(t, width) for t in text)
