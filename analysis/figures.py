@@ -39,6 +39,12 @@ COLORS = {"before": "#1f77b4", "after": "#ff7f0e", "clip": "#d62728", "nonfinite
           "sigma": "#8c564b"}
 GATE_COLORS = {"z": "#1f77b4", "r": "#ff7f0e", "i": "#2ca02c", "f": "#d62728", "o": "#9467bd"}
 G_LABEL = r"$g_t = \|\partial L/\partial h_t\|_2$"
+G_LABEL_TRANSFORMER = r"$g_t = \|\partial L/\partial x_t\|_2$ (residual stream)"
+
+
+def g_label(snap):
+    """What g_t is: ‖∂L/∂h_t‖ of the recurrent states, or a Transformer's ‖∂L/∂x_t‖ after a block."""
+    return G_LABEL_TRANSFORMER if getattr(snap, "cell", "") == "transformer" else G_LABEL
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -242,7 +248,7 @@ def draw_grad_hist(ax, snap):
               title=f"share of mass, last check ({_at(snap, k)})", title_fontsize="small")
     ax.set_xlim(*_grad_hist_range(counts, edges))
     ax.set_ylim(0, share.max() * 1.45)
-    ax.set_xlabel(r"$\log_{10} g_t$, " + G_LABEL + " (every t and sequence)")
+    ax.set_xlabel(r"$\log_{10} g_t$, " + g_label(snap) + " (every t and sequence)")
     ax.set_ylabel(f"share of (t, sequence) pairs\n(% per {edges[1] - edges[0]:g}-wide bin)")
     ax.set_title(r"$\log_{10} g_t$ at the end")
 
@@ -335,7 +341,7 @@ def draw_grad_time(ax, snap):
         cb = ax.get_figure(root=False).colorbar(sm, ax=ax, pad=0.01)
         cb.set_label(f"{snap.check_xlabel} of the check")
     ax.set_xlabel(classify_figures.time_label(snap))
-    ax.set_ylabel(G_LABEL + "\n(batch mean)")
+    ax.set_ylabel(g_label(snap) + "\n(batch mean)")
     ax.set_title(f"Gradient through time, {len(rows)} checks" if len(rows) > 1
                  else f"Gradient through time, {_at(snap, rows[0])}")
 
@@ -357,7 +363,7 @@ def draw_grad_time_layers(ax, snap):
     ax.set_yscale("log")
     ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(classify_figures.time_label(snap))
-    ax.set_ylabel(G_LABEL + "\n(batch mean, last check)")
+    ax.set_ylabel(g_label(snap) + "\n(batch mean, last check)")
     ax.set_title("Gradient through time per layer")
 
 
