@@ -7,6 +7,6 @@ def __getattr__(name):
     """The model is imported on first use, so that commands which only read run files start
     without loading torch."""
     if name in __all__:
-        from . import model
-        return getattr(model, name)
+        from .models import recurrent
+        return getattr(recurrent, name)
     raise AttributeError(f"module 'dynamics' has no attribute {name!r}")

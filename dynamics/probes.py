@@ -8,7 +8,7 @@ and gates (0 means saturated).
 import numpy as np
 import torch
 
-from . import compiled
+from .models import compiled
 
 LOG10_EDGES = np.arange(-20.0, 10.0 + 1e-9, 0.25)
 TANH_EDGES = np.linspace(0.0, 1.0, 51)
@@ -42,7 +42,7 @@ def histogram(values, edges, transform="identity"):
     NaN) clamped into the end bins. Each value's bin is computed, then moved by one where its own
     edges say otherwise, so a value on an edge lands where np.histogram puts it (at a tenth of the
     cost of a binary search per value; on the CPU one compiled pass that also applies the
-    transform, reading a strided view in place, see dynamics/compiled.py)."""
+    transform, reading a strided view in place, see dynamics/models/compiled.py)."""
     e = torch.as_tensor(edges, dtype=values.dtype, device=values.device)
     ops = compiled.ops_for(values)
     if ops is not None:
@@ -96,7 +96,7 @@ def clip_gradients(params, W_rec, cutoff, clip):
     recurrent matrix becomes 0.02 · W and every other gradient 0 (W_rec None, as for the gated
     cells, which the reference rule does not cover: all gradients 0). Returns one tensor of the
     gradients' dtype, (‖g‖, ‖g‖ after, clipped, nonfinite), the last two 0 or 1. On the CPU one
-    compiled call (dynamics/compiled.py), where the host decides without a sync to wait for."""
+    compiled call (dynamics/models/compiled.py), where the host decides without a sync to wait for."""
     grads = [p.grad for p in params if p.grad is not None]
     ops = compiled.ops_for(grads[0])
     if ops is not None:
@@ -120,7 +120,7 @@ def omega(hidden, hidden_grad, W_hh, activation):
     d_k = ∂L/∂h_k, u_k = d_k ⊙ φ'(a_k), r_k = ‖u_k W_hhᵀ‖² / ‖d_k‖², for k = 1..T−1;
     Ω = Σ_k mean_b (r_k − 1)² / Σ_k share_k, pairs with ‖d_k‖² < 1e-20 counting 0.
     Differentiable in W_hh only (d and h are constants)."""
-    from .recurrence import ACTIVATIONS
+    from .models.recurrence import ACTIVATIONS
     _, dphi = ACTIVATIONS[activation]
     d = hidden_grad[1:].detach()
     u = d if dphi is None else d * dphi(hidden[1:].detach())

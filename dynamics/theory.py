@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from .model import RECURRENT
+from .models.recurrent import RECURRENT
 
 LEVELS = ("basic", "full")
 GAMMA = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}   # γ = sup |φ'|

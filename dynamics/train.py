@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import compiled, probes, theory
+from . import probes, theory
 from . import config as cfg
 from .errors import InputError
-from .model import spectral_radius
+from .models import compiled
+from .models.recurrent import spectral_radius
 from .runfile import RunFile, exclusive, read_only, save_atomic
 from .schedule import Schedule
 from .sources import make_source

@@ -3,7 +3,7 @@ compiled ones; the compiled run is skipped only where no C++ toolchain is instal
 failed build fails the test: backend=compiled raises). `refused`: bad input to `dynamics train`."""
 import pytest
 
-from dynamics import compiled
+from dynamics.models import compiled
 from dynamics.cli import main
 
 

@@ -1,10 +1,10 @@
-"""The compiled loops (dynamics/csrc/recurrence.cpp) against the Python loops of recurrence.py,
+"""The compiled loops (dynamics/models/csrc/recurrence.cpp) against the Python loops of recurrence.py,
 and the choice between them: config key, DYNAMICS_BACKEND, and the fallback when a build fails."""
 import pytest
 import torch
 
 import dynamics
-from dynamics import compiled
+from dynamics.models import compiled
 from dynamics import config as cfg
 from dynamics.errors import InputError
 

@@ -6,8 +6,8 @@ import pytest
 import tasks
 from dynamics import config as cfg
 from dynamics.cli import main
-from dynamics.init import INITS
-from dynamics.recurrence import ACTIVATIONS
+from dynamics.models.init import INITS
+from dynamics.models.recurrence import ACTIVATIONS
 from dynamics.sources import source_class
 
 # keys whose values are free strings, checked by hand in validate() (or not at all)
@@ -89,7 +89,7 @@ def test_ranges_in_words():
 
 
 def test_chrono_gate_init_is_for_gated_cells_on_synthetic_tasks(tmp_path, capsys):
-    from dynamics.init import GATE_INITS
+    from dynamics.models.init import GATE_INITS
     assert cfg.FIELDS["gate_init"].metadata["choices"] == GATE_INITS
     err = refused(capsys, tmp_path, ["--task", "add", "--cell", "rnn", "--set", "gate_init=chrono"])
     assert "gate_init=" in err and "gru, lstm" in err

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import dynamics
-from dynamics.model import Recurrent
-from dynamics.recurrence import GRURecurrence, LSTMRecurrence, RNNRecurrence
+from dynamics.models.recurrent import Recurrent
+from dynamics.models.recurrence import GRURecurrence, LSTMRecurrence, RNNRecurrence
 
 F64 = torch.float64
 CASES = [("rnn", a) for a in ("tanh", "sigmoid", "relu", "linear")] + [("gru", "tanh"), ("lstm", "tanh")]
@@ -87,7 +87,7 @@ def test_exact_against_naive_autograd(backend, cell, activation, head):
     layer = model.layers[0]
     grads = {}
     H_ = layer.n_hidden
-    from dynamics.model import GATES
+    from dynamics.models.recurrent import GATES
     for j, g in enumerate(GATES[cell]):
         cols = slice(j * H_, (j + 1) * H_)
         grads[f"W_x{g}"], grads[f"W_h{g}"], grads[f"b_{g}"] = (

@@ -10,7 +10,7 @@ from torch.autograd.functional import jacobian
 
 from dynamics import config as cfg
 from dynamics import theory
-from dynamics.model import build_model
+from dynamics.models.recurrent import build_model
 from dynamics.train import train
 
 TINY = dict(task="torder", n_hidden=8, batch_size=5, eval_batch_size=40, chunk_batch_size=20, check_freq=5,

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from dynamics import config as cfg
-from dynamics import compiled, probes, runfile
+from dynamics import probes, runfile
+from dynamics.models import compiled
 from dynamics.cli import main
 from dynamics.train import Run, train
 

@@ -20,8 +20,8 @@ from collections import namedtuple
 import torch
 from torch import nn
 
-from ..init import initialise, uniform
-from ..model import RECURRENT, Output, Recurrent
+from .init import initialise, uniform
+from .recurrent import RECURRENT, Output, Recurrent
 from .pooling import last_step, pool
 
 
@@ -131,7 +131,7 @@ class Classifier(nn.Module):
 def build_classifier(cell, vocab_size, n_embed, n_hidden, n_classes, n_layers=1, bidirectional=False,
                      pooling="last", activation="tanh", dropout=0.0, init="uniform", forget_bias=1.0,
                      seed=None, device=None, dtype=torch.float32):
-    """A Classifier initialised by name (dynamics.init) for the recurrent layers, embedding and
+    """A Classifier initialised by name (dynamics.models.init) for the recurrent layers, embedding and
     output layer; W_1 uniform ±1/√fan_in; the attention query starts at 0 (uniform weights)."""
     model = Classifier(cell, vocab_size, n_embed, n_hidden, n_classes, n_layers, bidirectional, pooling,
                        activation, dropout)

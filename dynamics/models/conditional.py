@@ -4,7 +4,7 @@
     condition "first":  h_0 = tanh(C_l[c])      per layer l, the class enters through the initial
                                                 state only (an LSTM's c_0 stays 0)
     condition "every":  input_t = [e_t; C[c]]   the class embedding beside every input, h_0 = 0
-    h_t = cell(input_t, h_{t−1})                the hand-written layers of dynamics/model.py
+    h_t = cell(input_t, h_{t−1})                the hand-written layers of dynamics/models/recurrent.py
     y_t = W_hy h_t + b_y                        logits of x_{t+1} (<s> again ends the sequence)
 
 Trained with teacher forcing on right-padded batches; `lengths` make the probes count valid steps.
@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import bad_value
-from ..init import initialise, normal
-from ..model import Output, Recurrent
+from .init import initialise, normal
+from .recurrent import Output, Recurrent
 
 CONDITIONS = ("first", "every")
 
@@ -85,7 +85,7 @@ class ConditionalLM(nn.Module):
 def build_conditional(cell, vocab_size, n_classes, n_embed, n_hidden, n_layers=1, condition="first",
                       activation="tanh", init="uniform", forget_bias=1.0, seed=None, device=None,
                       dtype=torch.float32):
-    """A ConditionalLM initialised by name (dynamics.init); class embeddings N(0, 1)."""
+    """A ConditionalLM initialised by name (dynamics.models.init); class embeddings N(0, 1)."""
     model = ConditionalLM(cell, vocab_size, n_classes, n_embed, n_hidden, n_layers, condition, activation)
     g = torch.Generator().manual_seed(seed) if seed is not None else None
     initialise(model, init, forget_bias=forget_bias, generator=g)

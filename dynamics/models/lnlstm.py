@@ -7,13 +7,13 @@ LN(z) = γ ⊙ (z − mean z)/std z + β over the features of each row, with its
 β at each of its three places (LN_x and LN_h over all 4H columns together, as in the paper).
 LN_x of all steps is one autograd expression outside the loop (it does not depend on the
 state); `LNLSTMRecurrence` runs the per-step recurrence and carries d_t = ∂L/∂h_t, the total
-derivative, into `sink.hidden_grad` as the other cells do (dynamics/recurrence.py).
+derivative, into `sink.hidden_grad` as the other cells do (dynamics/models/recurrence.py).
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..recurrence import materialise, outer_sum, with_initial
+from .recurrence import materialise, outer_sum, with_initial
 
 EPS = 1e-5
 LAYER_NORMS = ("x", "h", "c")   # where the layer norms sit: gain g_<k>, bias beta_<k>
@@ -115,7 +115,7 @@ def layer_norm_weights(layer):
 
 
 def states(layer, x, state=None):
-    """One LN-LSTM layer (dynamics.model.Recurrent.states with cell "lnlstm"): x (T, B, n_in) →
+    """One LN-LSTM layer (dynamics.models.recurrent.Recurrent.states with cell "lnlstm"): x (T, B, n_in) →
     the state sequences (h, c), each (T, B, H) and differentiable, and the gates {i, f, o}."""
     T, B, _ = x.shape
     H = layer.n_hidden

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import bad_value
-from ..model import Output
+from .recurrent import Output
 
 
 def windows(x, window, past):

@@ -52,8 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..init import orthogonal
-from ..model import GATES, RECURRENT, Recurrent
+from .init import orthogonal
+from .recurrent import GATES, RECURRENT, Recurrent
 from . import lnlstm
 
 PAD, SOS, EOS = 0, 1, 2
@@ -90,7 +90,7 @@ def cell_step(layer, x, state):
 
 
 def lstm_step(layer, x, h, c):
-    """The (LN-)LSTM's equations for one step, as in dynamics/recurrence.py and models/lnlstm.py:
+    """The (LN-)LSTM's equations for one step, as in dynamics/models/recurrence.py and models/lnlstm.py:
     a = x W_x + h W_h + b (LN-LSTM: LN_x(x W_x) + LN_h(h W_h) + b), columns i, f, c̃, o;
     c_t = σ(a_f) ⊙ c + σ(a_i) ⊙ tanh(a_c̃);  h_t = σ(a_o) ⊙ tanh(c_t) (LN-LSTM: tanh(LN_c(c_t)))."""
     H = layer.n_hidden

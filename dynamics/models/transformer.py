@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..model import Output
+from .recurrent import Output
 
 POSITIONS = ("learned", "sinusoidal")
 

@@ -57,9 +57,9 @@ class Source:
         """Refuse, with one line, what this family cannot run (before anything is written)."""
 
     def build_model(self):
-        """The stacked model of dynamics/model.py for this source's sizes and head, or the
+        """The stacked model of dynamics/models/recurrent.py for this source's sizes and head, or the
         Transformer (dynamics/models/transformer.py) reading up to `block_size` steps."""
-        from ..model import build_model
+        from ..models.recurrent import build_model
         c = self.c
         if c.cell == "transformer":
             from ..models.transformer import build_transformer

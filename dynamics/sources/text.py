@@ -73,7 +73,7 @@ def build_lm(c, vocab_size, device=None, dtype=torch.float32, seed=None):
         from ..models.mlp import build_mlp
         return build_mlp(vocab_size, c.window, c.embedding or c.n_hidden, c.n_hidden, c.n_layers, c.dropout,
                          seed=seed, device=device, dtype=dtype)
-    from ..model import build_model
+    from ..models.recurrent import build_model
     return build_model(c.cell, c.embedding or c.n_hidden, c.n_hidden, vocab_size, "softmax", c.activation, c.init,
                        n_layers=c.n_layers, vocab_size=vocab_size, dropout=c.dropout, tie_weights=c.tie_weights,
                        forget_bias=c.forget_bias, seed=seed, device=device, dtype=dtype)

@@ -1,4 +1,4 @@
-"""The compiled recurrence loops (dynamics/csrc/recurrence.cpp): built with the system's C++
+"""The compiled recurrence loops (dynamics/models/csrc/recurrence.cpp): built with the system's C++
 compiler on first use, cached per user, and loaded as torch.ops.dynamics_recurrence.
 
 Which path runs (CPU tensors only; CUDA always takes the Python loops of recurrence.py):
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .config import BACKENDS
-from .errors import bad_value
+from ..config import BACKENDS
+from ..errors import bad_value
 SOURCE = Path(__file__).parent / "csrc" / "recurrence.cpp"
 _configured = "auto"
 _ops = None          # torch.ops.dynamics_recurrence once loaded

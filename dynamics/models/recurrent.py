@@ -10,9 +10,9 @@ from collections import namedtuple
 import torch
 from torch import nn
 
-from .errors import bad_value
+from ..errors import bad_value
 from .init import initialise
-from .models import lnlstm
+from . import lnlstm
 from .recurrence import ACTIVATIONS, GRURecurrence, LSTMRecurrence, RNNRecurrence
 
 Output = namedtuple("Output", "logits hidden gates")
@@ -119,7 +119,7 @@ class Model(nn.Module):
     def parts(self):
         """The layers as probe parts (dynamics.sources.Part), named by index, the top one last;
         their tensors are those of the last forward and backward (None before)."""
-        from .sources import Part
+        from ..sources import Part
         outputs = self.layer_outputs or [(None, {})] * len(self.layers)
         return [Part(str(l), layer.cell, layer.activation, hs, gates, layer.hidden_grad)
                 for l, (layer, (hs, gates)) in enumerate(zip(self.layers, outputs))]
@@ -171,7 +171,7 @@ def spectral_radius(W):
 def build_model(cell, n_in, n_hidden, n_out, head, activation="tanh", init="uniform",
                 n_layers=1, vocab_size=None, dropout=0.0, tie_weights=False, forget_bias=1.0,
                 seed=None, device=None, dtype=torch.float32, gate_init="default", chrono_max=None):
-    """The model of DESIGN.md, initialised by name (see dynamics.init). `seed` draws the
+    """The model of DESIGN.md, initialised by name (see dynamics.models.init). `seed` draws the
     initial weights from a private generator, so they do not depend on the global RNG."""
     model = Model(cell, n_in, n_hidden, n_out, head, activation, n_layers, vocab_size, dropout, tie_weights)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None

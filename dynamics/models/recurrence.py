@@ -9,7 +9,7 @@ the loop. Everything the backward needs per step that does not depend on d_t (ac
 derivatives, gate products) is computed for all steps at once before the loop, so the loop is a
 handful of in-place ops on preallocated buffers.
 
-On the CPU the same loops run compiled (dynamics/csrc/recurrence.cpp, through dynamics.compiled):
+On the CPU the same loops run compiled (dynamics/models/csrc/recurrence.cpp, through dynamics.models.compiled):
 each Function asks `compiled.ops_for` and takes the C++ forward and backward when it gets them,
 the Python `states` and `bptt` below otherwise. The steps around the loops are shared.
 """
