@@ -141,6 +141,9 @@ class RunFile:
                     rows = {"iter": n_iters, "surface": n_surfaces}.get(name.split("/")[0], n_checks)
                     obj.resize(rows, axis=0)
             f.visititems(cut)
+            for name in CHECK_COLUMNS:   # a column newer than the file: NaN at the checks before it
+                if name not in f["check"]:
+                    growing(f["check"], name).resize(n_checks, axis=0)
             f.attrs.update(status="running", error="", finished="")
             if "final" in f:
                 del f["final"]

@@ -262,6 +262,21 @@ def test_cpu_budget_stops_at_the_first_check_past_it_and_resume_extends_it(tmp_p
     assert read(path)[1]["check/iter"][-1] == 20
 
 
+def test_a_file_from_before_a_check_column_resumes_with_nan_for_its_earlier_checks(tmp_path):
+    def stop_after_two(run, row):
+        if run.checks == 2:
+            raise KeyboardInterrupt
+    c = make(tmp_path, name="old", max_iters=20)
+    path = train(c, progress=False, after_check=stop_after_two)
+    with h5py.File(path, "a") as f:
+        del f["check/cpu_time"]                       # as written before the column existed
+    train(c, resume=True, progress=False)
+    attrs, data = read(path)
+    assert attrs["status"] == "finished" and data["check/iter"].tolist() == [5, 10, 15, 20]
+    cpu = data["check/cpu_time"]
+    assert np.isnan(cpu[:2]).all() and (cpu[2:] > 0).all() and data["check/valid_loss"].shape == (4,)
+
+
 def wait_for_checks(path, n, proc, timeout=120):
     """Poll a run file that the process `proc` writes until it holds n checks."""
     deadline = time.time() + timeout
