@@ -25,3 +25,13 @@ def test_preset_is_a_valid_config(preset):
 def test_sweep_spec_expands(spec, tmp_path):
     points = sw.expand(sw.load_spec(spec), tmp_path)
     assert points and len({p.name for p in points}) == len(points)
+
+
+def test_every_preset_is_a_make_target_by_name():
+    """The README's `make <preset>`: each runs/<name>.toml is listed, by name, in the Makefile's
+    PRESETS, and nothing listed is missing from runs/."""
+    listed = set()
+    for line in (RUNS.parent / "Makefile").read_text().splitlines():
+        if line.startswith("PRESETS "):
+            listed.update(line.split("#")[0].split("=", 1)[1].split())
+    assert listed == {p.stem for p in RUNS.glob("*.toml")}
