@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 from matplotlib import cm, colors, patches
+from matplotlib.ticker import MaxNLocator
 
 from .figures import G_LABEL, PANEL_H, PANEL_W, _spread, new_figure, save, title
 
@@ -100,6 +101,7 @@ def draw_exact_by_length(ax, snap, color=None, label=None, all_checks=True):
                 label=label if label else (_at(snap, k) if len(picks) <= 6 else None))
     ax.set_ylim(-3, 103)
     ax.set_xlabel("source length (characters)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # lengths are whole characters
     ax.set_ylabel("greedy exact match (%)")
     ax.set_title("Exact match against source length")
     ax.grid(alpha=0.3)
