@@ -196,6 +196,9 @@ def rho(snap):
     return Verdict("rho", end, text)
 
 
+FLAT_SLOPE = 0.002   # |log10 slope| below this: under 0.5 % per step, a factor 1.6 over 100 steps
+
+
 def decay_rate(snap):
     gt = snap.grad_time
     k = stats.last_row(gt)
@@ -206,7 +209,9 @@ def decay_rate(snap):
         return None
     b = -fit[0] if end_aligned(snap) else fit[0]   # end-aligned: t counts back from the last token
     factor = 10 ** (-b)
-    if b >= 0:
+    if abs(b) < FLAT_SLOPE:
+        text = f"g_t flat through time: ×{factor:.4f} per step back (log10 slope {b:.3g}/step, last check)"
+    elif b >= 0:
         text = f"g_t shrinks ×{factor:.3g} per step back in time (log10 slope {b:.3g}/step, last check)"
     else:
         text = f"g_t grows ×{factor:.3g} per step back in time (log10 slope {b:.3g}/step, last check)"

@@ -280,6 +280,15 @@ def test_decay_rate_is_the_slope_of_log10_g_t(tmp_path):
     assert v.value == pytest.approx(0.125) and "×0.75 per step" in v.text
 
 
+def test_decay_rate_calls_a_nearly_constant_g_t_flat(tmp_path):
+    path = write_run(tmp_path / "flat.h5", **SMALL)
+    gt = np.full((10, 40), np.nan)
+    gt[:, :30] = 10.0 ** (0.001 * (29 - np.arange(30)))      # grows ×1.0023 per step back
+    _set(path, "check/grad_time", gt)
+    v = V.decay_rate(load(path))
+    assert v.value == pytest.approx(-0.001) and v.text.startswith("g_t flat through time: ×1.0023 per step back")
+
+
 def test_stall_at_chance(tmp_path):
     path = write_run(tmp_path / "st.h5", **SMALL)
     _set(path, "check/valid_loss", np.full(10, math.log(4) + 0.001))
