@@ -8,7 +8,7 @@ PRESETS += S1 S2 S3 S4 S5 S6
 PRESETS += W1 W2 G0 G1 G2   # word LMs; the judge G0 and conditional generation G1/G2
 # solve_<task>[_gru|_lstm]: each task of TASKS.md solved (COMMANDS.md)
 PRESETS += solve_torder solve_torder3 solve_add solve_add_gru solve_add_lstm solve_mul solve_perm
-PRESETS += solve_mem solve_mem_gru
+PRESETS += solve_mem solve_mem_gru solve_mem_lstm
 TASKS_QUICK := torder torder3 add mul mem perm
 RUNS   := $(PRESETS)
 ARGS   ?=
