@@ -106,6 +106,14 @@ def config_parts(snap):
     alpha = c("alpha", "omega_alpha")
     if alpha is not None:
         parts["alpha"] = f"Ω α={fmt_num(float(alpha))}" if float(alpha) else "no Ω"
+    if c("gate_init") not in (None, "default") and snap.cell in ("gru", "lstm", "lnlstm"):
+        parts["gate_init"] = f"{c('gate_init')} gates"
+    if snap.family == "seq2seq" and snap.cell != "transformer":
+        parts["attention"] = "no attention" if c("attention") == "none" else f"{c('attention')} attention"
+    tf, schedule = c("teacher_forcing"), c("tf_schedule")
+    if snap.family == "seq2seq" and tf is not None and (float(tf) != 1.0 or schedule not in (None, "constant")):
+        parts["teacher_forcing"] = f"TF {fmt_num(float(tf))}" + (
+            f" {schedule} k={fmt_num(float(c('tf_k')))}" if schedule not in (None, "constant") else "")
     hidden = c("n_hidden", "nhid", "hidden")
     if snap.cell == "transformer":
         parts["hidden"] = f"d={c('d_model')}, {c('n_heads')} heads, {c('positions')} positions"

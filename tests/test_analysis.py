@@ -385,3 +385,23 @@ def test_run_cli_standalone_exit_status(tmp_path, capsys):
     assert commands.run_cli(["info", str(tmp_path / "none.h5")]) == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "no such file" in err
+
+
+class _Snap:
+    """Just what config_parts reads of a run."""
+    def __init__(self, family, cell, **config):
+        self.family, self.cell, self.task = family, cell, config.get("task", "reverse")
+        self.cfg = lambda *keys: next((config[k] for k in keys if k in config), None)
+
+
+def test_legend_names_attention_teacher_forcing_and_chrono_gates():
+    from analysis.compare import labels
+    a = _Snap("seq2seq", "gru", task="reverse", attention="bahdanau", teacher_forcing=1.0, tf_schedule="constant")
+    b = _Snap("seq2seq", "gru", task="reverse", attention="none", teacher_forcing=1.0,
+              tf_schedule="inverse_sigmoid", tf_k=80.0)
+    for s, name in ((a, "a"), (b, "b")):
+        s.name = name
+    assert labels([a, b]) == ["a: bahdanau attention", "b: no attention, TF 1 inverse_sigmoid k=80"]
+    g = _Snap("synthetic", "gru", task="mem", gate_init="chrono")
+    assert figures.config_parts(g)["gate_init"] == "chrono gates"
+    assert "gate_init" not in figures.config_parts(_Snap("synthetic", "rnn", task="mem", gate_init="chrono"))
