@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from . import classify_figures, conditional_figures, stats, theory_figures, transformer_figures as TF, verdicts as V
 from .stats import fmt_num, fmt_pct
@@ -280,6 +280,7 @@ def _heat(ax, snap, q, label, ylim=None, hlines=()):
         ax.axhline(y, color="#00bfff", lw=1.0, ls=style)
     if ylim:
         ax.set_ylim(*ylim)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))   # the colour bar narrows the panel
     ax.set_xlabel(snap.check_xlabel)
     ax.set_ylabel(label)
 
