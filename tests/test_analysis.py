@@ -287,6 +287,7 @@ def test_decay_rate_calls_a_nearly_constant_g_t_flat(tmp_path):
     _set(path, "check/grad_time", gt)
     v = V.decay_rate(load(path))
     assert v.value == pytest.approx(-0.001) and v.text.startswith("g_t flat through time: ×1.0023 per step back")
+    assert figures._fit_label(gt[0, :30], "fit")[0].startswith("fit: flat, ×1.0023 per step")
 
 
 def test_stall_at_chance(tmp_path):
