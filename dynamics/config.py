@@ -396,7 +396,8 @@ def validate(c, given=()):
         raise bad_value("gate_init", c.gate_init, f"default for {family(c.task)} tasks (chrono is for the "
                                                   f"synthetic tasks)")
     if c.gate_init == "chrono" and (c.chrono_max or c.max_length) <= 2:
-        raise bad_value("chrono_max", c.chrono_max, f"a number > 2 (here {c.chrono_max or c.max_length} steps)")
+        raise bad_value("chrono_max", c.chrono_max, "a number > 2" if c.chrono_max else
+                        f"a number > 2; 0 takes max_length, here {c.max_length}: set chrono_max")
     if c.min_length > c.max_length:
         raise InputError(f"min_length={c.min_length} is not allowed: it exceeds max_length={c.max_length}")
     if c.cell != "rnn" and c.activation != "tanh":

@@ -73,6 +73,12 @@ def test_bad_value_in_a_preset_refused(tmp_path, capsys):
     assert err == "error: lr=nan is not allowed: a finite number > 0"
 
 
+def test_chrono_time_scale_from_a_short_max_length_refused_with_the_way_out(tmp_path, capsys):
+    err = refused(capsys, tmp_path, ["--task", "mem", "--cell", "gru", "--set", "gate_init=chrono",
+                                     "--set", "min_length=1", "--set", "max_length=1"])
+    assert err == "error: chrono_max=0 is not allowed: a number > 2; 0 takes max_length, here 1: set chrono_max"
+
+
 def test_near_miss_gets_a_suggestion(tmp_path, capsys):
     err = refused(capsys, tmp_path, ["--cell", "gur"])
     assert "did you mean 'gru'" in err
