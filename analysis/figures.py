@@ -321,11 +321,9 @@ def _fit_label(g, prefix, end_aligned=False):
     if fit is None:
         return prefix, None
     b = -fit[0] if end_aligned else fit[0]   # end-aligned: t counts back from the last token
-    if abs(b) < V.FLAT_SLOPE:
-        return (f"{prefix}: flat, ×{10 ** (-b):.4f} per step\nback in time "
-                f"(slope {b:.3g} decades/step)"), fit
-    word = "shrinks" if b >= 0 else "grows"
-    return (f"{prefix}: {word} ×{10 ** (-b):.3g} per step\nback in time "
+    word, factor = V.per_step_change(b)
+    word += "," if word == "flat" else ""
+    return (f"{prefix}: {word} {factor} per step\nback in time "
             f"(slope {b:.3g} decades/step)"), fit
 
 

@@ -199,6 +199,13 @@ def rho(snap):
 FLAT_SLOPE = 0.002   # |log10 slope| below this: under 0.5 % per step, a factor 1.6 over 100 steps
 
 
+def per_step_change(b):
+    """How g_t changes per step back in time for a log10 slope b: ("flat" | "shrinks" | "grows", "×f")."""
+    if abs(b) < FLAT_SLOPE:
+        return "flat", f"×{10 ** (-b):.4f}"
+    return ("shrinks" if b >= 0 else "grows"), f"×{10 ** (-b):.3g}"
+
+
 def decay_rate(snap):
     gt = snap.grad_time
     k = stats.last_row(gt)
@@ -208,13 +215,11 @@ def decay_rate(snap):
     if fit is None:
         return None
     b = -fit[0] if end_aligned(snap) else fit[0]   # end-aligned: t counts back from the last token
-    factor = 10 ** (-b)
-    if abs(b) < FLAT_SLOPE:
-        text = f"g_t flat through time: ×{factor:.4f} per step back (log10 slope {b:.3g}/step, last check)"
-    elif b >= 0:
-        text = f"g_t shrinks ×{factor:.3g} per step back in time (log10 slope {b:.3g}/step, last check)"
+    word, factor = per_step_change(b)
+    if word == "flat":
+        text = f"g_t flat through time: {factor} per step back (log10 slope {b:.3g}/step, last check)"
     else:
-        text = f"g_t grows ×{factor:.3g} per step back in time (log10 slope {b:.3g}/step, last check)"
+        text = f"g_t {word} {factor} per step back in time (log10 slope {b:.3g}/step, last check)"
     return Verdict("decay_rate", b, text)
 
 
