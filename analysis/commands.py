@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from dynamics.errors import InputError
+from tasks.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
 

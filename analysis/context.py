@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from dynamics.errors import InputError
+from tasks.errors import InputError
 
 from .commands import _output_file, _save, _writable_dir, cli_errors
 

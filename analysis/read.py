@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dynamics.errors import InputError
+from tasks.errors import InputError
 
 SCHEMA = "dynamics-run/1"
 STATUSES = ("running", "finished", "solved", "interrupted", "failed")

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 import dynamics
-import tasks
+import tasks.synthetic as tasks
 from dynamics import probes
 
 SHAPES = [(20, 50, 150), (1000, 50, 150), (64, 256, 128)]  # (B, H, T)

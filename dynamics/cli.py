@@ -5,7 +5,7 @@ import sys
 import click
 
 from . import config as cfg
-from .errors import InputError
+from tasks.errors import InputError
 
 class KeyChoice(click.Choice):
     """The choices of a config key: listed in the help, checked by the config's own check, so a

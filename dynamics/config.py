@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import InputError, bad_value
+from tasks.errors import InputError, bad_value
 from .schedule import SCHEDULES
 from .sources import SOURCES
 
@@ -59,7 +59,7 @@ def key(default, group, help, range=None, choices=None):
 
 
 # Choices named here so that the help and the checks need no torch; tests compare them with the
-# modules that implement them (tasks.NAMES, init.INITS, recurrence.ACTIVATIONS).
+# modules that implement them (tasks.synthetic.NAMES, init.INITS, recurrence.ACTIVATIONS).
 TASKS = tuple(SOURCES)
 CELLS = ("rnn", "gru", "lstm", "lnlstm", "transformer", "mlp")   # mlp: the fixed-window LM (text)
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear")

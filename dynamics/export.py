@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .errors import InputError, bad_value
+from tasks.errors import InputError, bad_value
 from .runfile import read_only
 
 EXTRA = "pip install 'dynamics[tensorboard]'"

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import torch
 
-from .errors import InputError
+from tasks.errors import InputError
 from . import theory
 
 SCHEMA = "dynamics-run/1"

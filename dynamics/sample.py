@@ -12,7 +12,7 @@ import click
 import numpy as np
 import torch
 
-from .errors import InputError, bad_value
+from tasks.errors import InputError, bad_value
 from .runfile import read_only
 from .sampling import _check, generate
 from .sources import SOURCES

@@ -5,7 +5,7 @@ from numbers import Integral, Real
 
 import torch
 
-from dynamics.errors import InputError, bad_value
+from tasks.errors import InputError, bad_value
 
 
 def _check(temperature, top_k, top_p):

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .errors import InputError
+from tasks.errors import InputError
 
 Z95 = 1.959963984540054          # the 97.5% quantile of the standard normal
 INIT_ORDER = ("sigmoid", "basic_tanh", "smart_tanh", "uniform", "orthogonal", "identity")

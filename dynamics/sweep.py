@@ -48,7 +48,7 @@ from pathlib import Path
 import click
 
 from . import config as cfg
-from .errors import InputError
+from tasks.errors import InputError
 from .runfile import read_only
 
 SPEC_KEYS = ("name", "base", "description", "set", "grid")

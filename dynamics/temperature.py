@@ -16,7 +16,7 @@ import click
 import torch
 import torch.nn.functional as F
 
-from .errors import bad_value
+from tasks.errors import bad_value
 from .runfile import read_only
 from .sample import load_model, read_config
 from .sampling import generate

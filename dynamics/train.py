@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from . import probes, theory
 from . import config as cfg
-from .errors import InputError
+from tasks.errors import InputError
 from .models import compiled
 from .models.recurrent import spectral_radius
 from .runfile import RunFile, exclusive, read_only, save_atomic

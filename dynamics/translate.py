@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .errors import InputError, bad_value
+from tasks.errors import InputError, bad_value
 from .train import load_checkpoint
 
 

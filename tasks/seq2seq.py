@@ -14,7 +14,7 @@ import datetime
 import numpy as np
 import torch
 
-from dynamics.errors import bad_value
+from .errors import bad_value
 
 PAD, SOS, EOS = 0, 1, 2
 SPECIALS = ("<pad>", "<sos>", "<eos>")

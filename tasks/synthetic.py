@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dynamics.errors import InputError, bad_value
+from .errors import InputError, bad_value
 
 HEADS = ("last_softmax", "softmax", "last_linear")
 LINEAR_TOLERANCE = 0.04  # last_linear: a sequence is wrong when its squared error exceeds this
@@ -50,7 +50,7 @@ class Task:
     n_out = None
     head = None
     min_length = 1
-    options = ()  # the keyword options `tasks.get` accepts for this task
+    options = ()  # the keyword options `get` accepts for this task
 
     def generate(self, batch, length, rng):
         """Return (x, y) for `batch` sequences of nominal length `length`, drawing only from rng."""
@@ -214,3 +214,28 @@ class Permutation(Task):
         rest = rng.integers(2, 100, size=(L - 1, B))
         symbols = np.concatenate([v[None], rest])
         return one_hot(symbols, 100), v.astype(np.int64)
+
+
+# name -> (class, fixed arguments); user options are added to the fixed ones
+_SYNTHETIC = {
+    "torder": (TemporalOrder, {"name": "torder", "starts": (0.1, 0.5)}),
+    "torder3": (TemporalOrder, {"name": "torder3", "starts": (0.1, 0.3, 0.6)}),
+    "add": (Arithmetic, {"name": "add"}),
+    "mul": (Arithmetic, {"name": "mul"}),
+    "mem": (Memorization, {}),
+    "perm": (Permutation, {}),
+}
+
+NAMES = tuple(_SYNTHETIC)
+
+
+def get(name, **options):
+    """Build the task `name` with its options (only `mem` has any: n_values, n_pos)."""
+    if name not in _SYNTHETIC:
+        raise bad_value("task", name, ", ".join(NAMES))
+    cls, fixed = _SYNTHETIC[name]
+    for key, value in options.items():
+        if key not in cls.options:
+            takes = f"options {', '.join(cls.options)}" if cls.options else "no options"
+            raise bad_value(key, value, f"task {name} takes {takes}")
+    return cls(**fixed, **options)

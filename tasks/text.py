@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dynamics.errors import InputError, bad_value
+from .errors import InputError, bad_value
 
 DEFAULT_SPLITS = (0.9, 0.05, 0.05)
 

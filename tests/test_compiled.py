@@ -6,7 +6,7 @@ import torch
 import dynamics
 from dynamics.models import compiled
 from dynamics import config as cfg
-from dynamics.errors import InputError
+from tasks.errors import InputError
 
 needs_toolchain = pytest.mark.skipif(compiled.missing_toolchain() is not None, reason="no C++ toolchain")
 CASES = [("rnn", a) for a in ("tanh", "sigmoid", "relu", "linear")] + [("gru", "tanh"), ("lstm", "tanh")]

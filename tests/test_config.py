@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-import tasks
+import tasks.synthetic as tasks
 from dynamics import config as cfg
 from dynamics.cli import main
 from dynamics.models.init import INITS

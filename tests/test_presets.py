@@ -6,7 +6,7 @@ import pytest
 
 from dynamics import config as cfg
 from dynamics import sweep as sw
-from dynamics.errors import InputError
+from tasks.errors import InputError
 
 RUNS = Path(__file__).parent.parent / "runs"
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dynamics.errors import InputError
+from tasks.errors import InputError
 from dynamics.sampling import generate, sample_next
 
 V = 12

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dynamics.config import make as make_config
-from dynamics.errors import InputError
+from tasks.errors import InputError
 from dynamics.models.seq2seq import EOS, allowed, beam_search, build, greedy
 from dynamics.sources.seq2seq import Seq2Seq as Source, teacher_ratio
 from dynamics.train import train

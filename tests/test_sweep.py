@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dynamics import sweep as sw
-from dynamics.errors import InputError
+from tasks.errors import InputError
 from dynamics.success import success as success_command, table, wilson
 
 BASE = """task = "torder"

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-import tasks
-from dynamics.errors import InputError
+import tasks.synthetic as tasks
+from tasks.errors import InputError
 
 SIZES = {  # name -> (n_in, n_out, head)
     "torder": (6, 4, "last_softmax"),

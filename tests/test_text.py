@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynamics.errors import InputError
+from tasks.errors import InputError
 from tasks.text import Corpus, StreamBatches, random_windows, stdlib_docstrings, stream_batches
 
 TEXT = "Grüße, naïve café — 日本語 🙂!\nThe quick brown fox jumps over the lazy dog. " \

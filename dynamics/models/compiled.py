@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..config import BACKENDS
-from ..errors import bad_value
+from tasks.errors import bad_value
 SOURCE = Path(__file__).parent / "csrc" / "recurrence.cpp"
 _configured = "auto"
 _ops = None          # torch.ops.dynamics_recurrence once loaded

@@ -12,7 +12,7 @@ Trained with teacher forcing on right-padded batches; `lengths` make the probes 
 import torch
 from torch import nn
 
-from ..errors import bad_value
+from tasks.errors import bad_value
 from .init import initialise, normal
 from .recurrent import Output, Recurrent
 

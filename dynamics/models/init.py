@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ..errors import bad_value
+from tasks.errors import bad_value
 
 GATE_INITS = ("default", "chrono")
 INITS = ("sigmoid", "basic_tanh", "smart_tanh", "orthogonal", "identity", "uniform")

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import bad_value
+from tasks.errors import bad_value
 from .recurrent import Output
 
 

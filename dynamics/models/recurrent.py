@@ -10,7 +10,7 @@ from collections import namedtuple
 import torch
 from torch import nn
 
-from ..errors import bad_value
+from tasks.errors import bad_value
 from .init import initialise
 from . import lnlstm
 from .recurrence import ACTIVATIONS, GRURecurrence, LSTMRecurrence, RNNRecurrence

@@ -28,7 +28,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import InputError
+from tasks.errors import InputError
 from .seq2seq import Memory, Output
 from .transformer import Block, SelfAttention, initialise, sinusoidal
 
@@ -262,7 +262,7 @@ class TransformerSeq2Seq(nn.Module):
 
 def validate(c):
     """What a Transformer seq2seq run refuses beyond the family's checks."""
-    from ..errors import bad_value
+    from tasks.errors import bad_value
     if not 1 <= c.n_layers <= 6:
         raise bad_value("n_layers", c.n_layers, "1 to 6 for a transformer on a seq2seq task")
 

@@ -25,7 +25,7 @@ main part last (the top layer, or the decoder); the probes read each one after b
 """
 from collections import namedtuple
 
-from ..errors import bad_value
+from tasks.errors import bad_value
 
 # hidden (T, B, H), gates {name: (T, B, H)}, grad = ∂L/∂h_t (T, B, H); lengths (B,) or None when
 # every sequence fills T; align "start" (t counts from the first token) or "end" (from the last).

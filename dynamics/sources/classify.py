@@ -19,7 +19,7 @@ from tasks.labelled import pad
 from tasks.names import CLASS_NAMES, Names
 from tasks.sentiment import Sentiment
 
-from ..errors import InputError, bad_value
+from tasks.errors import InputError, bad_value
 from ..models.classifier import Batch, build_classifier
 from ..models.pooling import POOLINGS
 from . import Source

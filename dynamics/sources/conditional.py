@@ -27,7 +27,7 @@ from tasks.labelled import pad
 from tasks.names import Names
 from tasks.sentiment import Sentiment
 
-from ..errors import InputError, bad_value
+from tasks.errors import InputError, bad_value
 from ..models.conditional import CONDITIONS, build_conditional
 from ..runfile import read_only, save_atomic
 from ..sampling import generate

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from tasks.seq2seq import EOS, PAD, make
 
-from ..errors import bad_value
+from tasks.errors import bad_value
 from ..models.seq2seq import ATTENTIONS, NORMS, beam_search, build, greedy
 from ..runfile import save_atomic
 from . import Source

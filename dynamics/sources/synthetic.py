@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from ..config import task_options
-from ..errors import InputError
+from tasks.errors import InputError
 from . import Source
 
 
@@ -14,16 +14,16 @@ class Synthetic(Source):
 
     @staticmethod
     def validate(c):
-        import tasks
-        task = tasks.get(c.task, **task_options(c))
+        from tasks.synthetic import get as get_task
+        task = get_task(c.task, **task_options(c))
         if c.min_length < task.min_length:
             raise InputError(f"min_length={c.min_length} is too short for task {c.task}: "
                              f"need at least {task.min_length}")
 
     def __init__(self, config, device, dtype):
-        import tasks
+        from tasks.synthetic import get as get_task
         self.c, self.device, self.dtype = config, device, dtype
-        self.task = tasks.get(config.task, **task_options(config))
+        self.task = get_task(config.task, **task_options(config))
         self.n_in, self.n_out, self.head = self.task.n_in, self.task.n_out, self.task.head
         self.rng = np.random.default_rng(config.seed)            # training batches
         self.eval_rng = np.random.default_rng([config.seed, 1])  # validation sequences

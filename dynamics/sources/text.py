@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tasks.text import Corpus, conditional_entropy, load_text, random_windows, stream_batches
 from tasks.words import WordCorpus
 
-from ..errors import bad_value
+from tasks.errors import bad_value
 from ..runfile import save_atomic
 from ..sampling import generate
 from . import Source

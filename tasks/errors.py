@@ -1,4 +1,5 @@
-"""The one error type for bad input: the CLI prints its message as one line and exits with 2."""
+"""The one error type for bad input, at the ground floor so that every layer can raise it: the
+CLI prints its message as one line and exits with status 2."""
 
 
 class InputError(ValueError):
