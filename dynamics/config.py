@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tasks.errors import InputError, bad_value
 from .schedule import SCHEDULES
-from .sources import SOURCES
+from .sources import FAMILIES, RECURRENT_CELLS, TASKS, family, family_class, source_class
 
 INF = math.inf
 GROUPS = ("task", "model", "optimisation and clipping", "evaluation and diagnostics", "output")
@@ -59,8 +59,8 @@ def key(default, group, help, range=None, choices=None):
 
 
 # Choices named here so that the help and the checks need no torch; tests compare them with the
-# modules that implement them (tasks.synthetic.NAMES, init.INITS, recurrence.ACTIVATIONS).
-TASKS = tuple(SOURCES)
+# modules that implement them (tasks.synthetic.NAMES, init.INITS, recurrence.ACTIVATIONS,
+# compiled.BACKENDS).
 CELLS = ("rnn", "gru", "lstm", "lnlstm", "transformer", "mlp")   # mlp: the fixed-window LM (text)
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "linear")
 INITS = ("sigmoid", "basic_tanh", "smart_tanh", "orthogonal", "identity", "uniform")
@@ -76,7 +76,7 @@ class Config:
     name: str = key("run", "output", "the run's name: the run file is <out_dir>/<name>.h5")
     out_dir: str = key("runs", "output", "folder of the run file, its checkpoints and final-state NPZ")
     task: str = key("torder", "task", "the task: a synthetic task of TASKS.md, or text (character-level LM)",
-                    choices=TASKS)
+                    choices=tuple(TASKS))
     n_values: int = key(5, "task", "mem: number of symbols to memorise", COUNT)
     n_pos: int = key(10, "task", "mem: pattern length (symbols)", COUNT)
     text: str = key("", "task", "text: a UTF-8 file to model; empty for the default corpus (stdlib docstrings)")
@@ -335,25 +335,7 @@ def check_key(key, value):
         raise bad_value(key, value, allowed(key))
 
 
-# Keys that belong to some task families only: setting one explicitly for another family's task is
-# bad input. key -> the families it applies to.
-FAMILY_KEYS = {
-    "n_values": ("synthetic",), "n_pos": ("synthetic",), "alpha": ("synthetic", "text"),
-    "text": ("text",), "batching": ("text",), "sample_chars": ("text",), "tie_weights": ("text",),
-    **{key: ("classify",) for key in ("pooling", "n_classes", "class_balance",
-                                      "class_weighting", "distance", "truncate")},
-    "bidirectional": ("classify", "seq2seq"),
-    **{key: ("seq2seq",) for key in ("alphabet", "attention", "teacher_forcing", "tf_schedule",
-                                     "tf_k", "beam_size", "length_norm", "length_alpha")},
-    "window": ("text",), "tokens": ("text",), "vocab_size": ("text",), "condition": ("conditional",),
-    "judge": ("conditional",), "gate_init": ("synthetic",), "chrono_max": ("synthetic",),
-}
-
-
-# The task families that build a Transformer for cell = "transformer".
-TRANSFORMER_FAMILIES = ("synthetic", "text", "classify", "seq2seq")
 # Keys that belong to some cells only (architecture keys): key -> the cells it applies to.
-RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
 ARCH_KEYS = {
     "activation": RECURRENT_CELLS, "init": RECURRENT_CELLS, "n_hidden": RECURRENT_CELLS + ("mlp",),
     "embedding": RECURRENT_CELLS + ("mlp",), "forget_bias": ("lstm", "lnlstm"), "bidirectional": RECURRENT_CELLS,
@@ -371,30 +353,54 @@ def check_arch_keys(c, given):
                                                   f"and this run's cell is {c.cell}")
 
 
+def families_taking(what, value):
+    """The families whose Source lists `value` in its attribute `what` (keys, cells)."""
+    return [name for name in FAMILIES if value in getattr(family_class(name), what)]
+
+
 def check_family_keys(c, given):
-    """Explicitly given keys (`given`) must belong to the family of the run's task."""
-    from .sources import family
-    fam = family(c.task)
+    """Explicitly given keys (`given`) that some families take must belong to the run's family."""
+    src = source_class(c.task)
     for key in given:
-        if key in FAMILY_KEYS and fam not in FAMILY_KEYS[key]:
-            raise bad_value(key, getattr(c, key), f"not set: it applies to {' and '.join(FAMILY_KEYS[key])} "
-                                                  f"tasks, and task {c.task} is a {fam} task")
+        takers = families_taking("keys", key)
+        if takers and key not in src.keys:
+            raise bad_value(key, getattr(c, key), f"not set: it applies to {' and '.join(takers)} "
+                                                  f"tasks, and task {c.task} is a {src.family} task")
+
+
+def check_family(c):
+    """What the run's family builds and probes: its cells, the chrono gates, the full level."""
+    src, fam = source_class(c.task), family(c.task)
+    if c.cell not in src.cells:
+        raise bad_value("cell", c.cell, f"{', '.join(src.cells)} for {fam} tasks (a {c.cell} runs on "
+                                        f"{' and '.join(families_taking('cells', c.cell))} tasks)")
+    if c.gate_init == "chrono" and "gate_init" not in src.keys:
+        raise bad_value("gate_init", c.gate_init, f"default for {fam} tasks (chrono is for the "
+                                                  f"{' and '.join(families_taking('keys', 'gate_init'))} tasks)")
+    if c.diagnostics_level == "full" and not src.full_diagnostics:
+        raise bad_value("diagnostics_level", c.diagnostics_level, f"basic for {fam} runs (full probes a "
+                                                                  f"synthetic task)")
+    src.validate(c)
 
 
 def validate(c, given=()):
-    """Every key against its declared range or choices, then what depends on several keys."""
-    from .sources import family, source_class
+    """Every key against its declared range or choices, then what depends on several keys, then
+    what the run's task family takes (dynamics/sources/)."""
     for key in FIELDS:
         check_key(key, getattr(c, key))
     check_arch_keys(c, given)
+    check_model(c)
+    check_family_keys(c, given)
+    check_family(c)
+
+
+def check_model(c):
+    """The rules between keys of the model, the sequence lengths and the diagnostics."""
     if c.d_model % c.n_heads:
         raise InputError(f"n_heads={c.n_heads} is not allowed: it must divide d_model={c.d_model}")
     if c.gate_init == "chrono" and c.cell not in ARCH_KEYS["gate_init"]:
         raise bad_value("gate_init", c.gate_init, f"default for a {c.cell} (chrono sets the gate biases of a "
                                                   f"gru or lstm)")
-    if c.gate_init == "chrono" and family(c.task) != "synthetic":
-        raise bad_value("gate_init", c.gate_init, f"default for {family(c.task)} tasks (chrono is for the "
-                                                  f"synthetic tasks)")
     if c.gate_init == "chrono" and (c.chrono_max or c.max_length) <= 2:
         raise bad_value("chrono_max", c.chrono_max, "a number > 2" if c.chrono_max else
                         f"a number > 2; 0 takes max_length, here {c.max_length}: set chrono_max")
@@ -404,35 +410,27 @@ def validate(c, given=()):
         raise bad_value("activation", c.activation, f"tanh (a {c.cell} has fixed nonlinearities)")
     if c.alpha > 0 and c.cell != "rnn":
         raise bad_value("alpha", c.alpha, "0 for a gru or lstm (the regulariser is defined for the RNN's W_hh)")
-    if c.cell == "transformer" and family(c.task) not in TRANSFORMER_FAMILIES:
-        raise bad_value("cell", c.cell, f"rnn, gru, lstm or lnlstm for {family(c.task)} tasks (the Transformer "
-                                        f"runs on {' and '.join(TRANSFORMER_FAMILIES)} tasks)")
-    if c.n_layers > 1 and family(c.task) == "synthetic" and c.cell != "transformer":
-        raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks (a transformer may have more)")
-    if c.diagnostics_level == "full" and family(c.task) != "synthetic":
-        raise bad_value("diagnostics_level", c.diagnostics_level,
-                        f"basic for {family(c.task)} runs (full probes a synthetic task)")
     if c.diagnostics_level == "full" and c.cell not in ("rnn", "gru", "lstm"):
         raise bad_value("diagnostics_level", c.diagnostics_level, f"basic for a {c.cell} (full probes the step "
                                                                   f"Jacobians of an rnn, gru or lstm)")
-    from .theory import surface_iterations
     if surface_iterations(c.surface_at) is None:
         raise bad_value("surface_at", c.surface_at, "iteration numbers separated by commas, e.g. 1200,3417")
     state = 2 * c.n_hidden if c.cell == "lstm" else c.n_hidden   # the LSTM's state is [h, c]
     if c.lyapunov_k > state:
         raise bad_value("lyapunov_k", c.lyapunov_k, f"at most the state size {state}")
-    if c.cell == "mlp" and family(c.task) != "text":
-        raise bad_value("cell", c.cell, "rnn, gru or lstm (the mlp is a language model of the text task)")
     if not c.name or "/" in c.name or c.name.startswith("."):
         raise bad_value("name", c.name, "a plain file name")
     if c.device != "cpu" and not c.device.startswith("cuda"):
         raise bad_value("device", c.device, "cpu, cuda or cuda:N")
-    check_family_keys(c, given)
-    source_class(c.task).validate(c)
 
 
-def task_options(c):
-    return {"n_values": c.n_values, "n_pos": c.n_pos} if c.task == "mem" else {}
+def surface_iterations(text):
+    """The iterations of the key surface_at, "1200,3417" → {1200, 3417}; None if malformed."""
+    try:
+        out = {int(v) for v in text.replace(" ", "").split(",") if v}
+    except ValueError:
+        return None
+    return out if all(v > 0 for v in out) else None
 
 
 def keys_markdown():

@@ -24,6 +24,7 @@ import math
 import numpy as np
 import torch
 
+from .config import surface_iterations
 from .models.recurrent import RECURRENT
 
 LEVELS = ("basic", "full")
@@ -265,15 +266,6 @@ def datasets(config):
     out.update({"surface/steps": 48, "surface/loss": 48, "surface/grid_s": SURFACE_GRID,
                 "surface/grid_t": SURFACE_GRID, "surface/loss_2d": SURFACE_GRID ** 2})
     return out
-
-
-def surface_iterations(text):
-    """The iterations of the config key surface_at, "1200,3417" → {1200, 3417}; None if malformed."""
-    try:
-        out = {int(v) for v in text.replace(" ", "").split(",") if v}
-    except ValueError:
-        return None
-    return out if all(v > 0 for v in out) else None
 
 
 def float64_copy(model):

@@ -46,6 +46,14 @@ def test_choices_are_those_of_the_implementation():
     assert set(tasks.NAMES) | {"text"} <= set(cfg.TASKS)
     assert all(source_class(task).family for task in cfg.TASKS)     # every task has its source
     assert cfg.INITS == INITS and cfg.ACTIVATIONS == tuple(ACTIVATIONS)
+    from dynamics.models.compiled import BACKENDS
+    from dynamics.models.conditional import CONDITIONS
+    from dynamics.models.pooling import POOLINGS
+    from dynamics.models.seq2seq import ATTENTIONS, NORMS
+    assert cfg.BACKENDS == BACKENDS
+    for key, implemented in (("pooling", POOLINGS), ("attention", ATTENTIONS), ("length_norm", NORMS),
+                             ("condition", CONDITIONS)):
+        assert set(cfg.FIELDS[key].metadata["choices"]) == set(implemented), key
 
 
 def refused(capsys, tmp_path, args):

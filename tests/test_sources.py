@@ -6,7 +6,7 @@ import torch
 from analysis.read import load
 from dynamics import probes
 from dynamics.config import make
-from dynamics.sources import SOURCES, Part
+from dynamics.models.part import Part
 from dynamics.sources.synthetic import Synthetic
 from dynamics.train import train
 
@@ -57,8 +57,7 @@ class Tagged(Synthetic):
 
 def test_a_family_source_reaches_the_run_file_and_the_reader(tmp_path, monkeypatch):
     import dynamics.sources.synthetic as module
-    monkeypatch.setitem(SOURCES, "torder", "synthetic:Tagged")
-    monkeypatch.setattr(module, "Tagged", Tagged, raising=False)
+    monkeypatch.setattr(module, "SOURCE", Tagged)
     c = make({"task": "torder", "min_length": 10, "max_length": 10, "max_iters": 6, "check_freq": 2,
               "eval_batch_size": 4, "chunk_batch_size": 4, "out_dir": str(tmp_path), "name": "t"})
     snap = load(train(c, progress=False))

@@ -23,6 +23,7 @@ from torch import nn
 from .init import initialise, uniform
 from .recurrent import RECURRENT, Output, Recurrent
 from .pooling import last_step, pool
+from .part import Part
 
 
 class Batch(namedtuple("Batch", "ids lengths")):
@@ -100,7 +101,6 @@ class Classifier(nn.Module):
     def parts(self):
         """Every layer and direction as a probe part in original time order, aligned on each
         sequence's last token; the main part (top forward direction) last."""
-        from ..sources import Part
         out = []
         for name, layer in zip(self.names, self.layers):
             hs, gates, lengths, flip = self.outputs.get(name, (None, {}, None, None))

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import torch
 
-from ..config import BACKENDS
 from tasks.errors import bad_value
+
+# what the config key `backend` and DYNAMICS_BACKEND may say: a path, or auto (compiled where it builds)
+BACKENDS = ("auto", "compiled", "python")
 SOURCE = Path(__file__).parent / "csrc" / "recurrence.cpp"
 _configured = "auto"
 _ops = None          # torch.ops.dynamics_recurrence once loaded

@@ -15,6 +15,7 @@ from torch import nn
 from tasks.errors import bad_value
 from .init import initialise, normal
 from .recurrent import Output, Recurrent
+from .part import Part
 
 CONDITIONS = ("first", "every")
 
@@ -64,7 +65,6 @@ class ConditionalLM(nn.Module):
 
     def parts(self):
         """The layers as probe parts "0" .. "L−1", the top one last, counting valid steps only."""
-        from ..sources import Part
         outputs = self.layer_outputs or [(None, {})] * len(self.layers)
         return [Part(str(l), layer.cell, layer.activation, hs, gates, layer.hidden_grad, self.lengths)
                 for l, (layer, (hs, gates)) in enumerate(zip(self.layers, outputs))]

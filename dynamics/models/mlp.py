@@ -21,6 +21,7 @@ from torch import nn
 
 from tasks.errors import bad_value
 from .recurrent import Output
+from .part import Part
 
 
 def windows(x, window, past):
@@ -78,7 +79,6 @@ class WindowMLP(nn.Module):
 
     def parts(self):
         """Each hidden layer as a probe part "0" .. "L−1" (top last), hidden and grad (1, T·B, H)."""
-        from ..sources import Part
         flat = lambda v: None if v is None else v.reshape(1, -1, v.shape[-1])   # noqa: E731
         outputs = self.layer_outputs or [(None, {})] * len(self.layers)
         return [Part(str(l), "mlp", "tanh", flat(h), {}, flat(g))

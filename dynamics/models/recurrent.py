@@ -14,6 +14,7 @@ from tasks.errors import bad_value
 from .init import initialise
 from . import lnlstm
 from .recurrence import ACTIVATIONS, GRURecurrence, LSTMRecurrence, RNNRecurrence
+from .part import Part
 
 Output = namedtuple("Output", "logits hidden gates")
 
@@ -119,7 +120,6 @@ class Model(nn.Module):
     def parts(self):
         """The layers as probe parts (dynamics.sources.Part), named by index, the top one last;
         their tensors are those of the last forward and backward (None before)."""
-        from ..sources import Part
         outputs = self.layer_outputs or [(None, {})] * len(self.layers)
         return [Part(str(l), layer.cell, layer.activation, hs, gates, layer.hidden_grad)
                 for l, (layer, (hs, gates)) in enumerate(zip(self.layers, outputs))]

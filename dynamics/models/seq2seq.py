@@ -55,6 +55,7 @@ from torch import nn
 from .init import orthogonal
 from .recurrent import GATES, RECURRENT, Recurrent
 from . import lnlstm
+from .part import Part
 
 PAD, SOS, EOS = 0, 1, 2
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general")
@@ -249,7 +250,6 @@ class Seq2Seq(nn.Module):
     def parts(self):
         """Encoder layers (each direction, in source time order) then decoder layers, top decoder
         layer last; grad = ∂L/∂h_t of the last backward."""
-        from ..sources import Part
         parts = []
         names = [f"enc{l}{d}" if self.bidirectional else f"enc{l}" for l in range(self.n_layers)
                  for d in ("fb" if self.bidirectional else "f")]

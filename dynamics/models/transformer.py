@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .recurrent import Output
+from .part import Part
 
 POSITIONS = ("learned", "sinusoidal")
 
@@ -138,7 +139,6 @@ class Transformer(nn.Module):
     def parts(self):
         """One probe part per block ("block0", …), the top block last: hidden is the residual
         stream after the block, grad its ∂L/∂x_t."""
-        from ..sources import Part
         outputs = self.layer_outputs or [(None, {})] * len(self.blocks)
         return [Part(f"block{l}", "transformer", None, hidden, {}, self.grads[l])
                 for l, (hidden, _) in enumerate(outputs)]

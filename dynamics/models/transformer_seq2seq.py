@@ -31,6 +31,7 @@ from torch import nn
 from tasks.errors import InputError
 from .seq2seq import Memory, Output
 from .transformer import Block, SelfAttention, initialise, sinusoidal
+from .part import Part
 
 
 def split_heads(x, n_heads):
@@ -218,7 +219,6 @@ class TransformerSeq2Seq(nn.Module):
     def parts(self):
         """One part per block, encoder ("enc0", …) then decoder ("dec0", …, the top one last):
         hidden is the residual stream after the block, grad its ∂L/∂x_t of the last backward."""
-        from ..sources import Part
         parts = []
         for prefix, record, lengths in (("enc", self.enc_record, self.src_len), ("dec", self.dec_record, self.tgt_len)):
             for l in range(self.n_layers):

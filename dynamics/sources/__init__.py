@@ -20,32 +20,37 @@ A source is built from the config by `make_source(config, device, dtype)` and ha
     example()                one fixed input (T, 1, ...) for figures of a single sequence
                              (the Transformer's attention maps)
 
-The model names its recurrent (or per-position) parts: `model.parts()` returns `Part`s, the
-main part last (the top layer, or the decoder); the probes read each one after backward.
+The model names its recurrent (or per-position) parts: `model.parts()` returns `Part`s
+(dynamics/models/part.py), the main part last; the probes read each one after backward.
 """
-from collections import namedtuple
+import importlib
 
 from tasks.errors import bad_value
 
-# hidden (T, B, H), gates {name: (T, B, H)}, grad = ∂L/∂h_t (T, B, H); lengths (B,) or None when
-# every sequence fills T; align "start" (t counts from the first token) or "end" (from the last).
-Part = namedtuple("Part", "name cell activation hidden gates grad lengths align",
-                  defaults=(None, "start"))
-
-# task name -> "module:Class" of its source, imported on use
-SOURCES = {
-    **{name: "synthetic:Synthetic" for name in ("torder", "torder3", "add", "mul", "mem", "perm")},
-    "text": "text:Text",
-    "names": "classify:Classify", "sentiment": "classify:Classify",
-    **{name: "seq2seq:Seq2Seq" for name in ("copy", "reverse", "date")},
-    "names_gen": "conditional:Conditional", "sentiment_gen": "conditional:Conditional",
+# The task families, each with the tasks it runs: the one registration of a family, whose module
+# dynamics/sources/<family>.py defines its Source as SOURCE (imported on use, so that the
+# registry, which the config's checks read, loads no torch).
+FAMILIES = {
+    "synthetic": ("torder", "torder3", "add", "mul", "mem", "perm"),
+    "text": ("text",),
+    "classify": ("names", "sentiment"),
+    "seq2seq": ("copy", "reverse", "date"),
+    "conditional": ("names_gen", "sentiment_gen"),
 }
+TASKS = {task: family for family, tasks in FAMILIES.items() for task in tasks}   # task -> family
+RECURRENT_CELLS = ("rnn", "gru", "lstm", "lnlstm")
 
 
 class Source:
     """Defaults for the parts of the interface that a family may leave out."""
 
     family = None
+    # What the family takes, which the config checks through it: the keys that belong to some
+    # families only (dynamics/config.py), the cells it builds, whether the full diagnostics
+    # (dynamics/theory.py) can probe its runs.
+    keys = ()
+    cells = RECURRENT_CELLS + ("transformer",)
+    full_diagnostics = False
     check_columns = ()
     check_arrays = {}
     static = {}
@@ -83,16 +88,19 @@ class Source:
         pass
 
 
-def source_class(task):
-    import importlib
-    if task not in SOURCES:
-        raise bad_value("task", task, ", ".join(SOURCES))
-    module, cls = SOURCES[task].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
-
-
 def family(task):
-    return source_class(task).family
+    if task not in TASKS:
+        raise bad_value("task", task, ", ".join(TASKS))
+    return TASKS[task]
+
+
+def family_class(name):
+    """The Source of the family `name`."""
+    return importlib.import_module(f"{__name__}.{name}").SOURCE
+
+
+def source_class(task):
+    return family_class(family(task))
 
 
 def make_source(config, device, dtype):

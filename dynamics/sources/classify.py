@@ -21,11 +21,9 @@ from tasks.sentiment import Sentiment
 
 from tasks.errors import InputError, bad_value
 from ..models.classifier import Batch, build_classifier
-from ..models.pooling import POOLINGS
 from . import Source
 
 N_EXAMPLES = 5
-WEIGHTINGS = ("none", "balanced")
 MAX_LAYERS = 3
 
 
@@ -59,14 +57,11 @@ class Classify(Source):
     """Batches, loss and validation of sequence classification (see the module)."""
 
     family = "classify"
+    keys = ("pooling", "n_classes", "class_balance", "class_weighting", "distance", "truncate", "bidirectional")
     check_columns = ("accuracy", "macro_f1")
 
     @staticmethod
     def validate(c):
-        if c.pooling not in POOLINGS:
-            raise bad_value("pooling", c.pooling, ", ".join(POOLINGS))
-        if c.class_weighting not in WEIGHTINGS:
-            raise bad_value("class_weighting", c.class_weighting, ", ".join(WEIGHTINGS))
         if c.task == "names" and c.n_classes != 0 and not 2 <= c.n_classes <= len(CLASS_NAMES):
             raise bad_value("n_classes", c.n_classes, f"an integer from 2 to {len(CLASS_NAMES)} (0: 5)")
         if c.task == "sentiment":
@@ -76,10 +71,6 @@ class Classify(Source):
                 raise bad_value("class_balance", list(c.class_balance), "empty for task sentiment (balanced)")
         if c.task == "names" and c.distance != -1:
             raise bad_value("distance", c.distance, "-1 for task names (distance is a sentiment option)")
-        if c.distance < -1:
-            raise bad_value("distance", c.distance, "an integer >= 0, or -1 for anywhere")
-        if c.truncate < 0:
-            raise bad_value("truncate", c.truncate, "an integer >= 1 (0, the default: every token)")
         if c.n_layers > MAX_LAYERS:
             raise bad_value("n_layers", c.n_layers, f"1 to {MAX_LAYERS} for classification")
         make_task(c)
@@ -170,3 +161,6 @@ class Classify(Source):
 
     def load_state_dict(self, state):
         self.rng.bit_generator.state = state["rng"]
+
+
+SOURCE = Classify

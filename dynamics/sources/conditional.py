@@ -28,10 +28,10 @@ from tasks.names import Names
 from tasks.sentiment import Sentiment
 
 from tasks.errors import InputError, bad_value
-from ..models.conditional import CONDITIONS, build_conditional
+from ..models.conditional import build_conditional
 from ..runfile import read_only, save_atomic
 from ..sampling import generate
-from . import Source
+from . import RECURRENT_CELLS, Source
 
 N_NAME_CLASSES = 5          # the classification family's default: a judge of `names` has these
 TRAIN_EXAMPLES = 5000
@@ -153,12 +153,12 @@ class Conditional(Source):
     """Batches, loss and checks of class-conditioned generation (see the module)."""
 
     family = "conditional"
+    keys = ("condition", "judge")
+    cells = RECURRENT_CELLS
     check_columns = ("controllability", "distinct", "novel")
 
     @staticmethod
     def validate(c):
-        if c.condition not in CONDITIONS:
-            raise bad_value("condition", c.condition, ", ".join(CONDITIONS))
         if c.judge:
             classes = list(make_generator(c.task).classes)
             theirs = judge_classes(c.judge)
@@ -296,3 +296,6 @@ def sample_class(run, config, label, n, temperature=TEMPERATURE, top_k=None, top
     gen = make_generator(config.task)
     tokens = sample_sequences(model, [k] * n, max_tokens(gen), temperature, top_k, top_p, seed=seed)
     return [gen.text(t) for t in tokens]
+
+
+SOURCE = Conditional

@@ -25,11 +25,10 @@ import torch.nn.functional as F
 from tasks.seq2seq import EOS, PAD, make
 
 from tasks.errors import bad_value
-from ..models.seq2seq import ATTENTIONS, NORMS, beam_search, build, greedy
+from ..models.seq2seq import beam_search, build, greedy
 from ..runfile import save_atomic
 from . import Source
 
-SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 N_EXAMPLES = 4        # fixed examples of copy and reverse whose attention is recorded (date: one per format)
 EXTRA_STEPS = 10      # decoding may run this many steps beyond the longest target
 RECORDS = ("enc_record", "dec_record", "src_len", "tgt_len")   # what a model keeps of its forward for parts()
@@ -73,28 +72,19 @@ class Batch(tuple):
 
 class Seq2Seq(Source):
     family = "seq2seq"
+    keys = ("bidirectional", "alphabet", "attention", "teacher_forcing", "tf_schedule", "tf_k", "beam_size",
+            "length_norm", "length_alpha")
     check_columns = ("greedy_token_acc", "greedy_exact", "beam_token_acc", "beam_exact", "tf_token_acc")
 
     @staticmethod
     def validate(c):
-        def choice(key, allowed):
-            if getattr(c, key) not in allowed:
-                raise bad_value(key, getattr(c, key), ", ".join(allowed))
-        choice("attention", ATTENTIONS)
-        choice("tf_schedule", SCHEDULES)
-        choice("length_norm", NORMS)
-        choice("init", ("uniform", "orthogonal"))
-        if c.beam_size < 1:
-            raise bad_value("beam_size", c.beam_size, "an integer >= 1")
-        if not 0 <= c.teacher_forcing <= 1:
-            raise bad_value("teacher_forcing", c.teacher_forcing, "a number in [0, 1]")
+        if c.init not in ("uniform", "orthogonal"):
+            raise bad_value("init", c.init, "uniform, orthogonal")
         allowed_k = {"linear": (lambda k: k > 0, "a number > 0 (updates until the ratio reaches 0)"),
                      "exponential": (lambda k: 0 < k < 1, "a number in (0, 1) (the decay per update)"),
                      "inverse_sigmoid": (lambda k: k >= 1, "a number >= 1")}.get(c.tf_schedule)
         if allowed_k and not allowed_k[0](c.tf_k):
             raise bad_value("tf_k", c.tf_k, f"{allowed_k[1]} for tf_schedule={c.tf_schedule}")
-        if c.length_alpha < 0:
-            raise bad_value("length_alpha", c.length_alpha, "a number >= 0")
         if c.cell == "transformer":        # its own depth; dropout allowed
             from ..models.transformer_seq2seq import validate
             validate(c)
@@ -273,3 +263,6 @@ def compare(ids, target, lengths):
     valid = torch.arange(T, device=target.device)[None] < lengths[:, None]
     same = (pred == target) & valid
     return same.sum().item(), (same.sum(1) == lengths).cpu().numpy()
+
+
+SOURCE = Seq2Seq

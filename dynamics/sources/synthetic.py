@@ -2,19 +2,27 @@
 import numpy as np
 import torch
 
-from ..config import task_options
-from tasks.errors import InputError
+from tasks.errors import InputError, bad_value
 from . import Source
+
+
+def task_options(c):
+    """The options of the synthetic task (only mem has any)."""
+    return {"n_values": c.n_values, "n_pos": c.n_pos} if c.task == "mem" else {}
 
 
 class Synthetic(Source):
     """Batches of a synthetic task, and validation on fresh sequences in chunks."""
 
     family = "synthetic"
+    keys = ("n_values", "n_pos", "alpha", "gate_init", "chrono_max")
+    full_diagnostics = True
 
     @staticmethod
     def validate(c):
         from tasks.synthetic import get as get_task
+        if c.n_layers > 1 and c.cell != "transformer":
+            raise bad_value("n_layers", c.n_layers, "1 for the synthetic tasks (a transformer may have more)")
         task = get_task(c.task, **task_options(c))
         if c.min_length < task.min_length:
             raise InputError(f"min_length={c.min_length} is too short for task {c.task}: "
@@ -69,3 +77,4 @@ class Synthetic(Source):
         self.eval_rng.bit_generator.state = state["eval_rng"]
 
 
+SOURCE = Synthetic

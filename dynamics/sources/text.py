@@ -37,12 +37,11 @@ from tasks.words import WordCorpus
 from tasks.errors import bad_value
 from ..runfile import save_atomic
 from ..sampling import generate
-from . import Source
+from . import RECURRENT_CELLS, Source
 
 N_PROMPTS = 3
 PROMPT_TOKENS = {"char": 24, "word": 8}
 SAMPLE_TEMPERATURE = 0.8
-TOKENS = ("char", "word")
 MILESTONES = (20, 40, 60, 80, 100)   # percent of max_iters: the checks whose samples a study reads
 
 
@@ -104,17 +103,13 @@ class Text(Source):
     """Batches, loss and validation of language modelling (see the module)."""
 
     family = "text"
+    keys = ("text", "batching", "sample_chars", "tie_weights", "alpha", "window", "tokens", "vocab_size")
+    cells = RECURRENT_CELLS + ("transformer", "mlp")
     head = "softmax"
     check_columns = ("valid_bpc", "valid_ppl", "chars_per_sec", "sample_milestone")
 
     @staticmethod
     def validate(c):
-        if c.tokens not in TOKENS:
-            raise bad_value("tokens", c.tokens, ", ".join(TOKENS))
-        if c.vocab_size < 2:
-            raise bad_value("vocab_size", c.vocab_size, "an integer >= 2 (the words kept besides <unk>)")
-        if c.window < 1:
-            raise bad_value("window", c.window, "an integer >= 1 (the previous tokens the mlp reads)")
         if c.cell == "mlp" and c.tie_weights:
             raise bad_value("tie_weights", True, "false for the mlp")
 
@@ -308,3 +303,6 @@ def stream_loss(model, ids, window):
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[i:i + window].reshape(-1),
                                  reduction="sum").item()
     return total / len(y)
+
+
+SOURCE = Text
