@@ -1,5 +1,5 @@
-"""`dynamics context RUNS...`: validation loss against context length, the fixed-window MLP
-language model at each window W beside recurrent models of the same text.
+"""Validation loss against context length (`dynamics context`): the fixed-window MLP language
+model at each window W beside recurrent models of the same text.
 
 Each MLP run is a point at its W (log2 axis); each recurrent run (rnn, gru, lstm) a horizontal line,
 its context unbounded (the state carries everything before it). The loss is the best validation
@@ -8,32 +8,12 @@ loss of a run (nats per token); the dotted line is H(x_t | x_{t−1}) of the tra
 window on where the MLP's loss stays above its own; the legend names that window.
 """
 import math
-import os
-from pathlib import Path
 
-import click
 import numpy as np
 
 from tasks.errors import InputError
 
-from .commands import _output_file, _save, _writable_dir, cli_errors
-
 RECURRENT_COLORS = {"rnn": "#1f77b4", "gru": "#2ca02c", "lstm": "#d62728"}
-
-
-def run_files(paths):
-    """The .h5 files of the given files and folders, sorted by name within a folder."""
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(p.glob("*.h5"))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
-    if not files:
-        raise InputError(f"no run files in {', '.join(map(str, paths))}")
-    return files
 
 
 def rows(snaps):
@@ -103,20 +83,3 @@ def table_text(table):
         lines.append(f"{r['name']:<28} {r['cell']:<5} {r['window'] or '-':>3} {r['best']:7.4f} {r['final']:7.4f} "
                      f"{r['bpc']:6.3f} {r['iters']:6d} {r['wall']:7.0f}")
     return "\n".join(lines)
-
-
-@click.command()
-@click.argument("runs", nargs=-1, required=True, metavar="RUN.h5|FOLDER ...")
-@click.option("-o", "--out", "out", default=os.path.join("figures", "context.png"), show_default=True,
-              help="the figure (.png, .pdf or .svg)")
-@cli_errors
-def context(runs, out):
-    """Validation loss against context length: MLP runs by window, recurrent runs as lines."""
-    from .read import load
-    _output_file(out, (".png", ".pdf", ".svg"), "the figure")
-    table = rows([load(p) for p in run_files(runs)])
-    _writable_dir(os.path.dirname(out) or ".")
-    fig = figure_context(table)
-    _save(fig.savefig, out)
-    click.echo(table_text(table))
-    click.echo(out)

@@ -10,7 +10,6 @@ DIR/<name>/ gets, read from the run file:
 """
 from pathlib import Path
 
-import click
 import numpy as np
 
 from tasks.errors import InputError, bad_value
@@ -100,13 +99,3 @@ def export_tensorboard(run, folder):
                         text = text.decode() if isinstance(text, bytes) else str(text)
                         writer.add_text(f"samples/{p}", f"```\n{text}\n```", int(step))
     return target
-
-
-@click.command("export", context_settings={"max_content_width": 100})
-@click.argument("run", type=click.Path(dir_okay=False))
-@click.option("--tensorboard", "folder", metavar="DIR", required=True, type=click.Path(file_okay=False),
-              help="write TensorBoard events into DIR/<run name>/ (view with: tensorboard --logdir DIR)")
-def export(run, folder):
-    """Write a run file's numbers, histograms and samples as TensorBoard events."""
-    target = export_tensorboard(run, folder)
-    click.echo(f"{target}: events of {run} (tensorboard --logdir {folder})")

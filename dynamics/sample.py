@@ -8,14 +8,13 @@ model's prompt is tokenized (unknown words become <unk>) and its output detokeni
 import json
 from pathlib import Path
 
-import click
 import numpy as np
 import torch
 
 from tasks.errors import InputError, bad_value
 from .runfile import read_only
 from .sampling import _check, generate
-from .sources import SOURCES
+from .sources import TASKS
 from .sources.text import build_lm, step_fn
 from .train import load_checkpoint
 
@@ -36,7 +35,7 @@ def read_config(path, families=("text",)):
         raise bad_value("run", str(path), "not a run file (it has no config)")
     values = json.loads(recorded)
     task = task or values.get("task")
-    fam = family(task) if task in SOURCES else None
+    fam = family(task) if task in TASKS else None
     if fam not in families:
         raise bad_value("run", str(path), f"{' or '.join(f'a {f} run' for f in families)} (this is a {task} run)")
     return make(values, given=())
@@ -106,31 +105,3 @@ def continuation(run, prompt, n=200, temperature=0.8, top_k=None, top_p=None, se
         before = [vocab[i] for i in ids.tolist()]
         return detokenize(before + [vocab[i] for i in new[0].tolist()])[len(detokenize(before)):]
     return "".join(vocab[i] for i in new[0].tolist())
-
-
-@click.command()
-@click.argument("run", type=click.Path(dir_okay=False))
-@click.option("--prompt", "-p", default="\n", show_default="a newline",
-              help="text to continue; its characters must be in the run's vocabulary")
-@click.option("-n", "n", default=200, show_default=True, type=click.IntRange(min=0),
-              help="tokens to write (characters, or words of a word model)")
-@click.option("--temperature", "-t", default=0.8, show_default=True, type=float, help="0 is greedy")
-@click.option("--top-k", default=None, type=int, help="keep the k most probable characters")
-@click.option("--top-p", default=None, type=float, help="keep the most probable characters up to mass p")
-@click.option("--seed", default=0, show_default=True, type=int, help="the same seed writes the same text")
-@click.option("--no-prompt", is_flag=True, help="print only the continuation, not the prompt before it")
-@click.option("--class", "label", default=None, metavar="K",
-              help="conditional runs: the class to generate for (its index or name); -n sequences, one a line")
-def sample(run, prompt, n, temperature, top_k, top_p, seed, no_prompt, label):
-    """Continue PROMPT with the model of the text run RUN.h5 (its best checkpoint by validation
-    loss), or write N sequences of class K with a conditional run."""
-    config = read_config(run, families=("text", "conditional"))
-    if config.task in ("names_gen", "sentiment_gen"):
-        from .sources.conditional import sample_class
-        for line in sample_class(run, config, label, n, temperature, top_k, top_p, seed):
-            click.echo(line)
-        return
-    if label is not None:
-        raise bad_value("class", label, f"not given: {run} is an unconditioned {config.task} run")
-    text = continuation(run, prompt, n, temperature, top_k, top_p, seed)
-    click.echo(text if no_prompt else prompt + text)

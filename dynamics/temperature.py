@@ -8,11 +8,8 @@ log-probability, at temperature 1, of each sampled character given everything be
 (nats/char). A low temperature repeats itself and scores well by its own measure; a high one
 varies more and is less and less what the model itself expects.
 """
-import csv
 import math
-from pathlib import Path
 
-import click
 import torch
 import torch.nn.functional as F
 
@@ -69,28 +66,6 @@ def temperature_table(run, temperatures=TEMPERATURES, n=300, samples=8, seed=0):
     return table
 
 
-def plot_table(table, path, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    t = [r["temperature"] for r in table]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
-    for key, label, marker in (("distinct_1", "distinct words (distinct-1)", "o"),
-                               ("distinct_2", "distinct word pairs (distinct-2)", "s")):
-        left.plot(t, [100 * r[key] for r in table], marker=marker, label=label)
-    left.set(xlabel="sampling temperature", ylabel="distinct n-grams (% of all)", title="Diversity")
-    left.legend(fontsize=8)
-    right.plot(t, [r["own_loss"] for r in table], marker="o", color="#d62728")
-    right.set(xlabel="sampling temperature", ylabel="model's own loss on its samples (nats/char)",
-              title="Coherence (lower: more expected)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.set_xticks(t)
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def parse_temperatures(text):
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -99,33 +74,3 @@ def parse_temperatures(text):
     if not values or not all(0 < v < math.inf for v in values):
         raise bad_value("--temperatures", text, "comma-separated numbers > 0, e.g. 0.5,1,1.5")
     return values
-
-
-@click.command()
-@click.argument("run", type=click.Path(dir_okay=False))
-@click.option("--temperatures", default=",".join(f"{t:g}" for t in TEMPERATURES), show_default=True,
-              help="comma-separated sampling temperatures")
-@click.option("-n", "n", default=300, show_default=True, type=click.IntRange(min=2), help="characters per sample")
-@click.option("--samples", default=8, show_default=True, type=click.IntRange(min=1), help="samples per temperature")
-@click.option("--seed", default=0, show_default=True, type=int, help="the same seed draws the same samples")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="the figure (default: figures/<run>/temperature.png); a CSV is written beside it")
-def temperature(run, temperatures, n, samples, seed, output):
-    """Diversity (distinct word n-grams) and coherence (the model's own loss) of the text run
-    RUN.h5's samples, against the sampling temperature."""
-    values = parse_temperatures(temperatures)
-    table = temperature_table(run, values, n, samples, seed)
-    name = Path(run).stem
-    out = Path(output) if output else Path("figures") / name / "temperature.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    plot_table(table, out, f"{name}: {samples} samples of {n} characters per temperature, seed {seed}")
-    with open(out.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
-    click.echo(f"{'temperature':>11}  {'distinct-1':>10}  {'distinct-2':>10}  {'own loss':>9}  sample")
-    for r in table:
-        snippet = " ".join(r["sample"].split())[:40]
-        click.echo(f"{r['temperature']:>11g}  {100 * r['distinct_1']:>9.1f}%  {100 * r['distinct_2']:>9.1f}%  "
-                   f"{r['own_loss']:>9.3f}  {snippet}")
-    click.echo(f"figure: {out}")

@@ -6,13 +6,14 @@ import struct
 import subprocess
 import sys
 
-import click
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from analysis import commands, figures, stats, theory_figures, verdicts as V
+from dynamics.cli import cli as dynamics_cli, main
+
+from analysis import figures, stats, theory_figures, verdicts as V
 from analysis.compare import figure_compare
 from analysis.read import load
 from analysis.report import report_plan
@@ -38,8 +39,7 @@ def assert_size(path, fig, dpi=DPI):
 
 
 def cli(*args):
-    group = click.Group("dynamics", commands=commands.COMMANDS)
-    return CliRunner().invoke(group, list(map(str, args)))
+    return CliRunner().invoke(dynamics_cli, list(map(str, args)))
 
 
 @pytest.fixture(scope="module")
@@ -382,8 +382,10 @@ def test_compare_and_report_write_nothing_on_bad_input(runs, tmp_path):
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
 
 
-def test_run_cli_standalone_exit_status(tmp_path, capsys):
-    assert commands.run_cli(["info", str(tmp_path / "none.h5")]) == 2
+def test_bad_input_exit_status(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["info", str(tmp_path / "none.h5")])
+    assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "no such file" in err
 

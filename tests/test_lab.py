@@ -250,8 +250,6 @@ def test_preset_paragraphs_carry_their_numbers_and_turn(tmp_path):
 # ---------------------------------------------------------------------------- the chapter
 
 def test_report_of_a_study_folder_writes_the_chapter(tmp_path):
-    from analysis import commands
-    import click
     study = tmp_path / "study"
     lm = study / "lm"
     lm.mkdir(parents=True)
@@ -263,8 +261,8 @@ def test_report_of_a_study_folder_writes_the_chapter(tmp_path):
     for s in presets(tmp_path / "p", (0.1, 0.2, 0.3)):
         (study / "presets" / f"{s.name.split('=')[1]}.h5").write_bytes(open(s.path, "rb").read())
     out = tmp_path / "report" / "lab.pdf"
-    group = click.Group("dynamics", commands=commands.COMMANDS)
-    result = CliRunner().invoke(group, ["report", str(study), "-o", str(out)])
+    from dynamics.cli import cli as dynamics_cli
+    result = CliRunner().invoke(dynamics_cli, ["report", str(study), "-o", str(out)])
     assert result.exit_code == 0, result.output
     md = (tmp_path / "report" / "lab.md").read_text()
     for n in range(1, 8):
