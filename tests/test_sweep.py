@@ -136,7 +136,7 @@ def test_a_rerun_skips_finished_runs_without_touching_them(tmp_path, client, mon
 
     def never(*args, **kwargs):
         raise AssertionError("a finished run was submitted again")
-    monkeypatch.setattr(sw, "run_task", never)
+    monkeypatch.setattr(sw.execute, "run_task", never)
     again = sw.run_sweep(spec, out_dir=out, client=client, progress=False)
     assert set(again.modes.values()) == {"skip"} and again.results == {}
     assert mtimes(out) == before
