@@ -147,7 +147,7 @@ class Config:
                             "each check")
     diagnostics_level: str = key("basic", "evaluation and diagnostics", "basic: g_t, histograms, saturation, ρ; "
                                  "full adds Jacobians, Lyapunov exponents, sharpness and error-surface slices "
-                                 "(dynamics/theory.py)", choices=("basic", "full"))
+                                 "(dynamics/probes/theory.py)", choices=("basic", "full"))
     probe_batch_size: int = key(8, "evaluation and diagnostics", "full: fixed validation sequences (of length "
                                 "min_length) that the check probes read", COUNT)
     lyapunov_k: int = key(5, "evaluation and diagnostics", "full: how many of the top Lyapunov exponents", COUNT)

@@ -1,4 +1,4 @@
-"""The run file (schema dynamics-run/1, docs/run-file.md): one HDF5 file per run.
+"""The run file (schema dynamics-run/1, dynamics/schema.py, docs/run-file.md): one HDF5 file per run.
 
 The writer creates every growing dataset up front, then switches to SWMR so that readers can open
 the file while it grows; rows are appended and the file flushed at every check. Attributes and
@@ -18,14 +18,8 @@ import numpy as np
 import torch
 
 from tasks.errors import InputError
-from . import theory
 
-SCHEMA = "dynamics-run/1"
-# the root attribute recurrent_matrix: the weight that carries the state ("" for the Transformer)
-RECURRENT_MATRIX = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc", "lnlstm": "W_hc", "transformer": ""}
-ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
-                "steps_in_past", "seq_len", "lr", "step_time")
-CHECK_COLUMNS = ("iter", "train_loss", "valid_loss", "valid_error", "rho", "sigma_max", "wall_time", "cpu_time")
+from .schema import CHECK_COLUMNS, ITER_COLUMNS, RECURRENT_MATRIX, SCHEMA
 
 
 def now():
@@ -73,22 +67,23 @@ def append_rows(ds, rows):
 class RunFile:
     """Creates the run file with its growing datasets and /start/weights, then appends to /iter
     and /check under SWMR. `parts` maps each probed part's name to its histogram edges, the main
-    part (unprefixed datasets) last; the source declares its extra check columns and arrays."""
+    part (unprefixed datasets) last; the source declares its extra check columns and arrays, the
+    probes (dynamics/probes/) theirs: `columns` (/check/<name>) and `datasets` {path: width}."""
 
-    def __init__(self, path, config, command, parts, start_weights, source):
+    def __init__(self, path, config, command, parts, start_weights, source, columns=(), datasets=None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.main = list(parts)[-1] if parts else None
         tmp = self.path.with_suffix(".h5.part")
         try:
-            self._create(tmp, config, command, parts, start_weights, source)
+            self._create(tmp, config, command, parts, start_weights, source, columns, datasets or {})
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         tmp.replace(self.path)   # a run file appears whole or not at all
         self._open()
 
-    def _create(self, tmp, config, command, parts, start_weights, source):
+    def _create(self, tmp, config, command, parts, start_weights, source, columns, datasets):
         with h5py.File(tmp, "w", libver="latest") as f:
             f.attrs.update(schema=SCHEMA, name=config.name, status="running", config=config.to_json(),
                            command=command, created=now(), finished="", torch_version=str(torch.__version__),
@@ -100,7 +95,7 @@ class RunFile:
             for name in ITER_COLUMNS:
                 growing(it, name)
             check = f.create_group("check")
-            for name in CHECK_COLUMNS + tuple(source.check_columns):
+            for name in (*CHECK_COLUMNS, *columns, *source.check_columns):
                 growing(check, name)
             for name, (shape, dtype) in source.check_arrays.items():
                 growing_array(check, name, shape, dtype)
@@ -116,14 +111,16 @@ class RunFile:
                 if v.dtype.kind in "UO":   # text: class names, the tokens of fixed examples
                     v = np.asarray(v, dtype=object).astype(h5py.string_dtype())
                 f.create_dataset(f"static/{k}", data=v)
-            for name, width in theory.datasets(config).items():   # diagnostics_level = full
+            for name, width in datasets.items():
                 growing(f, name, width)
             for k, v in start_weights.items():
                 f.create_dataset(f"start/weights/{k}", data=to_numpy(v))
 
     @classmethod
-    def resume(cls, path, n_iters, n_checks):
-        """Reopen a run file and cut it back to a checkpoint: n_iters updates, n_checks checks."""
+    def resume(cls, path, n_iters, n_checks, columns=()):
+        """Reopen a run file and cut it back to a checkpoint: n_iters updates, n_checks checks.
+        A /check column newer than the file (of CHECK_COLUMNS or `columns`) is added, NaN at the
+        checks before the resume."""
         self = cls.__new__(cls)
         self.path = Path(path)
         with read_only(self.path) as f:
@@ -141,7 +138,7 @@ class RunFile:
                     rows = {"iter": n_iters, "surface": n_surfaces}.get(name.split("/")[0], n_checks)
                     obj.resize(rows, axis=0)
             f.visititems(cut)
-            for name in CHECK_COLUMNS:   # a column newer than the file: NaN at the checks before it
+            for name in (*CHECK_COLUMNS, *columns):
                 if name not in f["check"]:
                     growing(f["check"], name).resize(n_checks, axis=0)
             f.attrs.update(status="running", error="", finished="")

@@ -14,16 +14,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import probes, theory
-from . import config as cfg
 from tasks.errors import InputError
+
+from . import config as cfg
+from . import probes
 from .models import compiled
-from .models.recurrent import spectral_radius
+from .probes import CLIP_STATS, OMEGA_STATS
 from .runfile import RunFile, exclusive, read_only, save_atomic
 from .schedule import Schedule
 from .sources import make_source
 
 SOLVED_ERROR = 1e-4   # percent
+# The /iter columns of an update: those kept on the device until the check moves them in one go,
+# in the order step() stacks them, and those known on the host
+DEVICE_COLUMNS = ("loss", *CLIP_STATS, *OMEGA_STATS)
+HOST_COLUMNS = ("seq_len", "lr", "step_time")
 
 
 def make_optimizer(config, params):
@@ -69,7 +74,11 @@ class Run:
         self.pending, self.host = [], []
         self.no_omega = torch.full((2,), float("nan"), device=self.device, dtype=self.dtype)   # Ω off
         self.sample = None
-        self.theory = theory.Probes(self) if c.diagnostics_level == "full" else None
+        self.probes = [probe(self) for probe in probes.PROBES if probe.applies(c)]
+
+    def hooks(self, name):
+        """The probes' methods `name` (before_clip, after_update), for those that have one."""
+        return [getattr(p, name) for p in self.probes if hasattr(p, name)]
 
     # -- one update -------------------------------------------------------------------------
     def step(self):
@@ -84,18 +93,18 @@ class Run:
         if c.alpha > 0:   # config allows Ω only for the RNN of the stacked model
             layer = model.layers[0]
             W = layer.W_h.detach().requires_grad_()
-            omega, past = probes.omega(out.hidden, layer.hidden_grad, W, layer.activation)
-            (grad,) = torch.autograd.grad(omega, W)
+            omega_value, past = probes.omega(out.hidden, layer.hidden_grad, W, layer.activation)
+            (grad,) = torch.autograd.grad(omega_value, W)
             layer.W_h.grad.add_(grad, alpha=c.alpha)
-            omega_past = torch.stack([omega.detach(), past]).to(loss.dtype)
-        if self.theory:
-            self.theory.before_clip(x, y, loss)
+            omega_past = torch.stack([omega_value.detach(), past]).to(loss.dtype)
+        for before_clip in self.hooks("before_clip"):
+            before_clip(x, y, loss)
         recurrent = self.model.layers[0].W_h if c.cell == "rnn" and hasattr(self.model, "layers") else None
         clip_stats = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
         self.schedule.apply(self.opt, self.iters + 1)
         self.opt.step()
-        if self.theory:
-            self.theory.after_update()
+        for after_update in self.hooks("after_update"):
+            after_update()
         self.iters += 1
         self.pending.append(torch.cat([loss.detach().view(1), clip_stats, omega_past]))
         self.host.append((x.shape[0], self.opt.param_groups[0]["lr"], time.perf_counter() - t0))
@@ -106,37 +115,39 @@ class Run:
         rows = torch.stack(self.pending).double().cpu().numpy()   # the one transfer of the interval
         host = np.asarray(self.host, dtype=float)
         self.pending, self.host = [], []
-        iter_columns = {"loss": rows[:, 0], "grad_norm": rows[:, 1], "grad_norm_clipped": rows[:, 2],
-                        "clipped": rows[:, 3], "nonfinite": rows[:, 4], "omega": rows[:, 5],
-                        "steps_in_past": rows[:, 6], "seq_len": host[:, 0], "lr": host[:, 1],
-                        "step_time": host[:, 2]}
+        iter_columns = {**dict(zip(DEVICE_COLUMNS, rows.T)), **dict(zip(HOST_COLUMNS, host.T))}
         # diagnostics first: they read this update's batch, before validation runs the model again
         parts = {}
         if self.c.diagnostics:
             for part in self.model.parts():
                 d = probes.layer_diagnostics(part, self.edges[part.name])
                 parts[part.name] = {"grad_time": d["grad_time"].double().cpu().numpy(),
-                                    "hist": {q: v.cpu().numpy() for q, v in d["hist"].items()}}
+                                    "hist": {q: v.cpu().numpy() for q, v in d["hist"].items()},
+                                    "align": part.align}
             self.sample = {"g": d["g"], "h": part.hidden, **part.gates}   # the main part's
             self.sample = {k: v.detach().cpu() for k, v in self.sample.items()}
         extra = self.model.check_values(self.example) if self.example is not None else {}
         self.model.eval()
         valid = self.source.evaluate(self.model)
         self.model.train()
-        W = self.model.recurrent_matrix() if hasattr(self.model, "recurrent_matrix") else None
-        row = {"iter": self.iters, "train_loss": float(np.mean(rows[:, 0])),
-               "rho": np.nan if W is None else spectral_radius(W),
-               "sigma_max": np.nan if W is None else probes.singular_max(W), **valid, **extra}
+        row = {"iter": self.iters, "train_loss": float(np.mean(iter_columns["loss"])), **valid, **extra}
         self.schedule.after_check(row["valid_loss"])
-        if self.theory:
-            theory_iters, theory_checks, surface = self.theory.check()
-            iter_columns.update(theory_iters)
-            row.update(theory_checks)
-            row.update(surface)
+        for probe in self.probes:
+            probe_iters, probe_row = probe.check(parts)
+            iter_columns.update(probe_iters)
+            row.update(probe_row)
         self.checks += 1
         row["wall_time"] = self.elapsed + time.perf_counter() - t_start
         row["cpu_time"] = self.cpu + (0.0 if c_start is None else time.process_time() - c_start)
         return iter_columns, row, parts
+
+    def columns(self):
+        """The per-check columns the probes declare."""
+        return [name for p in self.probes for name in p.columns]
+
+    def datasets(self):
+        """The other growing datasets the probes declare, {path: width}."""
+        return {k: v for p in self.probes if hasattr(p, "datasets") for k, v in p.datasets(self.c).items()}
 
     def state_dict(self):
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "source": self.source.state_dict(),
@@ -259,9 +270,10 @@ def train_alone(config, command, force, resume, progress, after_check):
         run.source.after_resume(run.model)
         if run_status(path) == "solved" or run.iters >= config.max_iters or 0 < config.cpu_budget <= run.cpu:
             return path   # nothing left to do; a larger max_iters or cpu_budget continues a finished run
-        recorder = RunFile.resume(path, state["iters"], state["checks"])
+        recorder = RunFile.resume(path, state["iters"], state["checks"], run.columns())
     else:
-        recorder = RunFile(path, config, command, run.edges, run.model.weights(), run.source)
+        recorder = RunFile(path, config, command, run.edges, run.model.weights(), run.source, run.columns(),
+                           run.datasets())
         if ckpt.exists():
             ckpt.unlink()
 

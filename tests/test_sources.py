@@ -5,6 +5,7 @@ import torch
 
 from analysis.read import load
 from dynamics import probes
+from dynamics import schema
 from dynamics.config import make
 from dynamics.models.part import Part
 from dynamics.sources.synthetic import Synthetic
@@ -32,7 +33,7 @@ def test_masked_diagnostics_equal_a_direct_count():
         assert d["hist"]["log10_grad"].sum().item() == len(valid) == 12
         assert d["hist"]["saturation"].sum().item() == len(valid) * H
         sat = np.array([1 - abs(hidden[t, b, k].item()) for t, b in valid for k in range(H)])
-        expect, _ = np.histogram(sat, bins=probes.TANH_EDGES)
+        expect, _ = np.histogram(sat, bins=schema.TANH_EDGES)
         assert (d["hist"]["saturation"].numpy() == expect).all()
 
 

@@ -1,4 +1,4 @@
-"""The `full` probes (dynamics/theory.py) against independent computations: autograd Jacobians
+"""The `full` probes (dynamics/probes/theory.py) against independent computations: autograd Jacobians
 of the naive cell, explicit matrix products, closed forms, a quadratic with a known spectrum."""
 import math
 
@@ -9,7 +9,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 from dynamics import config as cfg
-from dynamics import theory
+from dynamics.probes import theory
 from dynamics.models.recurrent import build_model
 from dynamics.train import train
 

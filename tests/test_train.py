@@ -12,6 +12,7 @@ import torch
 
 from dynamics import config as cfg
 from dynamics import probes, runfile
+from dynamics import schema
 from dynamics.models import compiled
 from dynamics.cli import main
 from dynamics.train import Run, train
@@ -82,7 +83,7 @@ def test_compiled_clip_equals_the_python_path(dtype, fill, clip, cutoff, recurre
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("edges", [probes.TANH_EDGES, probes.SIGMOID_EDGES, probes.LOG10_EDGES])
+@pytest.mark.parametrize("edges", [schema.TANH_EDGES, schema.SIGMOID_EDGES, schema.LOG10_EDGES])
 def test_histogram_matches_numpy(backend, edges, dtype):
     lo, hi = edges[0], edges[-1]
     e = torch.as_tensor(edges, dtype=dtype)
@@ -96,7 +97,7 @@ def test_histogram_matches_numpy(backend, edges, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("transform,edges", [("tanh", probes.TANH_EDGES), ("sigmoid", probes.SIGMOID_EDGES)])
+@pytest.mark.parametrize("transform,edges", [("tanh", schema.TANH_EDGES), ("sigmoid", schema.SIGMOID_EDGES)])
 def test_histogram_of_saturation_on_a_strided_view_matches_numpy(backend, transform, edges, dtype):
     torch.manual_seed(3)
     buffer = torch.rand(7, 5, 4 * 9, dtype=dtype) * 2 - int(transform == "tanh")   # (T, B, 4H), as the gates
@@ -158,13 +159,13 @@ def test_check_diagnostics_equal_direct_computation(tmp_path):
         diag = list(layers.values())[-1]
         assert np.allclose(diag["grad_time"], g_direct.mean(dim=1).numpy(), rtol=1e-6)
         assert np.array_equal(run.sample["g"].numpy(), g_direct.numpy())
-        sat, _ = np.histogram(1 - np.abs(hidden), bins=probes.TANH_EDGES)
+        sat, _ = np.histogram(1 - np.abs(hidden), bins=schema.TANH_EDGES)
         assert np.array_equal(diag["hist"]["saturation"], sat)
-        log_g, _ = np.histogram(np.clip(np.log10(g_direct.numpy().astype(np.float64)), -20, 10), bins=probes.LOG10_EDGES)
+        log_g, _ = np.histogram(np.clip(np.log10(g_direct.numpy().astype(np.float64)), -20, 10), bins=schema.LOG10_EDGES)
         assert np.array_equal(diag["hist"]["log10_grad"], log_g)
         assert set(diag["hist"]) == {"log10_grad", "saturation"} | {f"gate_{k}" for k in gates}
         for k, v in gates.items():
-            ref, _ = np.histogram(np.minimum(v, 1 - v), bins=probes.SIGMOID_EDGES)
+            ref, _ = np.histogram(np.minimum(v, 1 - v), bins=schema.SIGMOID_EDGES)
             assert np.array_equal(diag["hist"][f"gate_{k}"], ref), (cell, k)
         assert row["rho"] == pytest.approx(run.model.rho())
 

@@ -47,7 +47,7 @@ class Source:
     family = None
     # What the family takes, which the config checks through it: the keys that belong to some
     # families only (dynamics/config.py), the cells it builds, whether the full diagnostics
-    # (dynamics/theory.py) can probe its runs.
+    # (dynamics/probes/theory.py) can probe its runs.
     keys = ()
     cells = RECURRENT_CELLS + ("transformer",)
     full_diagnostics = False

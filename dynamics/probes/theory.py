@@ -24,10 +24,9 @@ import math
 import numpy as np
 import torch
 
-from .config import surface_iterations
-from .models.recurrent import RECURRENT
+from ..config import surface_iterations
+from ..models.recurrent import RECURRENT
 
-LEVELS = ("basic", "full")
 GAMMA = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}   # γ = sup |φ'|
 PHI = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "linear": lambda a: a}
 SURFACE_PER_DECADE = 12     # points per decade of step length on the 1-D slice
@@ -283,10 +282,19 @@ def float64_copy(model):
     return twin.double()
 
 
-class Probes:
+class Theory:
     """The `full` probes of one run. Run.step calls `before_clip` and `after_update` around the
     clipping and the optimiser step; Run.check calls `check`, which returns the columns to
     append."""
+
+    columns = {}        # its per-check columns and arrays are among `datasets`
+    panels = ("jacobians", "lyapunov", "surface", "groups")
+
+    @staticmethod
+    def applies(config):
+        return config.diagnostics_level == "full"
+
+    datasets = staticmethod(datasets)   # declared above, with what it records
 
     def __init__(self, run):
         self.run, c = run, run.c
@@ -356,17 +364,17 @@ class Probes:
         self.pending.append(torch.cat([self.grad_norms, ratio]))
         self.before = None
 
-    def check(self):
-        """(iter columns, check columns, surface row or {}) of this check, as numpy."""
+    def check(self, parts):
+        """(iter columns, check columns and the surface row /surface/..., if any) of this check."""
         rows = torch.stack(self.pending).double().cpu().numpy()
         self.pending = []
         G = len(self.names)
         iters = {f"grad_norm_{g}": rows[:, j] for j, g in enumerate(self.names)}
         iters.update({f"update_ratio_{g}": rows[:, G + j] for j, g in enumerate(self.names)})
         checks = self.trajectory_probes()
-        surface = {f"/surface/{k}": v for k, v in (self.surface or {}).items()}
+        checks.update({f"/surface/{k}": v for k, v in (self.surface or {}).items()})
         self.surface = None
-        return iters, checks, surface
+        return iters, checks
 
     def trajectory_probes(self):
         c = self.run.c
