@@ -204,6 +204,37 @@ def test_an_interrupted_run_is_resumed_from_its_checkpoint(tmp_path, client):
         assert np.array_equal(f["iter/loss"][:10], loss_before)
 
 
+def test_the_timing_report_never_gives_a_negative_overhead(tmp_path, client, monkeypatch):
+    """A resumed run's file holds the wall_time of its earlier attempts too, which this sweep's
+    tasks did not spend: training counts only what each task added, so it never exceeds the
+    workers' busy time, and neither the overhead nor the first runs' imports are negative."""
+    import re
+    import time
+    from dynamics import train as tr
+    spec = write_spec(tmp_path, "seed = [4, 5]", sets="max_iters = 30")
+    out = tmp_path / "out"
+    step = tr.Run.step
+
+    def slow_step(self):        # the earlier attempts were slow: 0.6 s of recorded training each
+        time.sleep(0.06)
+        return step(self)
+
+    def interrupt(run, row):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tr.Run, "step", slow_step)
+    for point in sw.expand(sw.load_spec(spec), out):
+        tr.train(point.config, progress=False, after_check=interrupt)
+    monkeypatch.setattr(tr.Run, "step", step)
+    result = sw.run_sweep(spec, out_dir=out, client=client, progress=False)
+    assert result.modes == {"seed=4": "resume", "seed=5": "resume"}
+    (line,) = [line for line in sw.report(result) if line.startswith("workers busy")]
+    busy, training, overhead, warmup = map(float, re.findall(r"(-?[\d.]+) s", line))
+    assert 0 <= training <= busy and overhead >= 0 and warmup >= 0, line
+    for r in result.results.values():
+        assert 0 <= r["trained"] <= r["task_time"]
+        assert r["row"]["wall_time"] - r["trained"] >= 0.6      # the earlier attempt is not this task's
+
+
 def test_a_changed_spec_over_existing_runs_is_an_error_not_a_silent_mix(tmp_path, client):
     spec = write_spec(tmp_path, "seed = [1]")
     out = tmp_path / "out"

@@ -9,6 +9,7 @@ checkpoint), and on Ctrl-C or SIGTERM stops the runs at their next check. The wo
 """
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -127,7 +128,9 @@ def stopping(sweep_id):
 
 
 def run_task(config, mode, command="", sweep_id=""):
-    """One run inside a worker: train (fresh, forced or resumed), never raise, return a small dict."""
+    """One run inside a worker: train (fresh, forced or resumed), never raise, return a small dict:
+    the run's status, error and summary row, and where the task's time went (`trained`: the
+    seconds this task added to the run file's wall_time; `task_time`: the whole task)."""
     t0 = time.perf_counter()
     if stopping(sweep_id):
         return {"name": config.name, "status": "cancelled", "error": "", "row": {}}
@@ -142,6 +145,7 @@ def run_task(config, mode, command="", sweep_id=""):
     path = config.run_path
     before = path.stat().st_mtime_ns if path.exists() else None
     mode = requeued_mode(config, mode)
+    wall_before = recorded_wall_time(path) if mode == "resume" else 0.0
     t1 = time.perf_counter()
     error = ""
     try:
@@ -153,7 +157,7 @@ def run_task(config, mode, command="", sweep_id=""):
     row = task_row(path, before, error)
     return {"name": config.name, "status": row["status"], "error": row.get("error", ""), "row": row,
             "setup_time": t1 - t0, "train_time": t2 - t1, "task_time": time.perf_counter() - t0,
-            "pid": os.getpid()}
+            "trained": trained_seconds(row, wall_before, t2 - t1), "pid": os.getpid()}
 
 
 def requeued_mode(config, mode):
@@ -180,6 +184,27 @@ def task_row(path, mtime_before, error):
     if error or not row:
         row.update(status="failed", solved=False, error=row.get("error") or error or "no run file written")
     return row
+
+
+def recorded_wall_time(path):
+    """The seconds of training a run file holds so far (its last check's wall_time; 0 if none)."""
+    try:
+        with read_only(path) as f:
+            wall = f["check/wall_time"]
+            return float(wall[-1]) if wall.shape[0] else 0.0
+    except (OSError, KeyError, ValueError):
+        return 0.0
+
+
+def trained_seconds(row, wall_before, in_trainer):
+    """What this task added to its run's wall_time. A resumed file's wall_time counts every earlier
+    attempt too, which is why it is taken from where this task began. Bounded by 0 and the time this
+    task spent in the trainer: the file may hold a check past its checkpoint (a worker killed in
+    between), which the resumed run drops, and a checkpoint's clock runs on past its check's row."""
+    after = row.get("wall_time")
+    if after is None or not math.isfinite(after) or not math.isfinite(wall_before):
+        return 0.0
+    return min(max(after - wall_before, 0.0), in_trainer)
 
 
 def first_line(error):
@@ -434,20 +459,22 @@ def report(result):
 
 
 def timing(result):
-    """Where the workers' time went, over the runs executed now: `training` is the runs' own time
-    (their files' wall_time); `overhead` is the rest of a task (model and file set-up, closing the
-    file, the final-state NPZ, imports); a worker's first task also pays for lazy imports
-    (`warmup`, the first task's overhead beyond the median one)."""
+    """Where the workers' time went, over the tasks run now, each timed by its worker's clock:
+    `tasks` is their seconds summed over the workers (so it may exceed the wall time); `training`
+    what they added to their runs' wall_time (not a resumed run's earlier attempts); `overhead`
+    the rest of a task (model and file set-up, closing the file, the final-state NPZ, the summary
+    read), the median over the tasks after each worker's first; `warmup` what a worker's first task
+    paid beyond that, its lazy imports (0 when every worker ran a single task: nothing to compare)."""
     import statistics
-    done = [r for r in result.results.values() if "train_time" in r and r["row"].get("wall_time") is not None]
+    done = [r for r in result.results.values() if "task_time" in r]
     if not done:
         return None
-    overhead = {r["name"]: r["task_time"] - r["row"]["wall_time"] for r in done}
+    overhead = {r["name"]: r["task_time"] - r["trained"] for r in done}
     first = {}
     for r in done:                       # results are in order of completion, one task at a time per worker
         first.setdefault(r["pid"], r["name"])
-    later = [overhead[r["name"]] for r in done if r["name"] not in first.values()] or list(overhead.values())
-    median = statistics.median(later)
-    return {"training": sum(r["row"]["wall_time"] for r in done), "tasks": sum(r["task_time"] for r in done),
-            "overhead": median, "warmup": statistics.mean(overhead[n] for n in first.values()) - median,
-            "runs": len(done)}
+    later = [overhead[r["name"]] for r in done if r["name"] not in first.values()]
+    median = statistics.median(later or list(overhead.values()))
+    warmup = statistics.mean(overhead[n] for n in first.values()) - median if later else 0.0
+    return {"training": sum(r["trained"] for r in done), "tasks": sum(r["task_time"] for r in done),
+            "overhead": median, "warmup": max(warmup, 0.0), "runs": len(done)}
