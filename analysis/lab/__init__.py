@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats, verdicts as V
-from .stats import fmt_num
+from .. import stats, verdicts as V
+from ..stats import fmt_num
 
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
 #: keys that never make two runs different settings
@@ -64,7 +64,7 @@ def load_study(folder):
     """{"lm", "families", "presets": [Snapshot]}: the finished (or solved) runs under the study's
     PARTS folders, by family (text; classification and seq2seq; the synthetic tasks); the others
     under "unfinished"."""
-    from .read import load
+    from ..read import load
     folder = Path(folder)
     study = {"lm": [], "families": [], "presets": [], "unfinished": []}
     for p in PARTS:
@@ -352,7 +352,7 @@ def q2(lm):
 
 def layer_gt(s, layer):
     """The last check's batch-mean g_t of one layer (0: nearest the input), NaNs dropped."""
-    from .read import Layer
+    from ..read import Layer
     part = s.layers.get(layer, Layer())
     gt = part.grad_time
     k = None if gt is None else stats.last_row(gt)
