@@ -12,17 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dynamics.schema import GATE_ORDER, SCHEMA, SIGMOID_EDGES, TANH_EDGES
 from tasks.errors import InputError
 
-SCHEMA = "dynamics-run/1"
-STATUSES = ("running", "finished", "solved", "interrupted", "failed")
-
-#: Bin edges the writer uses (docs/run-file.md); used to histogram the raw arrays of an NPZ.
-LOG10_GRAD_EDGES = np.linspace(-20.0, 10.0, 121)
-SATURATION_EDGES = np.linspace(0.0, 1.0, 51)
-GATE_EDGES = np.linspace(0.0, 0.5, 51)
-
-GATES = ("z", "r", "i", "f", "o")
 #: The 2-D per-check datasets of diagnostics_level = full (their 1-D ones are /check columns).
 THEORY_2D = ("jac_step_norm", "jac_prod_norm", "lyapunov")
 
@@ -134,7 +126,7 @@ class Snapshot:
     @property
     def gates(self):
         """Gate names with a histogram, in the order z r i f o."""
-        return [g for g in GATES if f"gate_{g}" in self.hists]
+        return [g for g in GATE_ORDER if f"gate_{g}" in self.hists]
 
     def cfg(self, *keys, default=None):
         """The first config value found under any of `keys` (also inside nested sections)."""
@@ -404,17 +396,17 @@ def _load_npz(path):
         layer.grad_time = last_row(g, np.nan)
     if "saturation" in data:
         d = np.abs(data["saturation"].astype(float)).ravel()
-        counts = _histogram(d, SATURATION_EDGES)
+        counts = _histogram(d, TANH_EDGES)
         layer.hists["saturation"] = last_row(counts, 0.0)
-        layer.edges["saturation"] = SATURATION_EDGES
+        layer.edges["saturation"] = TANH_EDGES
     sample = {}
     for key, value in data.items():
-        if key.startswith("gate_") and key[5:] in GATES:
+        if key.startswith("gate_") and key[5:] in GATE_ORDER:
             v = value.astype(float)
             sample[key[5:]] = v
-            counts = _histogram(np.minimum(v, 1 - v).ravel(), GATE_EDGES)
+            counts = _histogram(np.minimum(v, 1 - v).ravel(), SIGMOID_EDGES)
             layer.hists[key] = last_row(counts, 0.0)
-            layer.edges[key] = GATE_EDGES
+            layer.edges[key] = SIGMOID_EDGES
     reserved = known | set(_NPZ_SERIES) | {k for k in data if k.startswith("gate_")}
     final = {k: v for k, v in data.items() if k not in reserved and v.ndim in (1, 2)
              and (k.startswith("W_") or k.startswith("b_") or k == "E")}

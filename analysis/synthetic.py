@@ -11,11 +11,7 @@ import math
 
 import numpy as np
 
-from .read import GATE_EDGES, LOG10_GRAD_EDGES, SATURATION_EDGES, SCHEMA
-
-ITER_COLUMNS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "nonfinite", "omega",
-                "steps_in_past", "seq_len", "lr", "step_time")
-CELL_GATES = {"rnn": (), "gru": ("z", "r"), "lstm": ("i", "f", "o")}
+from dynamics.schema import GATES, ITER_COLUMNS, LOG10_EDGES, SCHEMA, SIGMOID_EDGES, TANH_EDGES
 CELL_WEIGHTS = {
     "rnn": ("W_xh", "W_hh", "b_h"),
     "gru": ("W_xz", "W_hz", "b_z", "W_xr", "W_hr", "b_r", "W_xh", "W_hh", "b_h"),
@@ -137,7 +133,7 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
 
     def layer_data(group, decay_pair, offset):
         gt = np.full((K, T_max), np.nan)
-        hist = np.zeros((K, len(LOG10_GRAD_EDGES) - 1), dtype=np.int64)
+        hist = np.zeros((K, len(LOG10_EDGES) - 1), dtype=np.int64)
         for k in range(K):
             Tk = int(rng.integers(min_length, max_length + 1))
             rate = decay_pair[0] + (decay_pair[1] - decay_pair[0]) * (k + 1) / K
@@ -145,11 +141,11 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
             log_g = -1.0 + offset - rate * (Tk - 1 - steps)
             gt[k, :Tk] = 10 ** (log_g + 0.05 * rng.normal(size=Tk))
             per_seq = log_g[None, :] + 0.3 * rng.normal(size=(batch, Tk))
-            hist[k] = np.histogram(np.clip(per_seq, -20, 9.999), LOG10_GRAD_EDGES)[0]
+            hist[k] = np.histogram(np.clip(per_seq, -20, 9.999), LOG10_EDGES)[0]
         _dataset(group, "grad_time", gt)
         h = group.require_group("hist")
         _dataset(h, "log10_grad", hist, np.int64)
-        h.create_dataset("log10_grad_edges", data=LOG10_GRAD_EDGES)
+        h.create_dataset("log10_grad_edges", data=LOG10_EDGES)
 
     # Layer l decays at a slower rate and starts higher, so per-layer curves differ.
     def layer_decay(l):
@@ -164,17 +160,17 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
     scale = 0.6 + 2.0 * np.arange(1, K + 1) / K
     sat = np.zeros((K, 50), dtype=np.int64)
     for k in range(K):
-        sat[k] = np.histogram(1 - np.abs(np.tanh(rng.normal(0, scale[k], 4000))), SATURATION_EDGES)[0]
+        sat[k] = np.histogram(1 - np.abs(np.tanh(rng.normal(0, scale[k], 4000))), TANH_EDGES)[0]
     _dataset(hist, "saturation", sat, np.int64)
-    hist.create_dataset("saturation_edges", data=SATURATION_EDGES)
+    hist.create_dataset("saturation_edges", data=TANH_EDGES)
     gate_mean = {"z": -0.5, "r": 0.5, "i": 0.0, "f": 2.5, "o": 0.5}
-    for g in CELL_GATES[cell]:
+    for g in GATES[cell]:
         counts = np.zeros((K, 50), dtype=np.int64)
         for k in range(K):
             v = 1 / (1 + np.exp(-rng.normal(gate_mean[g], scale[k], 4000)))
-            counts[k] = np.histogram(np.minimum(v, 1 - v), GATE_EDGES)[0]
+            counts[k] = np.histogram(np.minimum(v, 1 - v), SIGMOID_EDGES)[0]
         _dataset(hist, f"gate_{g}", counts, np.int64)
-        hist.create_dataset(f"gate_{g}_edges", data=GATE_EDGES)
+        hist.create_dataset(f"gate_{g}_edges", data=SIGMOID_EDGES)
     if task == "text":
         prompts = ["ROMEO:", "First Citizen:"]
         text = np.array([[f"{pr} the {('king ' * (k % 3 + 1)).strip()} is here at check {k}"
@@ -204,7 +200,7 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
     s.create_dataset("g", data=10 ** (-1 - decay[1] * np.arange(T)[::-1, None]
                                      + 0.1 * rng.normal(size=(T, batch))))
     s.create_dataset("h", data=np.tanh(rng.normal(0, scale[-1], size=(T, batch, n_hidden))))
-    for g in CELL_GATES[cell]:
+    for g in GATES[cell]:
         s.create_dataset(g, data=1 / (1 + np.exp(-rng.normal(gate_mean[g], scale[-1],
                                                                size=(T, batch, n_hidden)))))
     if swmr:
@@ -231,7 +227,7 @@ def write_npz(path, *, cell="rnn", K=20, T=60, n_hidden=8, seed=0):
     for w in CELL_WEIGHTS[cell]:
         data[w] = (_matrix_with_rho(rng, n_hidden, 1.1) if w == RECURRENT[cell]
                    else rng.normal(size=(n_hidden,) if w.startswith("b_") else (n_hidden, n_hidden)))
-    for g in CELL_GATES[cell]:
+    for g in GATES[cell]:
         data[f"gate_{g}"] = 1 / (1 + np.exp(-rng.normal(0, 2, size=(T, 4, n_hidden))))
     np.savez(path, **data)
     return path
@@ -241,7 +237,7 @@ if __name__ == "__main__":
     import argparse
     parser = argparse.ArgumentParser(description="Write a synthetic dynamics run file.")
     parser.add_argument("path")
-    parser.add_argument("--cell", default="rnn", choices=sorted(CELL_GATES))
+    parser.add_argument("--cell", default="rnn", choices=("rnn", "gru", "lstm"))
     parser.add_argument("--task", default="torder")
     parser.add_argument("--alpha", type=float, default=0.0)
     parser.add_argument("--clip", default="rescale", choices=("rescale", "none"))

@@ -212,6 +212,12 @@ class Config:
     def replace(self, **changes):
         return make({**dataclasses.asdict(self), **changes}, given=changes)
 
+    @classmethod
+    def from_json(cls, text):
+        """The config recorded in a run file or a checkpoint, checked again; a key newer than the
+        file takes its default (the value the run had, since it did not know the key)."""
+        return make(recorded(text), given=())
+
 
 # The reference code's flag names, and a few obvious synonyms.
 ALIASES = {"nhid": "n_hidden", "bs": "batch_size", "ebs": "eval_batch_size", "cbs": "chunk_batch_size",

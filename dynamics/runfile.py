@@ -270,8 +270,20 @@ def version():
     return __version__
 
 
-def save_atomic(obj, path):
-    """torch.save to a temporary file, then rename: a reader never sees half a file."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+def write_npz(path):
+    """runs/<name>_final_state.npz with the reference code's keys, read back from the run file."""
+    with h5py.File(path, "r") as f:
+        out = {"train_nll": f["check/train_loss"][:], "valid_error": f["check/valid_error"][:],
+               "gradient_norm": f["iter/grad_norm"][:], "gradient_norm_clipped": f["iter/grad_norm_clipped"][:],
+               "rho_Whh": f["check/rho"][:], "Omega": f["iter/omega"][:]}
+        out.update({k: v[:] for k, v in f["final/weights"].items()})
+        if "grad_time" in f["check"] and f["check/grad_time"].shape[0]:
+            out["g_t"] = f["check/grad_time"][-1]
+        sample = f.get("final/sample")
+        if sample is not None:
+            if "h" in sample and f.attrs["cell"] != "transformer":   # a residual stream has no saturation
+                h = sample["h"][:]
+                activation = json.loads(f.attrs["config"])["activation"]
+                out["saturation"] = np.minimum(h, 1 - h) if activation == "sigmoid" else 1 - np.abs(h)
+            out.update({f"gate_{k}": v[:] for k, v in sample.items() if k not in ("g", "h")})
+    np.savez(path.with_name(f"{path.stem}_final_state.npz"), **out)

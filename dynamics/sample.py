@@ -16,7 +16,7 @@ from .runfile import read_only
 from .sampling import _check, generate
 from .sources import TASKS
 from .sources.text import build_lm, step_fn
-from .train import load_checkpoint
+from .checkpoint import load_checkpoint
 
 
 def read_config(path, families=("text",)):

@@ -4,15 +4,10 @@ Per update the loop keeps a few 0-dim device tensors (loss, norms, flags, Ω); e
 moves them to the host in one go, evaluates, reads the diagnostics of that update's batch, appends
 to the run file and saves a checkpoint from which `resume` continues bit-identically.
 """
-import signal
-import sys
-import threading
 import time
 
-import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from tasks.errors import InputError
 
@@ -20,9 +15,12 @@ from . import config as cfg
 from . import probes
 from .models import compiled
 from .probes import CLIP_STATS, OMEGA_STATS
-from .runfile import RunFile, exclusive, read_only, save_atomic
+from .checkpoint import checkpoint_path, load_checkpoint, save_atomic
+from .progress import progress_bar
+from .runfile import RunFile, exclusive, read_only, write_npz
 from .schedule import Schedule
 from .sources import make_source
+from .stopping import Stop, StopSignals
 
 SOLVED_ERROR = 1e-4   # percent
 # The /iter columns of an update: those kept on the device until the check moves them in one go,
@@ -166,85 +164,6 @@ class Run:
         self.cpu = s.get("cpu", 0.0)   # checkpoints from before the CPU clock
 
 
-def checkpoint_path(config):
-    return config.run_path.with_name(f"{config.name}_checkpoint.pt")
-
-
-def load_checkpoint(path, remedy, map_location=None):
-    """A checkpoint read as data only (tensors, numbers, strings, lists, dicts: torch's
-    weights_only), so that opening a run folder from elsewhere cannot run code. A damaged file, or
-    one that carries other objects, is an InputError that names it and says what to do."""
-    import pickle
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
-            raise InputError(f"checkpoint {str(path)!r} is refused: it carries pickled objects other than "
-                             f"tensors and plain data, which could run code; {remedy}") from None
-        reason = e
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-        reason = e
-    raise InputError(f"checkpoint {str(path)!r} is damaged ({str(reason).splitlines()[0][:80]}); {remedy}")
-
-
-def progress_bar(name, total, initial, progress):
-    """A progress bar on a terminal; in a log (stdout or stderr not a terminal) one plain line per
-    check instead of thousands of overwritten bar states."""
-    if progress and not (sys.stdout.isatty() and sys.stderr.isatty()):
-        return CheckLines(name, total, initial)
-    return tqdm(total=total, initial=initial, disable=not progress, unit="it", desc=name, dynamic_ncols=True,
-                leave=True)
-
-
-class CheckLines:
-    """What the loop asks of a progress bar, written as one line per check on stdout:
-    `NAME iter I/N | loss … | gnorm … | valid …, …% | R it/s | ETA h:mm:ss`."""
-
-    def __init__(self, name, total, initial):
-        self.name, self.total, self.n, self.start = name, total, initial, initial
-        self.t0 = time.perf_counter()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n=1):
-        self.n += n
-
-    def set_postfix_str(self, text, refresh=True):
-        rate = (self.n - self.start) / max(time.perf_counter() - self.t0, 1e-9)
-        left = int((self.total - self.n) / rate) if rate > 0 else None
-        eta = "?" if left is None else f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
-        print(f"{self.name} iter {self.n}/{self.total} | {text} | {rate:.1f} it/s | ETA {eta}", flush=True)
-
-
-class Stop(Exception):
-    """A stop was asked for (SIGINT, SIGTERM): the run closes as interrupted."""
-
-
-class StopSignals:
-    """SIGINT and SIGTERM set a flag that the loop reads between updates, so that a signal
-    never lands between writing a check and saving its checkpoint."""
-
-    def __init__(self):
-        self.requested, self.previous = False, {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self.request)
-        return self
-
-    def request(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
 def train(config, command="", force=False, resume=False, progress=True, after_check=None):
     """Run `config` to the end and return the run file's path. The file is never overwritten
     without `force`; `resume` continues from the last checkpoint. Only one process at a time
@@ -254,57 +173,19 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
 
 
 def train_alone(config, command, force, resume, progress, after_check):
-    path, ckpt = config.run_path, checkpoint_path(config)
+    path = config.run_path
     if force and resume:
         raise InputError("--force and --resume are not allowed together: choose one")
     if path.exists() and not (force or resume):
         raise InputError(f"run file {str(path)!r} exists: use --resume to continue it or --force to overwrite it")
     run = Run(config)
-    if resume and path.exists():
-        if not ckpt.exists():
-            raise InputError(f"--resume: no checkpoint {str(ckpt)!r} beside {str(path)!r}")
-        check_same_config(path, config)
-        state = load_checkpoint(ckpt, "--resume cannot continue from it, --force starts the run again "
-                                      "(nothing was changed)")
-        run.load_state_dict(state)
-        run.source.after_resume(run.model)
-        if run_status(path) == "solved" or run.iters >= config.max_iters or 0 < config.cpu_budget <= run.cpu:
-            return path   # nothing left to do; a larger max_iters or cpu_budget continues a finished run
-        recorder = RunFile.resume(path, state["iters"], state["checks"], run.columns())
-    else:
-        recorder = RunFile(path, config, command, run.edges, run.model.weights(), run.source, run.columns(),
-                           run.datasets())
-        if ckpt.exists():
-            ckpt.unlink()
-
+    recorder = resumed(run, path) if resume and path.exists() else started(run, command)
+    if recorder is None:
+        return path   # nothing left to do; a larger max_iters or cpu_budget continues a finished run
     status, error = "interrupted", ""
-    bar = progress_bar(config.name, config.max_iters, run.iters, progress)
-    t_start, c_start = time.perf_counter(), time.process_time()
-    with StopSignals() as signals, bar:
+    with StopSignals() as signals, progress_bar(config.name, config.max_iters, run.iters, progress) as bar:
         try:
-            status = "finished"
-            while run.iters < config.max_iters:
-                if signals.requested:
-                    raise Stop()
-                run.step()
-                bar.update(1)
-                if run.iters % config.check_freq == 0 or run.iters == config.max_iters:
-                    columns, row, parts = run.check(t_start, c_start)
-                    recorder.append_iters(columns)
-                    recorder.append_check(row, parts)
-                    run.elapsed += time.perf_counter() - t_start
-                    run.cpu += time.process_time() - c_start
-                    t_start, c_start = time.perf_counter(), time.process_time()
-                    save_atomic(run.state_dict(), ckpt)
-                    bar.set_postfix_str(f"loss {row['train_loss']:.4g} | gnorm {np.nanmax(columns['grad_norm']):.2e}"
-                                        f" | valid {row['valid_loss']:.4g}, {row['valid_error']:.3g}%", refresh=False)
-                    if after_check is not None:
-                        after_check(run, row)
-                    if row["valid_error"] < SOLVED_ERROR and np.isfinite(row["valid_loss"]):
-                        status = "solved"
-                        break
-                    if 0 < config.cpu_budget <= run.cpu:
-                        break   # "finished": the budget, like max_iters, is part of the config
+            status = loop(run, recorder, bar, signals, after_check)
         except (KeyboardInterrupt, Stop):
             status = "interrupted"
         except Exception as e:
@@ -317,6 +198,62 @@ def train_alone(config, command, force, resume, progress, after_check):
             if final is not None:
                 write_npz(path)
     return path
+
+
+def started(run, command):
+    """A new run file for `run` (an old checkpoint beside it removed)."""
+    ckpt = checkpoint_path(run.c)
+    recorder = RunFile(run.c.run_path, run.c, command, run.edges, run.model.weights(), run.source, run.columns(),
+                       run.datasets())
+    if ckpt.exists():
+        ckpt.unlink()
+    return recorder
+
+
+def resumed(run, path):
+    """The run file cut back to the last checkpoint, whose state `run` takes; None when the run
+    has nothing left to do."""
+    c, ckpt = run.c, checkpoint_path(run.c)
+    if not ckpt.exists():
+        raise InputError(f"--resume: no checkpoint {str(ckpt)!r} beside {str(path)!r}")
+    check_same_config(path, c)
+    state = load_checkpoint(ckpt, "--resume cannot continue from it, --force starts the run again "
+                                  "(nothing was changed)")
+    run.load_state_dict(state)
+    run.source.after_resume(run.model)
+    if run_status(path) == "solved" or run.iters >= c.max_iters or 0 < c.cpu_budget <= run.cpu:
+        return None
+    return RunFile.resume(path, state["iters"], state["checks"], run.columns())
+
+
+def loop(run, recorder, bar, signals, after_check):
+    """Updates until max_iters, the CPU budget or a solved check; a check every check_freq
+    updates appends its rows and saves the checkpoint. Returns the status."""
+    c = run.c
+    t_start, c_start = time.perf_counter(), time.process_time()
+    while run.iters < c.max_iters:
+        if signals.requested:
+            raise Stop()
+        run.step()
+        bar.update(1)
+        if run.iters % c.check_freq and run.iters != c.max_iters:
+            continue
+        columns, row, parts = run.check(t_start, c_start)
+        recorder.append_iters(columns)
+        recorder.append_check(row, parts)
+        run.elapsed += time.perf_counter() - t_start
+        run.cpu += time.process_time() - c_start
+        t_start, c_start = time.perf_counter(), time.process_time()
+        save_atomic(run.state_dict(), checkpoint_path(c))
+        bar.set_postfix_str(f"loss {row['train_loss']:.4g} | gnorm {np.nanmax(columns['grad_norm']):.2e}"
+                            f" | valid {row['valid_loss']:.4g}, {row['valid_error']:.3g}%", refresh=False)
+        if after_check is not None:
+            after_check(run, row)
+        if row["valid_error"] < SOLVED_ERROR and np.isfinite(row["valid_loss"]):
+            return "solved"
+        if 0 < c.cpu_budget <= run.cpu:
+            break   # "finished": the budget, like max_iters, is part of the config
+    return "finished"
 
 
 def run_status(path):
@@ -343,22 +280,3 @@ def check_same_config(path, config):
     if changed:
         k = changed[0]
         raise InputError(f"--resume: {k}={now[k]!r} differs from the run file's {k}={recorded.get(k)!r}")
-
-
-def write_npz(path):
-    """runs/<name>_final_state.npz with the reference code's keys, read back from the run file."""
-    with h5py.File(path, "r") as f:
-        out = {"train_nll": f["check/train_loss"][:], "valid_error": f["check/valid_error"][:],
-               "gradient_norm": f["iter/grad_norm"][:], "gradient_norm_clipped": f["iter/grad_norm_clipped"][:],
-               "rho_Whh": f["check/rho"][:], "Omega": f["iter/omega"][:]}
-        out.update({k: v[:] for k, v in f["final/weights"].items()})
-        if "grad_time" in f["check"] and f["check/grad_time"].shape[0]:
-            out["g_t"] = f["check/grad_time"][-1]
-        sample = f.get("final/sample")
-        if sample is not None:
-            if "h" in sample and f.attrs["cell"] != "transformer":   # a residual stream has no saturation
-                h = sample["h"][:]
-                activation = __import__("json").loads(f.attrs["config"])["activation"]
-                out["saturation"] = np.minimum(h, 1 - h) if activation == "sigmoid" else 1 - np.abs(h)
-            out.update({f"gate_{k}": v[:] for k, v in sample.items() if k not in ("g", "h")})
-    np.savez(path.with_name(f"{path.stem}_final_state.npz"), **out)

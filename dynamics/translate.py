@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from tasks.errors import InputError, bad_value
-from .train import load_checkpoint
+from .checkpoint import load_checkpoint
 
 
 def read_config(path):

@@ -108,7 +108,7 @@ def test_judge_scores_the_samples_and_is_recorded(tmp_path, judge):
     model.load_state_dict(torch.load(checkpoint_path(c), weights_only=False)["model"])
     labels = np.repeat(np.arange(5), 50)
     tokens = sample_sequences(model, labels, make_generator("names_gen").max_length + 1, seed=c.seed)
-    clf = Judge(judge, ["Amber", "Birch", "Cedar", "Dune", "Ember"])
+    clf = Judge(judge, ["Amber", "Birch", "Cedar", "Dune", "Ember"], c)
     guess = np.array([clf.model(clf.source.tensors([t], [0])[0]).logits.argmax().item() if len(t) else -1
                       for t in tokens])
     assert control == pytest.approx(100 * np.mean(guess == labels))

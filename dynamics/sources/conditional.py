@@ -14,7 +14,6 @@ training set) and, with a judge (config `judge`: a classifier run of this harnes
 data of the same classes), `controllability`: the percent that the judge assigns to the class
 they were drawn for (`class_control` per class). A few samples per class are kept (`samples`).
 """
-import json
 import math
 from collections import namedtuple
 from pathlib import Path
@@ -29,7 +28,8 @@ from tasks.sentiment import Sentiment
 
 from tasks.errors import InputError, bad_value
 from ..models.conditional import build_conditional
-from ..runfile import read_only, save_atomic
+from ..checkpoint import load_checkpoint, save_atomic
+from ..runfile import read_only
 from ..sampling import generate
 from . import RECURRENT_CELLS, Source
 
@@ -111,8 +111,8 @@ def judge_classes(path):
 class Judge:
     """A trained classifier, rebuilt through its own family's source and its last checkpoint."""
 
-    def __init__(self, path, classes):
-        from ..config import make
+    def __init__(self, path, classes, config):
+        """`config`: the generating run's, whose class rebuilds the judge's recorded config."""
         from . import make_source
         self.path = Path(path).resolve()
         theirs = judge_classes(path)
@@ -122,13 +122,12 @@ class Judge:
         with read_only(path) as f:
             attrs = dict(f.attrs)
             accuracy = f["check/accuracy"][-1] if "check/accuracy" in f and len(f["check/accuracy"]) else math.nan
-        config = make(json.loads(attrs["config"]), given=())
+        config = config.from_json(attrs["config"])
         ckpt = self.path.with_name(f"{config.name}_checkpoint.pt")
         if not ckpt.is_file():
             raise bad_value("judge", str(path), f"a classifier run with its model beside it ({ckpt.name} is missing)")
         self.source = make_source(config, torch.device("cpu"), torch.float32)
         self.model = self.source.build_model()
-        from ..train import load_checkpoint
         saved = load_checkpoint(ckpt, "train the judge again", map_location="cpu")
         self.model.load_state_dict(saved["model"])
         self.model.eval()
@@ -181,7 +180,7 @@ class Conditional(Source):
         self.valid = [teacher_forcing(valid.tokens[i:i + c.chunk_batch_size], valid.labels[i:i + c.chunk_batch_size])
                       for i in range(0, len(valid.labels), c.chunk_batch_size)]
         self.rng = np.random.default_rng([c.seed, 2])
-        self.judge = Judge(c.judge, self.classes) if c.judge else None
+        self.judge = Judge(c.judge, self.classes, c) if c.judge else None
         self.attrs = {"classes": self.classes, "vocab_size": len(self.vocab), "train_examples": TRAIN_EXAMPLES,
                       **(self.judge.attrs if self.judge else {"judge": ""})}
         if self.judge:   # the judge on real data: the ceiling of controllability
@@ -263,7 +262,6 @@ def load_generator(run, config):
     state = None
     for name in (f"{config.name}_best.pt", f"{config.name}_checkpoint.pt"):
         if run.with_name(name).is_file():
-            from ..train import load_checkpoint
             state = load_checkpoint(run.with_name(name), "train the run again to sample from it",
                                     map_location="cpu")["model"]
             break

@@ -26,7 +26,7 @@ from tasks.seq2seq import EOS, PAD, make
 
 from tasks.errors import bad_value
 from ..models.seq2seq import beam_search, build, greedy
-from ..runfile import save_atomic
+from ..checkpoint import save_atomic
 from . import Source
 
 N_EXAMPLES = 4        # fixed examples of copy and reverse whose attention is recorded (date: one per format)

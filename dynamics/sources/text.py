@@ -35,7 +35,7 @@ from tasks.text import Corpus, conditional_entropy, load_text, random_windows, s
 from tasks.words import WordCorpus
 
 from tasks.errors import bad_value
-from ..runfile import save_atomic
+from ..checkpoint import save_atomic
 from ..sampling import generate
 from . import RECURRENT_CELLS, Source
 
