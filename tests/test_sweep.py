@@ -7,9 +7,10 @@ import h5py
 import numpy as np
 import pytest
 
+from analysis.success import table, wilson
 from dynamics import sweep as sw
+from dynamics.commands.success import success as success_command
 from tasks.errors import InputError
-from dynamics.success import success as success_command, table, wilson
 
 BASE = """task = "torder"
 n_hidden = 50
