@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import config as cfg
 from tasks.errors import InputError
+from ..checkpoint import checkpoint_path
 from ..runfile import read_only
 from .spec import expand, load_spec
 from .summary import SummaryFile, read_numbers, summarize
@@ -34,7 +35,6 @@ def plan(point, force=False):
     finished/solved → skip (a finished run whose max_iters grew is continued); running or
     interrupted (or killed) with a checkpoint → resume; failed, or no checkpoint → force.
     A run file made with a different config is an error: the sweep never mixes settings silently."""
-    from ..train import checkpoint_path
     c = point.config
     path = c.run_path
     if not path.exists():
@@ -163,7 +163,6 @@ def run_task(config, mode, command="", sweep_id=""):
 def requeued_mode(config, mode):
     """A task that Dask runs again after its worker was lost finds the file of the attempt that
     died with it: it continues that file (from its checkpoint) rather than stopping at "exists"."""
-    from ..train import checkpoint_path
     if mode == "fresh" and config.run_path.exists():
         return "resume" if checkpoint_path(config).exists() else "force"
     return mode
