@@ -350,6 +350,14 @@ def test_success_command_draws_the_figure_from_a_sweep_folder(tmp_path, client):
     assert all(c.endswith("/2") for c in counts)
 
 
+def test_success_refuses_an_output_that_is_no_image_before_reading(tmp_path, capsys):
+    from dynamics.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["success", str(tmp_path), "-o", str(tmp_path / "fig.txt")])
+    assert e.value.code == 2 and "must end in .png" in capsys.readouterr().err
+    assert not (tmp_path / "fig.txt").exists()
+
+
 def test_an_entry_may_name_its_own_base_preset(tmp_path):
     """`base` in a grid entry replaces the spec's base for its runs: one sweep over several presets,
     [set] and the other axes applied on top; the label defaults to the preset's file name."""
