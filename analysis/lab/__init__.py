@@ -6,14 +6,10 @@ seeds) and `presets/` (A1–A5, B1–B2, C0–C1). Each question below is one fu
 and returns an `Answer`: sentences generated from the numbers, the table they come from, and a
 figure. Nothing here is written by hand about a result: where the numbers turn, the words turn.
 
-Runs are found by their configs, not their names: a question's runs are the largest group that
-agrees on every key but the ones the question varies (`series`), so the same code reads the quick
-grid and the full one. Over seeds a number is given as mean ± standard deviation (n).
+What several questions share (the Answer, how a question finds its runs, numbers over seeds,
+the labels that name a run, one row per language-model run) is in common.py.
 """
-import json
 import math
-import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,35 +17,15 @@ import pandas as pd
 
 from .. import stats, verdicts as V
 from ..stats import fmt_num
+from .common import (CELL_NAMES, CLASSIFY_TASKS, OVERFIT_RISE, SEQ2SEQ_TASKS, Answer, cell_name, cells,
+                     clear, clipping, column, fmt_spread, last_finite, lm_label, lm_rows, min_finite, one_line,
+                     series, setup_label, spread)
 
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
-#: keys that never make two runs different settings
-IGNORED = {"name", "out_dir", "seed", "device", "threads", "backend"}
-#: a validation loss this much (relative) above its best at the end: "validation turned up"
-OVERFIT_RISE = 0.01
 #: positions (characters) whose loss is within this many nats of the window's end are "no better"
 POSITION_TOL = 0.02
 #: an MLP window within this many nats of the best window gains nothing more
 WINDOW_TOL = 0.01
-#: cells of the reference architectures: compared on the keys outside their architecture
-ARCHITECTURE = ("cell", "n_layers", "n_hidden", "embedding", "dropout", "init", "activation", "d_model",
-                "n_heads", "positions", "tie_weights", "forget_bias", "bidirectional", "window")
-CELL_NAMES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM", "lnlstm": "LN-LSTM", "transformer": "Transformer",
-              "mlp": "MLP"}
-SEQ2SEQ_TASKS = ("copy", "reverse", "date")
-CLASSIFY_TASKS = ("names", "sentiment")
-PROMPT_CHARS = 24                      # dynamics/sources/text.py PROMPT_TOKENS["char"]
-SNIPPET_CHARS = 60
-
-
-@dataclass
-class Answer:
-    number: int
-    title: str
-    text: list                         # sentences, each with its number
-    table: pd.DataFrame
-    draw: object = None                # draw(fig): the figure into a (sub)figure; None: no figure
-    notes: list = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -77,148 +53,7 @@ def load_study(folder):
     return study
 
 
-def _value(v):
-    return json.dumps(v, sort_keys=True)
-
-
-def setting(s, free=()):
-    """The run's config without `free` and the keys that never matter: runs with equal settings
-    differ only in what a question varies (and the seed)."""
-    return tuple(sorted((k, _value(v)) for k, v in s.config.items() if k not in IGNORED and k not in free))
-
-
-def series(snaps, free):
-    """{values of `free`: [runs]} of the largest group of runs that agree on everything but `free`
-    (and the seed) and take at least two values of it; {} if there is none."""
-    groups = {}
-    for s in snaps:
-        groups.setdefault(setting(s, free), []).append(s)
-    best = {}
-    for runs in groups.values():
-        by = {}
-        for s in runs:
-            by.setdefault(tuple(s.config.get(k) for k in free), []).append(s)
-        if len(by) >= 2 and (len(runs), len(by)) > (sum(map(len, best.values())), len(best)):
-            best = by
-    return dict(sorted(best.items(), key=lambda kv: tuple((v is None, v if v is not None else 0)
-                                                          if not isinstance(v, str) else (False, v)
-                                                          for v in kv[0])))
-
-
-def cells(snaps):
-    """{cell: [runs]}: the largest group of runs equal but for the cell, plus the runs of other
-    architectures (a Transformer) that agree with it on every key outside the architecture."""
-    by = series(snaps, ("cell",))
-    if not by:
-        return {}
-    group = next(iter(by.values()))[0]
-    outside = setting(group, ARCHITECTURE)
-    out = {k[0]: v for k, v in by.items()}
-    others = {}
-    for s in snaps:
-        c = s.config.get("cell")
-        if c not in out and setting(s, ARCHITECTURE) == outside:
-            others.setdefault(c, []).append(s)
-    return {**out, **others}
-
-
-def spread(values):
-    """(mean, standard deviation (0 for one value), n) of the finite values."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if not len(v):
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
-
-
-def fmt_spread(m, sd, n, digits=3):
-    if n == 0:
-        return "n/a"
-    return f"{fmt_num(m, digits)} ± {fmt_num(sd, 2)} ({n})" if n > 1 else f"{fmt_num(m, digits)} (1)"
-
-
-def clear(a, b):
-    """Whether two (mean, sd, n) differ by more than their spreads together."""
-    return abs(a[0] - b[0]) > a[1] + b[1]
-
-
-def _col(s, key):
-    v = s.check.get(key)
-    return np.asarray(v, dtype=float) if v is not None else np.zeros(0)
-
-
-def _last(a):
-    a = a[np.isfinite(a)]
-    return float(a[-1]) if len(a) else math.nan
-
-
-def _min(a):
-    a = a[np.isfinite(a)]
-    return float(a.min()) if len(a) else math.nan
-
-
-def cell_name(s):
-    c = s.config.get("cell", s.cell)
-    return f"MLP W={s.config.get('window')}" if c == "mlp" else CELL_NAMES.get(c, str(c).upper())
-
-
-def clipping(s):
-    clip = s.config.get("clip", "none")
-    return "off" if clip in (None, "none", "") else f"{fmt_num(float(s.config.get('cutoff', math.nan)))}"
-
-
-def lm_label(s):
-    """A language-model run's setting in a few words: GRU 128×1 · T 64 · clip 1 · lr 0.003."""
-    c = s.config
-    if c.get("cell") == "transformer":
-        arch = f"Transformer d{c.get('d_model')}×{c.get('n_layers')}"
-    elif c.get("cell") == "mlp":
-        arch = f"MLP W={c.get('window')} H{c.get('n_hidden')}"
-    else:
-        arch = f"{cell_name(s)} {c.get('n_hidden')}×{c.get('n_layers', 1)}"
-        if c.get("dropout"):
-            arch += f" drop {fmt_num(c['dropout'])}"
-    return f"{arch} · T {c.get('min_length')} · clip {clipping(s)} · lr {fmt_num(float(c.get('lr', math.nan)))}"
-
-
 # ------------------------------------------------------- 1. configuration → perplexity
-
-def snippet(s):
-    """(prompt, continuation) of the first fixed prompt at the run's last check."""
-    if s.samples is None or not s.samples.size:
-        return "", ""
-    text = str(s.samples[-1][0])
-    return text[:PROMPT_CHARS], text[PROMPT_CHARS:]
-
-
-def one_line(text, n=SNIPPET_CHARS):
-    text = text.replace("\n", " ⏎ ")
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[:n - 1] + "…"
-
-
-def lm_rows(snaps):
-    """One row per language-model run: its setting, best and final validation numbers, the gap."""
-    rows = []
-    for s in snaps:
-        if s.family != "text":
-            continue
-        valid, train = _col(s, "valid_loss"), _col(s, "train_loss")
-        best = _min(valid)
-        k = int(np.nanargmin(valid)) if np.isfinite(valid).any() else 0
-        final = _last(valid)
-        prompt, cont = snippet(s)
-        rows.append({"run": s.name, "setting": lm_label(s), "cell": s.config.get("cell"),
-                     "n_hidden": s.config.get("n_hidden"), "n_layers": s.config.get("n_layers", 1),
-                     "window": s.config.get("min_length"), "clip": clipping(s), "lr": s.config.get("lr"),
-                     "seed": s.config.get("seed"), "updates": s.iterations_done,
-                     "best_valid_loss": best, "best_valid_ppl": math.exp(best) if math.isfinite(best) else math.nan,
-                     "best_valid_bpc": best / math.log(2), "best_at": int(s.check_x[k]) if len(s.check_x) else 0,
-                     "final_valid_loss": final, "final_train_loss": _last(train),
-                     "gap": final - _last(train),
-                     "turned_up": bool(final > best * (1 + OVERFIT_RISE)),
-                     "prompt": prompt, "sample": one_line(cont)})
-    return pd.DataFrame(rows)
-
 
 def q1_text(rows):
     """The best and the worst setting by validation perplexity (mean over seeds)."""
@@ -338,9 +173,9 @@ def q2(lm):
         colors = dict(zip(H, ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")))
         for s in runs:
             h = s.config.get("n_hidden")
-            a3.plot(s.check_x, _col(s, "valid_loss"), color=colors.get(h, "grey"), lw=1.2,
+            a3.plot(s.check_x, column(s, "valid_loss"), color=colors.get(h, "grey"), lw=1.2,
                     label=f"H={h}" if s is by[tuple(s.config.get(k) for k in ("n_hidden", "embedding"))][0] else None)
-            a3.plot(s.check_x, _col(s, "train_loss"), color=colors.get(h, "grey"), lw=0.8, ls=":")
+            a3.plot(s.check_x, column(s, "train_loss"), color=colors.get(h, "grey"), lw=0.8, ls=":")
         a3.set_xlabel("update")
         a3.set_ylabel("loss (nats/char): validation solid, training dotted")
         a3.legend(fontsize="small")
@@ -366,7 +201,7 @@ def depth_rows(runs):
     rows = []
     for s in runs:
         gn = stats.grad_norm_stats(s)
-        best = _min(_col(s, "valid_loss"))
+        best = min_finite(column(s, "valid_loss"))
         row = {"run": s.name, "setting": lm_label(s), "n_layers": int(s.config.get("n_layers", 1)),
                "clip": clipping(s), "seed": s.config.get("seed"),
                "best_valid_ppl": math.exp(best) if math.isfinite(best) else math.nan,
@@ -467,8 +302,8 @@ METRICS = {"character LM": ("valid_bpc", "best validation bits/char", False, "be
 
 def metric(s, task):
     col, _, higher, which = METRICS[task]
-    a = _col(s, col)
-    return _min(a) if which == "best" and not higher else _last(a)
+    a = column(s, col)
+    return min_finite(a) if which == "best" and not higher else last_finite(a)
 
 
 def cell_rows(groups):
@@ -512,7 +347,7 @@ def q4(lm, families):
     if c:
         groups["seq2seq"] = c
     rows = cell_rows(groups)
-    setups = {task: _setup(next(iter(by.values()))[0]) for task, by in groups.items()}
+    setups = {task: setup_label(next(iter(by.values()))[0]) for task, by in groups.items()}
 
     def draw(fig):
         axes = np.atleast_1d(fig.subplots(1, len(groups)))
@@ -532,12 +367,6 @@ def q4(lm, families):
     table = rows.drop(columns=["values"]) if len(rows) else rows
     return Answer(4, "Cell choice: RNN, GRU, LSTM, LN-LSTM, Transformer", q4_text(rows) if len(rows) else
                   ["No runs that differ only in the cell."], table, draw if len(rows) else None)
-
-
-def _setup(s):
-    c = s.config
-    return (f"{s.task}, {c.get('max_iters')} updates"
-            + (f", attention {c['attention']}" if s.family == "seq2seq" and c.get("attention") else ""))
 
 
 # ---------------------------------------------------------------------- 5. sequence length
@@ -589,7 +418,7 @@ def useful_context(curve, tol=POSITION_TOL):
 def window_rows(mlp):
     rows = []
     for (w,), runs in mlp.items():
-        m, sd, n = spread([_min(_col(s, "valid_loss")) for s in runs])
+        m, sd, n = spread([min_finite(column(s, "valid_loss")) for s in runs])
         rows.append({"model": f"MLP W={w}", "window": int(w), "best_valid_loss": m, "sd": sd, "seeds": n})
     return pd.DataFrame(rows)
 
@@ -704,11 +533,11 @@ def schedule_label(s):
 def tf_rows(runs):
     rows = []
     for s in runs:
-        tf, greedy = _last(_col(s, "tf_token_acc")), _last(_col(s, "greedy_token_acc"))
+        tf, greedy = last_finite(column(s, "tf_token_acc")), last_finite(column(s, "greedy_token_acc"))
         rows.append({"schedule": schedule_label(s), "seed": s.config.get("seed"),
-                     "exposure_bias": tf - greedy, "greedy_exact": _last(_col(s, "greedy_exact")),
+                     "exposure_bias": tf - greedy, "greedy_exact": last_finite(column(s, "greedy_exact")),
                      "loss_noise": loss_noise(s), "max_grad_norm": stats.grad_norm_stats(s)["max"],
-                     "final_valid_loss": _last(_col(s, "valid_loss"))})
+                     "final_valid_loss": last_finite(column(s, "valid_loss"))})
     return pd.DataFrame(rows)
 
 
@@ -749,7 +578,7 @@ def q6(families):
         for s in runs:
             lab = schedule_label(s)
             color = colors.setdefault(lab, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")[len(colors) % 4])
-            gap = _col(s, "tf_token_acc") - _col(s, "greedy_token_acc")
+            gap = column(s, "tf_token_acc") - column(s, "greedy_token_acc")
             first = lab not in a1.get_legend_handles_labels()[1]
             a1.plot(s.check_x, gap, color=color, lw=1.2, label=lab if first else None)
             loss = np.asarray(s.iter.get("loss", []), dtype=float)
@@ -762,7 +591,7 @@ def q6(families):
         a2.set_ylabel("training loss (nats/token, moving mean of 25)")
         a2.set_yscale("log")
         a2.legend(fontsize="small")
-        fig.suptitle(f"Teacher forcing against scheduled sampling ({_setup(runs[0])}, one line per seed)",
+        fig.suptitle(f"Teacher forcing against scheduled sampling ({setup_label(runs[0])}, one line per seed)",
                      fontsize="medium")
     return Answer(6, "Teacher forcing: stability against exposure bias", q6_text(rows), rows,
                   draw if len(rows) else None)
@@ -882,10 +711,6 @@ def answers(study, curves=None):
 
 def cpu_seconds(study):
     """The runs' own recorded time (training, validation and checks), summed, and their number."""
-    walls = [_last(_col(s, "wall_time")) for part, runs in study.items() if part != "unfinished" for s in runs]
+    walls = [last_finite(column(s, "wall_time")) for part, runs in study.items() if part != "unfinished" for s in runs]
     walls = [w for w in walls if math.isfinite(w)]
     return float(sum(walls)), len(walls)
-
-
-def wrap(text, width=150):
-    return "\n".join(textwrap.fill(t, width) for t in text)

@@ -1,0 +1,203 @@
+"""What the lab's questions share: the answer they return, how a question finds its runs, the
+numbers over seeds, a run's columns, the labels that name a run in a sentence, and one row per
+language-model run (questions 1 and 2 read the same rows).
+
+Runs are found by their configs, not their names: a question's runs are the largest group that
+agrees on every key but the ones the question varies (`series`), so the same code reads the quick
+grid and the full one. Over seeds a number is given as mean ± standard deviation (n).
+"""
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..stats import fmt_num
+
+#: keys that never make two runs different settings
+IGNORED = {"name", "out_dir", "seed", "device", "threads", "backend"}
+#: cells of the reference architectures: compared on the keys outside their architecture
+ARCHITECTURE = ("cell", "n_layers", "n_hidden", "embedding", "dropout", "init", "activation", "d_model",
+                "n_heads", "positions", "tie_weights", "forget_bias", "bidirectional", "window")
+CELL_NAMES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM", "lnlstm": "LN-LSTM", "transformer": "Transformer",
+              "mlp": "MLP"}
+SEQ2SEQ_TASKS = ("copy", "reverse", "date")
+CLASSIFY_TASKS = ("names", "sentiment")
+#: a validation loss this much (relative) above its best at the end: "validation turned up"
+OVERFIT_RISE = 0.01
+PROMPT_CHARS = 24                      # dynamics/sources/text.py PROMPT_TOKENS["char"]
+SNIPPET_CHARS = 60
+
+
+@dataclass
+class Answer:
+    number: int
+    title: str
+    text: list                         # sentences, each with its number
+    table: pd.DataFrame
+    draw: object = None                # draw(fig): the figure into a (sub)figure; None: no figure
+    notes: list = field(default_factory=list)
+
+
+# ------------------------------------------------------------------- which runs a question reads
+
+def _value(v):
+    return json.dumps(v, sort_keys=True)
+
+
+def setting(s, free=()):
+    """The run's config without `free` and the keys that never matter: runs with equal settings
+    differ only in what a question varies (and the seed)."""
+    return tuple(sorted((k, _value(v)) for k, v in s.config.items() if k not in IGNORED and k not in free))
+
+
+def _order(values):
+    """Sort key of a tuple of config values: numbers and strings in order, None after them."""
+    return tuple((v is None, v if v is not None else 0) if not isinstance(v, str) else (False, v) for v in values)
+
+
+def series(snaps, free):
+    """{values of `free`: [runs]} of the largest group of runs that agree on everything but `free`
+    (and the seed) and take at least two values of it; {} if there is none."""
+    groups = {}
+    for s in snaps:
+        groups.setdefault(setting(s, free), []).append(s)
+    best = {}
+    for runs in groups.values():
+        by = {}
+        for s in runs:
+            by.setdefault(tuple(s.config.get(k) for k in free), []).append(s)
+        if len(by) >= 2 and (len(runs), len(by)) > (sum(map(len, best.values())), len(best)):
+            best = by
+    return dict(sorted(best.items(), key=lambda kv: _order(kv[0])))
+
+
+def cells(snaps):
+    """{cell: [runs]}: the largest group of runs equal but for the cell, plus the runs of other
+    architectures (a Transformer) that agree with it on every key outside the architecture."""
+    by = series(snaps, ("cell",))
+    if not by:
+        return {}
+    group = next(iter(by.values()))[0]
+    outside = setting(group, ARCHITECTURE)
+    out = {k[0]: v for k, v in by.items()}
+    others = {}
+    for s in snaps:
+        c = s.config.get("cell")
+        if c not in out and setting(s, ARCHITECTURE) == outside:
+            others.setdefault(c, []).append(s)
+    return {**out, **others}
+
+
+# ------------------------------------------------------------------------- numbers over seeds
+
+def spread(values):
+    """(mean, standard deviation (0 for one value), n) of the finite values."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if not len(v):
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def fmt_spread(m, sd, n, digits=3):
+    if n == 0:
+        return "n/a"
+    return f"{fmt_num(m, digits)} ± {fmt_num(sd, 2)} ({n})" if n > 1 else f"{fmt_num(m, digits)} (1)"
+
+
+def clear(a, b):
+    """Whether two (mean, sd, n) differ by more than their spreads together."""
+    return abs(a[0] - b[0]) > a[1] + b[1]
+
+
+# ------------------------------------------------------------------------------ a run's columns
+
+def column(s, key):
+    """The run's /check column `key` as floats (empty if it has none)."""
+    v = s.check.get(key)
+    return np.asarray(v, dtype=float) if v is not None else np.zeros(0)
+
+
+def last_finite(a):
+    a = a[np.isfinite(a)]
+    return float(a[-1]) if len(a) else math.nan
+
+
+def min_finite(a):
+    a = a[np.isfinite(a)]
+    return float(a.min()) if len(a) else math.nan
+
+
+# ------------------------------------------------------------------------------------- labels
+
+def cell_name(s):
+    c = s.config.get("cell", s.cell)
+    return f"MLP W={s.config.get('window')}" if c == "mlp" else CELL_NAMES.get(c, str(c).upper())
+
+
+def clipping(s):
+    clip = s.config.get("clip", "none")
+    return "off" if clip in (None, "none", "") else f"{fmt_num(float(s.config.get('cutoff', math.nan)))}"
+
+
+def lm_label(s):
+    """A language-model run's setting in a few words: GRU 128×1 · T 64 · clip 1 · lr 0.003."""
+    c = s.config
+    if c.get("cell") == "transformer":
+        arch = f"Transformer d{c.get('d_model')}×{c.get('n_layers')}"
+    elif c.get("cell") == "mlp":
+        arch = f"MLP W={c.get('window')} H{c.get('n_hidden')}"
+    else:
+        arch = f"{cell_name(s)} {c.get('n_hidden')}×{c.get('n_layers', 1)}"
+        if c.get("dropout"):
+            arch += f" drop {fmt_num(c['dropout'])}"
+    return f"{arch} · T {c.get('min_length')} · clip {clipping(s)} · lr {fmt_num(float(c.get('lr', math.nan)))}"
+
+
+def setup_label(s):
+    """The task and length of training of a run (and its attention, for seq2seq): a figure's title."""
+    c = s.config
+    return (f"{s.task}, {c.get('max_iters')} updates"
+            + (f", attention {c['attention']}" if s.family == "seq2seq" and c.get("attention") else ""))
+
+
+def one_line(text, n=SNIPPET_CHARS):
+    """`text` on one line (line breaks shown as ⏎), cut to `n` characters."""
+    text = text.replace("\n", " ⏎ ")
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+# ------------------------------------------------------------------ one row per language-model run
+
+def snippet(s):
+    """(prompt, continuation) of the first fixed prompt at the run's last check."""
+    if s.samples is None or not s.samples.size:
+        return "", ""
+    text = str(s.samples[-1][0])
+    return text[:PROMPT_CHARS], text[PROMPT_CHARS:]
+
+
+def lm_row(s):
+    """A language-model run's setting, best and final validation numbers, the gap, its sample."""
+    valid, train = column(s, "valid_loss"), column(s, "train_loss")
+    best = min_finite(valid)
+    k = int(np.nanargmin(valid)) if np.isfinite(valid).any() else 0
+    final = last_finite(valid)
+    prompt, cont = snippet(s)
+    return {"run": s.name, "setting": lm_label(s), "cell": s.config.get("cell"),
+            "n_hidden": s.config.get("n_hidden"), "n_layers": s.config.get("n_layers", 1),
+            "window": s.config.get("min_length"), "clip": clipping(s), "lr": s.config.get("lr"),
+            "seed": s.config.get("seed"), "updates": s.iterations_done,
+            "best_valid_loss": best, "best_valid_ppl": math.exp(best) if math.isfinite(best) else math.nan,
+            "best_valid_bpc": best / math.log(2), "best_at": int(s.check_x[k]) if len(s.check_x) else 0,
+            "final_valid_loss": final, "final_train_loss": last_finite(train),
+            "gap": final - last_finite(train),
+            "turned_up": bool(final > best * (1 + OVERFIT_RISE)),
+            "prompt": prompt, "sample": one_line(cont)}
+
+
+def lm_rows(snaps):
+    """One row per language-model run (`lm_row`); runs of other families are left out."""
+    return pd.DataFrame([lm_row(s) for s in snaps if s.family == "text"])
