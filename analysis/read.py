@@ -1,9 +1,11 @@
 """Read a run file (HDF5, schema `dynamics-run/1`, docs/run-file.md) or a final-state NPZ into a
 `Snapshot`: plain numpy arrays, consistent in length, detached from the file.
 
-A run file may still be written while it is read. `load` opens it in SWMR mode, reads every
-dataset's current length first, and cuts all /check arrays to the smallest row count K and all
-/iter arrays to the smallest N, so the snapshot never mixes rows of different checks.
+A run file may still be written while it is read. `load` opens such a file as an SWMR reader,
+reads every dataset's current length first, and cuts all /check arrays to the smallest row count
+K and all /iter arrays to the smallest N, so the snapshot never mixes rows of different checks.
+Files of every age are read: with or without the `parts` attribute (older files number their
+/check/layers groups). A final-state NPZ becomes a snapshot with its final state as the last check.
 Every failure becomes one `InputError` line that names the path and the problem.
 """
 import json
@@ -241,48 +243,90 @@ def _datasets(group, prefix=""):
 
 
 def _read_groups(f, path, attrs):
-    config = {}
-    if attrs.get("config"):
-        try:
-            config = json.loads(attrs["config"])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: the config attribute is not valid JSON") from None
-        if not isinstance(config, dict):
-            config = {"config": config}
-
+    """The `Snapshot` of an open run file: every /check array cut to K rows, /iter to N."""
+    config = _read_config(attrs, path)
     it = _datasets(f.get("iter"))
     ch = _datasets(f.get("check"))
-    # Row counts: the shortest dataset wins, so a half-written row is never used.
-    n = min((d.shape[0] for d in it.values() if d.ndim >= 1), default=0)
-    per_check = {k: d for k, d in ch.items() if d.ndim >= 1 and not k.endswith("_edges")}
-    k_rows = min((d.shape[0] for d in per_check.values()), default=0)
-
+    n, k_rows = _row_counts(it, ch)
     iter_cols = {k: np.asarray(d[:n], dtype=float) for k, d in it.items() if d.ndim == 1}
     check_cols = {k: np.asarray(d[:k_rows], dtype=float) for k, d in ch.items()
                   if "/" not in k and d.ndim == 1 and k != "samples"}
+    names = _part_names(attrs, path)
+    index, main = _part_index(names, ch)
+    layers = _read_layers(ch, index, main, k_rows)
+    part_names = {i: name for name, i in index.items()} if names else {l: str(l) for l in layers}
+    # per-check arrays of a family (confusion matrices, attention maps, ...): (K, ...) numpy
+    arrays = {k: _text_or_array(d, k_rows) for k, d in ch.items()
+              if "/" not in k and d.ndim >= 2 and k not in ("grad_time", "samples")}
+    samples = _read_samples(ch["samples"], k_rows) if "samples" in ch else None
+    start = _read_whole(f.get("start/weights"))
+    final = _read_whole(f.get("final/weights"))
+    sample = _read_whole(f.get("final/sample"))
+    theory = {k: np.asarray(ch[k][:k_rows], dtype=float) for k in THEORY_2D
+              if k in ch and ch[k].ndim == 2}
+    surface = _read_surface(f.get("surface"), n)
+    static = {k: _text_or_array(d) for k, d in _datasets(f.get("static")).items()}
+    check_x = check_cols["iter"] if "iter" in check_cols else np.arange(1, k_rows + 1, dtype=float)
+    return Snapshot(path=path, source="h5", attrs=attrs, config=config, iter=iter_cols,
+                    check=check_cols, layers=layers, samples=samples, arrays=arrays,
+                    part_names=part_names, static=static, start_weights=start,
+                    final_weights=final, final_sample=sample,
+                    iter_x=np.arange(1, n + 1, dtype=float), check_x=np.asarray(check_x, float),
+                    check_xlabel="iteration (SGD update)" if "iter" in check_cols else "check number",
+                    theory=theory, surface=surface)
 
-    # docs/run-file.md: the root attribute `parts` names the probed parts, the input side first
-    # and the main part last; the main part's datasets are unprefixed, the others lie under
-    # /check/layers/<name>. Older files have no `parts`: their prefixed groups are numbered. If
-    # /check/layers/0 exists they are the lower layers 0 .. L-2 under the unprefixed top layer;
-    # else the unprefixed datasets are layer 0. Either way layers[0] is the part nearest the input.
-    names = None
-    if attrs.get("parts"):
-        try:
-            names = [str(n) for n in json.loads(attrs["parts"])]
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: the parts attribute is not valid JSON") from None
+
+def _read_config(attrs, path):
+    """The `config` attribute as a dict ({} if absent; a JSON non-dict under the key "config")."""
+    if not attrs.get("config"):
+        return {}
+    try:
+        config = json.loads(attrs["config"])
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: the config attribute is not valid JSON") from None
+    return config if isinstance(config, dict) else {"config": config}
+
+
+def _row_counts(it, ch):
+    """(N, K): the rows of the shortest /iter and /check dataset, so that a row the writer has
+    not finished (one dataset already longer than the others) is never used."""
+    n = min((d.shape[0] for d in it.values() if d.ndim >= 1), default=0)
+    per_check = {k: d for k, d in ch.items() if d.ndim >= 1 and not k.endswith("_edges")}
+    k_rows = min((d.shape[0] for d in per_check.values()), default=0)
+    return n, k_rows
+
+
+# docs/run-file.md: the root attribute `parts` names the probed parts, the input side first and
+# the main part last; the main part's datasets are unprefixed, the others lie under
+# /check/layers/<name>. Older files have no `parts`: their prefixed groups are numbered. If
+# /check/layers/0 exists they are the lower layers 0 .. L-2 under the unprefixed top layer; else
+# the unprefixed datasets are layer 0. Either way layers[0] is the part nearest the input.
+
+def _part_names(attrs, path):
+    """The names in the `parts` attribute, or None in an older file without it."""
+    if not attrs.get("parts"):
+        return None
+    try:
+        return [str(n) for n in json.loads(attrs["parts"])]
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: the parts attribute is not valid JSON") from None
+
+
+def _part_index(names, ch):
+    """({group name under /check/layers: layer index}, the index of the unprefixed part)."""
     if names:
-        index = {name: i for i, name in enumerate(names)}
-        main = len(names) - 1
-    else:
-        prefixed = set()
-        for key in ch:
-            parts = key.split("/")
-            if parts[0] == "layers" and len(parts) >= 3 and parts[1].isdigit():
-                prefixed.add(int(parts[1]))
-        index = {str(l): l for l in prefixed}
-        main = max(prefixed) + 1 if 0 in prefixed else 0
+        return {name: i for i, name in enumerate(names)}, len(names) - 1
+    prefixed = set()
+    for key in ch:
+        parts = key.split("/")
+        if parts[0] == "layers" and len(parts) >= 3 and parts[1].isdigit():
+            prefixed.add(int(parts[1]))
+    main = max(prefixed) + 1 if 0 in prefixed else 0
+    return {str(l): l for l in prefixed}, main
+
+
+def _read_layers(ch, index, main, k_rows):
+    """{layer index: Layer} with each layer's g_t and histograms; layer 0 is always there."""
     layers = {}
     for key, d in ch.items():
         parts = key.split("/")
@@ -305,46 +349,33 @@ def _read_groups(f, path, attrs):
         layer.hists = {q: h for q, h in layer.hists.items()
                        if q in layer.edges and h.ndim == 2 and h.shape[1] == len(layer.edges[q]) - 1}
     layers.setdefault(0, Layer())
-    layers = dict(sorted(layers.items()))
-    part_names = {i: name for name, i in index.items()} if names else {l: str(l) for l in layers}
+    return dict(sorted(layers.items()))
 
-    # per-check arrays of a family (confusion matrices, attention maps, ...): (K, ...) numpy
-    arrays = {k: _text_or_array(d, k_rows) for k, d in ch.items()
-              if "/" not in k and d.ndim >= 2 and k not in ("grad_time", "samples")}
 
-    samples = None
-    if "samples" in ch:
-        d = ch["samples"]
-        try:
-            samples = np.asarray(d.asstr()[:k_rows], dtype=object)
-        except (TypeError, ValueError, AttributeError):
-            samples = np.vectorize(_plain, otypes=[object])(d[:k_rows])
-        if samples.ndim == 1:
-            samples = samples[:, None]
+def _read_samples(d, k_rows):
+    """The generated text samples, (K, prompts) of str."""
+    try:
+        samples = np.asarray(d.asstr()[:k_rows], dtype=object)
+    except (TypeError, ValueError, AttributeError):
+        samples = np.vectorize(_plain, otypes=[object])(d[:k_rows])
+    return samples[:, None] if samples.ndim == 1 else samples
 
-    def weights(group):
-        return {k: np.asarray(d[()]) for k, d in _datasets(group).items()}
 
-    start = weights(f.get("start/weights"))
-    final = weights(f.get("final/weights"))
-    sample = weights(f.get("final/sample"))
+def _read_whole(group):
+    """{name: array} of every dataset below `group`, read whole (weights, the final sample)."""
+    return {k: np.asarray(d[()]) for k, d in _datasets(group).items()}
 
-    theory = {k: np.asarray(ch[k][:k_rows], dtype=float) for k in THEORY_2D if k in ch and ch[k].ndim == 2}
-    sf = _datasets(f.get("surface"))
+
+def _read_surface(group, n):
+    """The /surface datasets cut to the shortest, without a surface whose update the /iter
+    rows do not reach yet."""
+    sf = _datasets(group)
     m_rows = min((d.shape[0] for d in sf.values()), default=0)
     surface = {k: np.asarray(d[:m_rows], dtype=float) for k, d in sf.items()}
-    if "iter" in surface and n:            # a surface whose update the /iter rows do not reach yet
+    if "iter" in surface and n:
         keep = surface["iter"] <= n
         surface = {k: v[keep] for k, v in surface.items()}
-
-    check_x = check_cols["iter"] if "iter" in check_cols else np.arange(1, k_rows + 1, dtype=float)
-    return Snapshot(path=path, source="h5", attrs=attrs, config=config, iter=iter_cols,
-                    check=check_cols, layers=layers, samples=samples, arrays=arrays, part_names=part_names,
-                    static={k: _text_or_array(d) for k, d in _datasets(f.get("static")).items()}, start_weights=start,
-                    final_weights=final, final_sample=sample,
-                    iter_x=np.arange(1, n + 1, dtype=float), check_x=np.asarray(check_x, float),
-                    check_xlabel="iteration (SGD update)" if "iter" in check_cols else "check number",
-                    theory=theory, surface=surface)
+    return surface
 
 
 # ------------------------------------------------------------------------------------ NPZ
@@ -352,25 +383,15 @@ def _read_groups(f, path, attrs):
 _NPZ_CHECK = {"train_nll": "train_loss", "valid_error": "valid_error", "rho_Whh": "rho"}
 _NPZ_SERIES = {"gradient_norm": "grad_norm", "gradient_norm_clipped": "grad_norm_clipped",
                "Omega": "omega"}
+_NPZ_KNOWN = set(_NPZ_CHECK) | set(_NPZ_SERIES) | {"g_t", "saturation"}
 
 
 def _load_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: np.asarray(z[k]) for k in z.files}
-    except Exception as exc:        # noqa: BLE001
-        raise InputError(f"{path}: corrupt or unreadable NPZ file ({_one_line(exc)})") from None
-    known = set(_NPZ_CHECK) | set(_NPZ_SERIES) | {"g_t", "saturation"}
-    if not known & set(data):
-        raise InputError(f"{path}: not a final-state NPZ (none of the keys "
-                         f"train_nll valid_error gradient_norm rho_Whh g_t saturation)")
-
-    check = {new: data[old].astype(float).ravel() for old, new in _NPZ_CHECK.items() if old in data}
-    k_rows = min((len(v) for v in check.values()), default=0)
-    check = {k: v[:k_rows] for k, v in check.items()}
-    series = {new: data[old].astype(float).ravel() for old, new in _NPZ_SERIES.items() if old in data}
-    n = min((len(v) for v in series.values()), default=0)
-    series = {k: v[:n] for k, v in series.items()}
+    """The `Snapshot` of a final-state NPZ: one value per check, the final state (g_t,
+    saturation, gates) as the last check's histograms."""
+    data = _read_npz(path)
+    check, k_rows = _npz_rows(data, _NPZ_CHECK)
+    series, n = _npz_rows(data, _NPZ_SERIES)
     if "grad_norm" in series and "grad_norm_clipped" in series:
         g, gc = series["grad_norm"], series["grad_norm_clipped"]
         with np.errstate(invalid="ignore"):
@@ -384,20 +405,45 @@ def _load_npz(path):
         iter_x, iter_label = check_x, "check number"
     else:
         iter_x, iter_label = np.arange(1, n + 1, dtype=float), "update"
+    layer, sample = _npz_layer(data, k_rows)
+    final = _npz_weights(data)
+    cell = "lstm" if "W_hc" in final else "gru" if "W_hz" in final else "rnn"
+    attrs = {"schema": SCHEMA, "name": _stem(path), "status": "unknown", "cell": cell,
+             "recurrent_matrix": "W_hc" if cell == "lstm" else "W_hh"}
+    return Snapshot(path=path, source="npz", attrs=attrs, config={}, iter=series, check=check,
+                    layers={0: layer}, samples=None, start_weights={}, final_weights=final,
+                    final_sample=sample, iter_x=iter_x, check_x=check_x,
+                    iter_xlabel=iter_label, check_xlabel="check number")
 
-    def last_row(values, fill):
-        out = np.full((k_rows, len(values)), fill)
-        out[-1] = values
-        return out
 
+def _read_npz(path):
+    """{key: array} of the NPZ; `InputError` if unreadable or none of its keys is known."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: np.asarray(z[k]) for k in z.files}
+    except Exception as exc:        # noqa: BLE001
+        raise InputError(f"{path}: corrupt or unreadable NPZ file ({_one_line(exc)})") from None
+    if not _NPZ_KNOWN & set(data):
+        raise InputError(f"{path}: not a final-state NPZ (none of the keys "
+                         f"train_nll valid_error gradient_norm rho_Whh g_t saturation)")
+    return data
+
+
+def _npz_rows(data, renames):
+    """({our name: 1-D float array} of the keys in `renames`, cut to the shortest; its length)."""
+    cols = {new: data[old].astype(float).ravel() for old, new in renames.items() if old in data}
+    rows = min((len(v) for v in cols.values()), default=0)
+    return {k: v[:rows] for k, v in cols.items()}, rows
+
+
+def _npz_layer(data, k_rows):
+    """(the Layer whose last check holds the final g_t and histograms, the gates as sample)."""
     layer = Layer()
     if "g_t" in data:
-        g = data["g_t"].astype(float).ravel()
-        layer.grad_time = last_row(g, np.nan)
+        layer.grad_time = _last_row(data["g_t"].astype(float).ravel(), np.nan, k_rows)
     if "saturation" in data:
         d = np.abs(data["saturation"].astype(float)).ravel()
-        counts = _histogram(d, TANH_EDGES)
-        layer.hists["saturation"] = last_row(counts, 0.0)
+        layer.hists["saturation"] = _last_row(_histogram(d, TANH_EDGES), 0.0, k_rows)
         layer.edges["saturation"] = TANH_EDGES
     sample = {}
     for key, value in data.items():
@@ -405,19 +451,23 @@ def _load_npz(path):
             v = value.astype(float)
             sample[key[5:]] = v
             counts = _histogram(np.minimum(v, 1 - v).ravel(), SIGMOID_EDGES)
-            layer.hists[key] = last_row(counts, 0.0)
+            layer.hists[key] = _last_row(counts, 0.0, k_rows)
             layer.edges[key] = SIGMOID_EDGES
-    reserved = known | set(_NPZ_SERIES) | {k for k in data if k.startswith("gate_")}
-    final = {k: v for k, v in data.items() if k not in reserved and v.ndim in (1, 2)
-             and (k.startswith("W_") or k.startswith("b_") or k == "E")}
-    cell = "lstm" if "W_hc" in final else "gru" if "W_hz" in final else "rnn"
-    name = _stem(path)
-    attrs = {"schema": SCHEMA, "name": name, "status": "unknown", "cell": cell,
-             "recurrent_matrix": "W_hc" if cell == "lstm" else "W_hh"}
-    return Snapshot(path=path, source="npz", attrs=attrs, config={}, iter=series, check=check,
-                    layers={0: layer}, samples=None, start_weights={}, final_weights=final,
-                    final_sample=sample, iter_x=iter_x, check_x=check_x,
-                    iter_xlabel=iter_label, check_xlabel="check number")
+    return layer, sample
+
+
+def _npz_weights(data):
+    """The final weights: the 1-D and 2-D W_*, b_* and E arrays."""
+    reserved = _NPZ_KNOWN | {k for k in data if k.startswith("gate_")}
+    return {k: v for k, v in data.items() if k not in reserved and v.ndim in (1, 2)
+            and (k.startswith("W_") or k.startswith("b_") or k == "E")}
+
+
+def _last_row(values, fill, k_rows):
+    """A (k_rows, len(values)) array of `fill` with `values` as its last row."""
+    out = np.full((k_rows, len(values)), fill)
+    out[-1] = values
+    return out
 
 
 def _histogram(values, edges):
