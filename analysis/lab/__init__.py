@@ -17,10 +17,10 @@ import pandas as pd
 
 from .. import stats, verdicts as V
 from ..stats import fmt_num
-from .common import (CELL_NAMES, CLASSIFY_TASKS, OVERFIT_RISE, SEQ2SEQ_TASKS, Answer, cell_name, cells, clear,
-                     clipping, column, fmt_spread, last_finite, lm_label, lm_rows, min_finite, one_line, series,
-                     setup_label, spread)
+from .common import (CELL_NAMES, CLASSIFY_TASKS, SEQ2SEQ_TASKS, Answer, cell_name, cells, clear, clipping, column,
+                     fmt_spread, last_finite, lm_label, min_finite, one_line, series, setup_label, spread)
 from .q1_configuration import q1
+from .q2_capacity import q2
 
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
 #: positions (characters) whose loss is within this many nats of the window's end are "no better"
@@ -52,80 +52,6 @@ def load_study(folder):
                 continue
             study["lm" if s.family == "text" else "presets" if s.family == "synthetic" else "families"].append(s)
     return study
-
-
-# ---------------------------------------------------- 2. capacity against generalisation
-
-def by_value(rows, key, cols):
-    """{value of key: {col: (mean, sd, n)}} over the seeds of each value."""
-    return {v: {c: spread(g[c]) for c in cols} for v, g in rows.groupby(key)}
-
-
-def q2_text(rows):
-    """Hidden size against validation perplexity, the train–validation gap and overfitting."""
-    if not len(rows):
-        return ["No runs that differ only in hidden size."]
-    agg = by_value(rows, "n_hidden", ("best_valid_ppl", "gap"))
-    sizes = sorted(agg)
-    ppl = [agg[h]["best_valid_ppl"][0] for h in sizes]
-    best = sizes[int(np.argmin(ppl))]
-    steps = " → ".join(f"{fmt_num(p, 4)} (H={h})" for h, p in zip(sizes, ppl))
-    if best == sizes[-1]:
-        trend = f"falls with every size up to the largest: {steps}"
-    elif best == sizes[0]:
-        trend = f"is lowest at the smallest size: {steps}"
-    else:
-        trend = f"is lowest at H={best}, and higher on either side: {steps}"
-    out = [f"Validation perplexity {trend}."]
-    g0, g1 = agg[sizes[0]]["gap"][0], agg[sizes[-1]]["gap"][0]
-    out.append(f"The validation − training loss gap at the end {'grows' if g1 > g0 else 'shrinks'} from "
-               f"{g0:+.3f} nats/char at H={sizes[0]} to {g1:+.3f} at H={sizes[-1]}.")
-    up = rows[rows["turned_up"]]
-    if len(up):
-        parts = [f"H={r.n_hidden} (seed {r.seed}: best {fmt_num(r.best_valid_loss, 4)} at update {r.best_at}, "
-                 f"final {fmt_num(r.final_valid_loss, 4)})" for r in up.itertuples()]
-        out.append(f"Overfitting: validation turned up (final ≥ {OVERFIT_RISE:.0%} above its best) at "
-                   + "; ".join(parts) + ".")
-    else:
-        out.append(f"No size overfits within {int(rows['updates'].max())} updates: every final validation loss is "
-                   f"within {OVERFIT_RISE:.0%} of its best.")
-    return out
-
-
-def q2(lm):
-    by = series([s for s in lm if s.config.get("cell") != "mlp"], ("n_hidden", "embedding"))
-    runs = [s for v in by.values() for s in v]
-    rows = lm_rows(runs)
-    table = (rows[["setting", "seed", "n_hidden", "best_valid_ppl", "final_train_loss", "final_valid_loss", "gap",
-                   "best_at", "turned_up"]].sort_values(["n_hidden", "seed"]) if len(rows) else rows)
-
-    def draw(fig):
-        a1, a2, a3 = fig.subplots(1, 3)
-        agg = by_value(rows, "n_hidden", ("best_valid_ppl", "gap"))
-        H = sorted(agg)
-        a1.errorbar(H, [agg[h]["best_valid_ppl"][0] for h in H], [agg[h]["best_valid_ppl"][1] for h in H],
-                    fmt="o-", color="black", capsize=3)
-        a1.set_ylabel("best validation perplexity")
-        a2.errorbar(H, [agg[h]["gap"][0] for h in H], [agg[h]["gap"][1] for h in H], fmt="o-", color="#d62728",
-                    capsize=3)
-        a2.axhline(0, color="grey", lw=0.8)
-        a2.set_ylabel("final validation − training loss (nats/char)")
-        for ax in (a1, a2):
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(H, [str(h) for h in H])
-            ax.minorticks_off()
-            ax.set_xlabel("hidden size H")
-        colors = dict(zip(H, ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")))
-        for s in runs:
-            h = s.config.get("n_hidden")
-            a3.plot(s.check_x, column(s, "valid_loss"), color=colors.get(h, "grey"), lw=1.2,
-                    label=f"H={h}" if s is by[tuple(s.config.get(k) for k in ("n_hidden", "embedding"))][0] else None)
-            a3.plot(s.check_x, column(s, "train_loss"), color=colors.get(h, "grey"), lw=0.8, ls=":")
-        a3.set_xlabel("update")
-        a3.set_ylabel("loss (nats/char): validation solid, training dotted")
-        a3.legend(fontsize="small")
-        fig.suptitle(f"Capacity against generalisation: {lm_label(runs[0]).split(' · ', 1)[1]}", fontsize="medium")
-    return Answer(2, "Capacity against generalisation", q2_text(rows), table, draw if len(rows) else None)
 
 
 # ------------------------------------------------------------------------------- 3. depth
