@@ -18,9 +18,10 @@ import pandas as pd
 from .. import stats, verdicts as V
 from ..stats import fmt_num
 from .common import (CELL_NAMES, CLASSIFY_TASKS, SEQ2SEQ_TASKS, Answer, cell_name, cells, clear, clipping, column,
-                     fmt_spread, last_finite, lm_label, min_finite, one_line, series, setup_label, spread)
+                     fmt_spread, last_finite, min_finite, one_line, series, setup_label, spread)
 from .q1_configuration import q1
 from .q2_capacity import q2
+from .q3_depth import depth_rows, q3
 
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
 #: positions (characters) whose loss is within this many nats of the window's end are "no better"
@@ -52,115 +53,6 @@ def load_study(folder):
                 continue
             study["lm" if s.family == "text" else "presets" if s.family == "synthetic" else "families"].append(s)
     return study
-
-
-# ------------------------------------------------------------------------------- 3. depth
-
-def layer_gt(s, layer):
-    """The last check's batch-mean g_t of one layer (0: nearest the input), NaNs dropped."""
-    from ..read import Layer
-    part = s.layers.get(layer, Layer())
-    gt = part.grad_time
-    k = None if gt is None else stats.last_row(gt)
-    if k is None:
-        return np.zeros(0)
-    g = gt[k]
-    return g[np.isfinite(g)]
-
-
-def depth_rows(runs):
-    rows = []
-    for s in runs:
-        gn = stats.grad_norm_stats(s)
-        best = min_finite(column(s, "valid_loss"))
-        row = {"run": s.name, "setting": lm_label(s), "n_layers": int(s.config.get("n_layers", 1)),
-               "clip": clipping(s), "seed": s.config.get("seed"),
-               "best_valid_ppl": math.exp(best) if math.isfinite(best) else math.nan,
-               "max_grad_norm": gn["max"], "median_grad_norm": gn["median"],
-               "norm_ratio": gn["max"] / gn["median"] if gn["median"] > 0 else math.nan,
-               "clipped": gn["share_clipped"], "exploding": V.exploding(s) is not None}
-        for layer in sorted(s.layers):
-            g = layer_gt(s, layer)
-            row[f"layer{layer}_span"] = float(g[-1] / g[0]) if len(g) > 1 and g[0] > 0 else math.nan
-            v = V.vanishing(s, layer)
-            row[f"layer{layer}_vanishing"] = v.value if v is not None else 0.0
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def q3_text(rows):
-    """When a second layer helps, with and without clipping; where gradients vanish or explode."""
-    if not len(rows):
-        return ["No runs that differ only in depth and clipping."]
-    out = []
-    agg = {k: spread(g["best_valid_ppl"]) for k, g in rows.groupby(["clip", "n_layers"])}
-    depths = sorted(rows["n_layers"].unique())
-    for clip in sorted(rows["clip"].unique(), key=lambda c: c == "off"):
-        have = [d for d in depths if (clip, d) in agg]
-        if len(have) < 2:
-            continue
-        a, b = agg[(clip, have[0])], agg[(clip, have[-1])]
-        verb = "helps" if b[0] < a[0] else "hurts"
-        how = "clipping off" if clip == "off" else f"clipping at {clip}"
-        out.append(f"With {how}, {have[-1]} layers instead of {have[0]} {verb}: validation perplexity "
-                   f"{fmt_num(b[0], 4)} against {fmt_num(a[0], 4)}"
-                   + ("." if a[2] < 2 and b[2] < 2 else " (more than the spread over seeds)." if clear(a, b)
-                      else " (within the spread over seeds)."))
-    for (L, clip), g in sorted(rows.groupby(["n_layers", "clip"]), key=lambda kv: (kv[0][1] == "off", kv[0][0])):
-        how = "without clipping" if clip == "off" else f"clipped at {clip}"
-        seeds = f"{len(g)} seeds" if len(g) > 1 else f"seed {g['seed'].iloc[0]}"
-        boom = int(g["exploding"].sum())
-        word = (f"exploding in {boom} of {len(g)}" if len(g) > 1 else "exploding") if boom else "no explosion"
-        spans = [(int(c[5:-5]), g[c].mean()) for c in rows.columns if c.endswith("_span") and np.isfinite(g[c]).any()]
-        gone = [int(c[5:-10]) for c in rows.columns if c.endswith("_vanishing") and (g[c] >= V.VANISHING_MIN_SHARE).any()]
-        text = (f"{L} layer{'s' if L > 1 else ''} {how} ({seeds}): {word}, largest gradient norm "
-                f"{fmt_num(g['max_grad_norm'].max(), 3)} = {fmt_num(g['norm_ratio'].max(), 3)}× the median")
-        if spans:
-            text += ("; g_t at the window's last step over its first (last check): "
-                     + ", ".join(f"layer {l} {fmt_num(v, 3)}" for l, v in spans))
-        text += (f"; vanishing (≥ {V.VANISHING_MIN_SHARE:.0%} of log10 g_t below {V.VANISHING_LOG10:g}) in layer "
-                 + ", ".join(map(str, gone)) if gone else "; no layer vanishing")
-        out.append(text + ".")
-    return out
-
-
-def q3(lm):
-    by = series([s for s in lm if s.config.get("cell") != "mlp"], ("n_layers", "dropout", "clip", "cutoff"))
-    runs = [s for v in by.values() for s in v]
-    rows = depth_rows(runs)
-
-    def draw(fig):
-        a1, a2 = fig.subplots(1, 2)
-        seen = set()
-        first = {}
-        for s in runs:
-            first.setdefault((int(s.config.get("n_layers", 1)), clipping(s)), s)
-        for (L, clip), s in sorted(first.items()):
-            color = "#d62728" if clip == "off" else "#1f77b4"
-            for layer in sorted(s.layers):
-                g = layer_gt(s, layer)
-                if not len(g):
-                    continue
-                ls = ("-", "--", ":")[layer % 3] if L > 1 else "-"
-                lw = 2.0 if L == 1 else 1.2
-                a1.plot(np.arange(len(g)), g, color=color, ls=ls, lw=lw,
-                        label=f"{L} layer{'s' if L > 1 else ''}, clip {clip}: layer {layer}")
-            gn = s.iter.get("grad_norm")
-            if gn is not None and (L, clip) not in seen:
-                seen.add((L, clip))
-                a2.plot(s.iter_x, stats.smooth(gn, 25) if len(gn) > 50 else gn,
-                        color=color, ls="-" if L == 1 else "--", lw=1.0, label=f"{L} layer(s), clip {clip}")
-        a1.set_yscale("log")
-        a1.set_xlabel("step t within the training window (last check)")
-        a1.set_ylabel("batch-mean g_t = ‖∂L/∂h_t‖")
-        a1.legend(fontsize="x-small")
-        a2.set_yscale("log")
-        a2.set_xlabel("update")
-        a2.set_ylabel("gradient norm before clipping (moving mean of 25)")
-        a2.legend(fontsize="x-small")
-        fig.suptitle("Depth and clipping: per-layer g_t and gradient norms of the same runs", fontsize="medium")
-    table = rows.drop(columns=["run"]) if len(rows) else rows
-    return Answer(3, "Depth, vanishing and exploding gradients", q3_text(rows), table, draw if len(rows) else None)
 
 
 # ------------------------------------------------------------------------- 4. cell choice
