@@ -17,11 +17,12 @@ import pandas as pd
 
 from .. import stats, verdicts as V
 from ..stats import fmt_num
-from .common import (CELL_NAMES, CLASSIFY_TASKS, SEQ2SEQ_TASKS, Answer, cell_name, cells, clear, clipping, column,
-                     fmt_spread, last_finite, min_finite, one_line, series, setup_label, spread)
+from .common import (CELL_NAMES, SEQ2SEQ_TASKS, Answer, cell_name, cells, clear, clipping, column, fmt_spread,
+                     last_finite, min_finite, one_line, series, setup_label, spread)
 from .q1_configuration import q1
 from .q2_capacity import q2
 from .q3_depth import depth_rows, q3
+from .q4_cells import q4
 
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
 #: positions (characters) whose loss is within this many nats of the window's end are "no better"
@@ -53,83 +54,6 @@ def load_study(folder):
                 continue
             study["lm" if s.family == "text" else "presets" if s.family == "synthetic" else "families"].append(s)
     return study
-
-
-# ------------------------------------------------------------------------- 4. cell choice
-
-#: per task family: (the metric's column, its name, whether higher is better, best or final)
-METRICS = {"character LM": ("valid_bpc", "best validation bits/char", False, "best"),
-           "classification": ("accuracy", "final validation accuracy (%)", True, "final"),
-           "seq2seq": ("greedy_exact", "final greedy exact match (%)", True, "final")}
-
-
-def metric(s, task):
-    col, _, higher, which = METRICS[task]
-    a = column(s, col)
-    return min_finite(a) if which == "best" and not higher else last_finite(a)
-
-
-def cell_rows(groups):
-    """task × model: mean ± sd over seeds of each task's metric. `groups` {task: {cell: [runs]}}."""
-    rows = []
-    for task, by in groups.items():
-        for cell, runs in by.items():
-            m, sd, n = spread([metric(s, task) for s in runs])
-            rows.append({"task": task, "model": CELL_NAMES.get(cell, cell), "metric": METRICS[task][1],
-                         "mean": m, "sd": sd, "seeds": n, "values": [metric(s, task) for s in runs]})
-    return pd.DataFrame(rows)
-
-
-def q4_text(rows):
-    out = []
-    for task, g in rows.groupby("task", sort=False):
-        higher = METRICS[task][2]
-        g = g[g["seeds"] > 0].sort_values("mean", ascending=not higher)
-        if len(g) < 2:
-            continue
-        a, b = g.iloc[0], g.iloc[1]
-        verdict = ("more than both spreads: a clear win" if clear((a["mean"], a["sd"]), (b["mean"], b["sd"]))
-                   else "within the spreads: not resolved at this many seeds")
-        rest = ", ".join(f"{r.model} {fmt_spread(r.mean, r.sd, r.seeds)}" for r in g.iloc[2:].itertuples())
-        out.append(f"{task[0].upper() + task[1:]} ({METRICS[task][1]}): {a['model']} wins with "
-                   f"{fmt_spread(a['mean'], a['sd'], a['seeds'])} against {b['model']} "
-                   f"{fmt_spread(b['mean'], b['sd'], b['seeds'])}, a gap of {fmt_num(abs(a['mean'] - b['mean']), 3)}, "
-                   f"{verdict}" + (f"; then {rest}." if rest else "."))
-    return out or ["No runs that differ only in the cell."]
-
-
-def q4(lm, families):
-    groups = {}
-    lm_cells = cells([s for s in lm if s.config.get("cell") != "mlp"])
-    if lm_cells:
-        groups["character LM"] = lm_cells
-    c = cells([s for s in families if s.task in CLASSIFY_TASKS])
-    if c:
-        groups["classification"] = c
-    c = cells([s for s in families if s.task in SEQ2SEQ_TASKS])
-    if c:
-        groups["seq2seq"] = c
-    rows = cell_rows(groups)
-    setups = {task: setup_label(next(iter(by.values()))[0]) for task, by in groups.items()}
-
-    def draw(fig):
-        axes = np.atleast_1d(fig.subplots(1, len(groups)))
-        for ax, (task, g) in zip(axes, rows.groupby("task", sort=False)):
-            x = np.arange(len(g))
-            ax.bar(x, g["mean"], yerr=g["sd"], color="#b5cf8f", ecolor="black", capsize=3)
-            for i, vals in enumerate(g["values"]):
-                ax.plot([i] * len(vals), vals, "k.", ms=4)
-            ax.set_xticks(x, g["model"], rotation=20)
-            ax.set_ylabel(METRICS[task][1])
-            lo = np.nanmin([v for vals in g["values"] for v in vals] or [0])
-            hi = np.nanmax([v for vals in g["values"] for v in vals] or [1])
-            pad = 0.1 * (hi - lo) + 1e-9
-            ax.set_ylim(lo - pad if not METRICS[task][2] else max(0, lo - 5 * pad), hi + pad)
-            ax.set_title(f"{task}\n{setups[task]}", fontsize="small")
-        fig.suptitle("Cell choice: mean ± sd over seeds (bars), each seed (dots)", fontsize="medium")
-    table = rows.drop(columns=["values"]) if len(rows) else rows
-    return Answer(4, "Cell choice: RNN, GRU, LSTM, LN-LSTM, Transformer", q4_text(rows) if len(rows) else
-                  ["No runs that differ only in the cell."], table, draw if len(rows) else None)
 
 
 # ---------------------------------------------------------------------- 5. sequence length
