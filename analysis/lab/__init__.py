@@ -17,18 +17,15 @@ import pandas as pd
 
 from .. import stats, verdicts as V
 from ..stats import fmt_num
-from .common import (CELL_NAMES, SEQ2SEQ_TASKS, Answer, cell_name, cells, clear, clipping, column, fmt_spread,
-                     last_finite, min_finite, one_line, series, setup_label, spread)
+from .common import (SEQ2SEQ_TASKS, Answer, cell_name, clear, clipping, column, fmt_spread, last_finite, one_line,
+                     series, setup_label, spread)
 from .q1_configuration import q1
 from .q2_capacity import q2
 from .q3_depth import depth_rows, q3
 from .q4_cells import q4
+from .q5_context import position_loss, q5, useful_context
 
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
-#: positions (characters) whose loss is within this many nats of the window's end are "no better"
-POSITION_TOL = 0.02
-#: an MLP window within this many nats of the best window gains nothing more
-WINDOW_TOL = 0.01
 
 
 # ---------------------------------------------------------------------------- reading
@@ -54,145 +51,6 @@ def load_study(folder):
                 continue
             study["lm" if s.family == "text" else "presets" if s.family == "synthetic" else "families"].append(s)
     return study
-
-
-# ---------------------------------------------------------------------- 5. sequence length
-
-def position_loss(s, chars=20000, stride=16, warm=256):
-    """(2, T): the validation loss (nats/char) by position within the training window, row 0
-    from the zero state (position t has seen t characters), row 1 for the same characters read
-    with the whole past (the state carried from the start of the text). Windows start every
-    `stride` characters after the first `warm` of the validation text, up to `chars`; the pair
-    differs only in the context, not in the text. From the run's best model."""
-    import torch
-    import torch.nn.functional as F
-    from dynamics.sample import load_model, read_config
-    from dynamics.sources.text import load_corpus
-    config = read_config(s.path)
-    model, _, _ = load_model(config, s.path)
-    valid = load_corpus(config).valid
-    T = int(config.min_length)
-    n = min(chars, len(valid) - 1)
-    ids = torch.from_numpy(valid[:n + 1].astype(np.int64))
-    full = torch.zeros(n, dtype=torch.float64)          # full[i]: loss of ids[i + 1] given ids[:i + 1]
-    state = None
-    with torch.no_grad():
-        for i in range(0, n, T):
-            logits = model(ids[i:min(i + T, n)][:, None], state=state).logits
-            state = model.final_state
-            full[i:i + len(logits)] = F.cross_entropy(logits[:, 0], ids[i + 1:i + 1 + len(logits)], reduction="none").double()
-        starts = np.arange(min(warm, n - T), n - T + 1, stride)
-        zero = torch.zeros(T, dtype=torch.float64)
-        for b in range(0, len(starts), 512):
-            part = starts[b:b + 512]
-            x = torch.stack([ids[i:i + T] for i in part], dim=1)             # (T, windows)
-            y = torch.stack([ids[i + 1:i + T + 1] for i in part], dim=1)
-            logits = model(x, state=None).logits
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
-            zero += loss.view(T, -1).double().sum(dim=1)
-    paired = torch.stack([full[i:i + T] for i in starts]).mean(dim=0)
-    return np.stack([(zero / len(starts)).numpy(), paired.numpy()])
-
-
-def useful_context(curve, tol=POSITION_TOL):
-    """The first position (characters of context, from 1) at which the zero-state loss comes within
-    `tol` nats of the same characters' loss with the whole past (`curve`: position_loss's (2, T))."""
-    curve = np.asarray(curve, dtype=float)
-    near = np.flatnonzero(curve[0] <= curve[1] + tol)
-    return int(near[0]) + 1 if len(near) else None
-
-
-def window_rows(mlp):
-    rows = []
-    for (w,), runs in mlp.items():
-        m, sd, n = spread([min_finite(column(s, "valid_loss")) for s in runs])
-        rows.append({"model": f"MLP W={w}", "window": int(w), "best_valid_loss": m, "sd": sd, "seeds": n})
-    return pd.DataFrame(rows)
-
-
-def q5_text(windows, curves):
-    """`windows`: window_rows; `curves`: {model: mean loss by position}."""
-    out = []
-    if len(windows):
-        w = windows.sort_values("window")
-        best = w["best_valid_loss"].min()
-        enough = int(w[w["best_valid_loss"] <= best + WINDOW_TOL]["window"].iloc[0])
-        at = w.set_index("window")["best_valid_loss"]
-        widest = int(w["window"].iloc[-1])
-        head = (f"The window MLP's validation loss falls from {fmt_num(at.iloc[0], 4)} nats/char at "
-                f"W={int(w['window'].iloc[0])} to {fmt_num(at[enough], 4)} at W={enough}")
-        if enough == widest:
-            out.append(f"{head}, the widest window run: context helps up to at least {enough} characters.")
-        else:
-            tail = (f"wider windows gain less than {WINDOW_TOL:g} nats" if at[widest] <= best + WINDOW_TOL
-                    else f"the widest, W={widest}, is worse again ({fmt_num(at[widest], 4)})")
-            out.append(f"{head}; {tail}: as a fixed window, about {enough} characters of context are useful.")
-    for model, curve in curves.items():
-        c = np.asarray(curve, dtype=float)
-        p = useful_context(c)
-        T = c.shape[1]
-        reach = (f"comes within {POSITION_TOL:g} nats of that at position {p} of {T}: more context than about {p} "
-                 f"characters gains it less" if p else f"stays more than {POSITION_TOL:g} nats above it over all "
-                 f"{T} positions: context beyond the window still helps")
-        out.append(f"{model}: from the zero state its loss falls from {fmt_num(c[0, 0], 4)} nats/char at the first "
-                   f"character of a window to {fmt_num(c[0, -1], 4)} at the last; the same characters read with the whole "
-                   f"past cost {fmt_num(c[1].mean(), 4)}; it {reach}.")
-    return out or ["No window MLP runs and no recurrent model to read by position."]
-
-
-def q5(lm, curves=None):
-    mlp = series([s for s in lm if s.config.get("cell") == "mlp"], ("window",))
-    windows = window_rows(mlp)
-    if curves is None:
-        curves = {}
-        for cell, runs in cells([s for s in lm if s.config.get("cell") != "mlp"]).items():
-            if cell == "transformer":        # no state: nothing is carried past its window
-                continue
-            found = [position_loss(s) for s in runs if _has_model(s)]
-            if found:
-                n = min(len(c) for c in found)
-                curves[f"{CELL_NAMES.get(cell, cell)} (T {runs[0].config.get('min_length')}, {len(found)} seeds)"] = \
-                    np.mean([c[:n] for c in found], axis=0)
-    table = windows.copy()
-    for model, c in curves.items():
-        c = np.asarray(c, dtype=float)
-        table = pd.concat([table, pd.DataFrame([{"model": model, "useful_context": useful_context(c),
-                                                  "loss_first_position": c[0, 0], "loss_last_position": c[0, -1],
-                                                  "loss_whole_past": c[1].mean()}])])
-
-    def draw(fig):
-        a1, a2 = fig.subplots(1, 2)
-        if len(windows):
-            w = windows.sort_values("window")
-            a1.errorbar(w["window"], w["best_valid_loss"], w["sd"], fmt="o-", color="black", capsize=3)
-            a1.set_xscale("log", base=2)
-            a1.set_xticks(w["window"], [str(x) for x in w["window"]])
-            a1.minorticks_off()
-        a1.set_xlabel("context length W (characters the MLP reads)")
-        a1.set_ylabel("best validation loss (nats/char), mean ± sd")
-        a1.set_title("Fixed-window MLP", fontsize="small")
-        for k, (model, c) in enumerate(curves.items()):
-            c = np.asarray(c, dtype=float)
-            color = f"C{k}"
-            p = useful_context(c)
-            a2.plot(np.arange(1, c.shape[1] + 1), c[0], color=color, lw=1.4,
-                    label=f"{model}: within {POSITION_TOL:g} at {p if p else '> ' + str(c.shape[1])}")
-            a2.plot(np.arange(1, c.shape[1] + 1), c[1], color=color, lw=0.8, ls=":")
-        a2.set_xscale("log", base=2)
-        a2.set_xlabel("position within the window (characters seen since a zero state)")
-        a2.set_ylabel("validation loss (nats/char)")
-        a2.set_title("By position from the zero state (solid); the same characters with the whole past (dotted)",
-                     fontsize="small")
-        if curves:
-            a2.legend(fontsize="x-small")
-        fig.suptitle("How far useful context extends", fontsize="medium")
-    return Answer(5, "Sequence length: how far useful context extends", q5_text(windows, curves), table,
-                  draw if len(windows) or curves else None)
-
-
-def _has_model(s):
-    p = Path(s.path)
-    return p.with_name(f"{s.name}_best.pt").is_file() or p.with_name(f"{s.name}_checkpoint.pt").is_file()
 
 
 # ------------------------------------------------------------------------ 6. teacher forcing
