@@ -12,18 +12,17 @@ the labels that name a run, one row per language-model run) is in common.py.
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import stats, verdicts as V
 from ..stats import fmt_num
-from .common import (SEQ2SEQ_TASKS, Answer, cell_name, clear, clipping, column, fmt_spread, last_finite, one_line,
-                     series, setup_label, spread)
+from .common import Answer, cell_name, clear, clipping, column, last_finite, one_line, series, spread
 from .q1_configuration import q1
 from .q2_capacity import q2
 from .q3_depth import depth_rows, q3
 from .q4_cells import q4
 from .q5_context import position_loss, q5, useful_context
+from .q6_teacher_forcing import q6
 
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
 
@@ -51,95 +50,6 @@ def load_study(folder):
                 continue
             study["lm" if s.family == "text" else "presets" if s.family == "synthetic" else "families"].append(s)
     return study
-
-
-# ------------------------------------------------------------------------ 6. teacher forcing
-
-def loss_noise(s, window=50, share=0.3):
-    """Standard deviation of the training loss around its moving mean over the last `share` of the
-    updates: how noisy training is at the end."""
-    loss = np.asarray(s.iter.get("loss", np.zeros(0)), dtype=float)
-    loss = loss[np.isfinite(loss)]
-    if len(loss) < 2 * window:
-        return math.nan
-    tail = loss[-max(window, int(share * len(loss))):]
-    smooth = np.convolve(tail, np.ones(window) / window, mode="valid")
-    return float(np.std(tail[window - 1:] - smooth))
-
-
-def schedule_label(s):
-    c = s.config
-    sched = c.get("tf_schedule", "constant")
-    if sched == "constant":
-        return f"teacher forcing {fmt_num(float(c.get('teacher_forcing', 1.0)))}"
-    return f"{sched.replace('_', ' ')} k={fmt_num(float(c.get('tf_k', 0)))}"
-
-
-def tf_rows(runs):
-    rows = []
-    for s in runs:
-        tf, greedy = last_finite(column(s, "tf_token_acc")), last_finite(column(s, "greedy_token_acc"))
-        rows.append({"schedule": schedule_label(s), "seed": s.config.get("seed"),
-                     "exposure_bias": tf - greedy, "greedy_exact": last_finite(column(s, "greedy_exact")),
-                     "loss_noise": loss_noise(s), "max_grad_norm": stats.grad_norm_stats(s)["max"],
-                     "final_valid_loss": last_finite(column(s, "valid_loss"))})
-    return pd.DataFrame(rows)
-
-
-def q6_text(rows):
-    if not len(rows) or rows["schedule"].nunique() < 2:
-        return ["No runs that differ only in the teacher-forcing schedule."]
-    agg = {k: {c: spread(g[c]) for c in ("exposure_bias", "greedy_exact", "loss_noise", "max_grad_norm")}
-           for k, g in rows.groupby("schedule")}
-    full = next((k for k in agg if k == "teacher forcing 1"), sorted(agg)[0])
-    out = []
-    for other in (k for k in agg if k != full):
-        a, b = agg[full], agg[other]
-
-        def cmp(col, digits=3):
-            return (f"{fmt_spread(*b[col], digits=digits)} against {fmt_spread(*a[col], digits=digits)}"
-                    + ("" if clear(a[col], b[col]) else ", within the spreads"))
-        out.append(f"Exposure bias (teacher-forced minus greedy token accuracy at the end, points): {other} "
-                   f"{'lowers' if b['exposure_bias'][0] < a['exposure_bias'][0] else 'raises'} it, "
-                   f"{cmp('exposure_bias')} with {full}.")
-        out.append(f"Training stability: with {other} the training loss is "
-                   f"{'noisier' if b['loss_noise'][0] > a['loss_noise'][0] else 'smoother'} at the end "
-                   f"(deviation from its 50-update mean {cmp('loss_noise')}), and its gradient norm peaks "
-                   f"{'higher' if b['max_grad_norm'][0] > a['max_grad_norm'][0] else 'lower'} "
-                   f"({cmp('max_grad_norm')}).")
-        out.append(f"At inference, greedy exact match is {cmp('greedy_exact')}: "
-                   f"{other if b['greedy_exact'][0] > a['greedy_exact'][0] else full} decodes better.")
-    return out
-
-
-def q6(families):
-    by = series([s for s in families if s.task in SEQ2SEQ_TASKS], ("teacher_forcing", "tf_schedule", "tf_k"))
-    runs = [s for v in by.values() for s in v]
-    rows = tf_rows(runs)
-
-    def draw(fig):
-        a1, a2 = fig.subplots(1, 2)
-        colors = {}
-        for s in runs:
-            lab = schedule_label(s)
-            color = colors.setdefault(lab, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")[len(colors) % 4])
-            gap = column(s, "tf_token_acc") - column(s, "greedy_token_acc")
-            first = lab not in a1.get_legend_handles_labels()[1]
-            a1.plot(s.check_x, gap, color=color, lw=1.2, label=lab if first else None)
-            loss = np.asarray(s.iter.get("loss", []), dtype=float)
-            a2.plot(s.iter_x, stats.smooth(loss, 25) if len(loss) > 50 else loss, color=color, lw=0.9,
-                    label=lab if first else None)
-        a1.set_xlabel("update")
-        a1.set_ylabel("exposure bias: teacher-forced − greedy token accuracy (points)")
-        a1.legend(fontsize="small")
-        a2.set_xlabel("update")
-        a2.set_ylabel("training loss (nats/token, moving mean of 25)")
-        a2.set_yscale("log")
-        a2.legend(fontsize="small")
-        fig.suptitle(f"Teacher forcing against scheduled sampling ({setup_label(runs[0])}, one line per seed)",
-                     fontsize="medium")
-    return Answer(6, "Teacher forcing: stability against exposure bias", q6_text(rows), rows,
-                  draw if len(rows) else None)
 
 
 # ------------------------------------------------------------- 7. the training-dynamics chapter
