@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 
-from . import conditional_figures, stats, verdicts as V
-from .figures import G_LABEL, PANEL_H, PANEL_W, config_parts, new_figure, readable_log_axis
-from .classify_figures import time_label
+from . import stats, verdicts as V
+from .canvas import G_LABEL, PANEL_H, PANEL_W, config_parts, new_figure, readable_log_axis, time_label
+from .panels import conditional, seq2seq
 from .stats import fmt_num
 
 MAX_RUNS_SINGLE_PALETTE = 10
@@ -163,10 +163,9 @@ PANELS = [
     ("rho", lambda s: _finite(s.check.get("rho")), _rho),
     ("grad_hist", lambda s: stats.final_hist(s, "log10_grad") is not None, _grad_hist),
     ("grad_time", lambda s: stats.last_row(s.grad_time) is not None, _grad_time),
-    ("generation", conditional_figures.has_generation, conditional_figures.compare_controllability),
+    ("generation", conditional.has_generation, conditional.compare_controllability),
+    *seq2seq.COMPARE_PANELS,
 ]
-from .seq2seq_figures import COMPARE_PANELS  # noqa: E402 - the seq2seq family's panels
-PANELS += COMPARE_PANELS
 
 
 def figure_compare(snaps, title=None, ncols=3):

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from . import lab
-from .figures import figure_dashboard, freeze, new_figure
+from .canvas import freeze, new_figure
+from .figures import figure_dashboard
 from .report import PAGE, _md_table, _table_page, table_pages
 from .stats import fmt_num
 

@@ -15,7 +15,8 @@ import pandas as pd
 
 from . import stats, verdicts as V
 from .compare import figure_compare, group_by_task
-from .figures import config_parts, figure_dashboard, freeze, new_figure
+from .canvas import config_parts, freeze, new_figure
+from .figures import figure_dashboard
 from .stats import fmt_num, fmt_pct
 
 ROWS_PER_PAGE = 14                    # at most this many runs in one table page

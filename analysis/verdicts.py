@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import stats
-from .classify_figures import end_aligned
+from .canvas import end_aligned
 from .stats import fmt_num, fmt_pct
 
 # ------------------------------------------------------------------------------ thresholds

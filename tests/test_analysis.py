@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from dynamics.cli import cli as dynamics_cli, main
 
-from analysis import figures, stats, theory_figures, verdicts as V
+from analysis import canvas, figures, stats, verdicts as V
 from analysis.compare import figure_compare
+from analysis.panels import gradients, theory
 from analysis.read import load
 from analysis.report import report_plan
 from analysis.synthetic import write_npz, write_run
@@ -148,7 +149,7 @@ def test_npz_gives_the_figures_it_can(runs):
 def test_every_figure_renders(runs, cell, tmp_path):
     s = load(runs[cell])
     expected_none = {"rnn": {"gates"}, "gru": {"omega"}, "lstm": {"omega"}}[cell] | {"classification"}
-    expected_none |= set(theory_figures.FIGURES)    # diagnostics_level = full only (tests/test_theory.py)
+    expected_none |= set(theory.FIGURES)    # diagnostics_level = full only (tests/test_theory.py)
     expected_none |= {"attention", "attention_maps"}    # a Transformer's only
     for name, fn in figures.FIGURE_FUNCTIONS.items():
         fig = fn(s)
@@ -156,7 +157,7 @@ def test_every_figure_renders(runs, cell, tmp_path):
             assert fig is None, name
             continue
         assert fig is not None, name
-        assert_size(figures.save(fig, tmp_path / f"{name}.png", dpi=DPI), fig)
+        assert_size(canvas.save(fig, tmp_path / f"{name}.png", dpi=DPI), fig)
     if cell == "lstm":
         assert "grad_time_layers" in figures.available_panels(s, ["grad_time_layers"])
 
@@ -287,7 +288,7 @@ def test_decay_rate_calls_a_nearly_constant_g_t_flat(tmp_path):
     _set(path, "check/grad_time", gt)
     v = V.decay_rate(load(path))
     assert v.value == pytest.approx(-0.001) and v.text.startswith("g_t flat through time: ×1.0023 per step back")
-    assert figures._fit_label(gt[0, :30], "fit")[0].startswith("fit: flat, ×1.0023 per step")
+    assert gradients._fit_label(gt[0, :30], "fit")[0].startswith("fit: flat, ×1.0023 per step")
 
 
 def test_stall_at_chance(tmp_path):
@@ -310,8 +311,8 @@ def test_a_failed_run_with_nothing_recorded(tmp_path):
     assert [v.text for v in V.verdicts(s)][0] == "failed: ValueError: boom"
     assert figures.dashboard_layout(s) == [["eigenvalues"]]       # only the start weights
     assert [n for n, fn in figures.FIGURE_FUNCTIONS.items() if fn(s) is not None] == ["spectrum"]
-    assert_size(figures.save(figures.figure_dashboard(s), tmp_path / "d.png"), figures.figure_dashboard(s),
-                dpi=figures.DPI)
+    assert_size(canvas.save(figures.figure_dashboard(s), tmp_path / "d.png"), figures.figure_dashboard(s),
+                dpi=canvas.DPI)
     result = cli("info", path)
     assert result.exit_code == 0 and "failed: ValueError: boom" in result.output
 
@@ -406,5 +407,5 @@ def test_legend_names_attention_teacher_forcing_and_chrono_gates():
         s.name = name
     assert labels([a, b]) == ["a: bahdanau attention", "b: no attention, TF 1 inverse_sigmoid k=80"]
     g = _Snap("synthetic", "gru", task="mem", gate_init="chrono")
-    assert figures.config_parts(g)["gate_init"] == "chrono gates"
-    assert "gate_init" not in figures.config_parts(_Snap("synthetic", "rnn", task="mem", gate_init="chrono"))
+    assert canvas.config_parts(g)["gate_init"] == "chrono gates"
+    assert "gate_init" not in canvas.config_parts(_Snap("synthetic", "rnn", task="mem", gate_init="chrono"))

@@ -124,7 +124,8 @@ def test_w1_training_loss_reaches_the_counted_bigram_entropy(tmp_path):
 
 
 def test_mlp_run_records_probes_without_recurrence(tmp_path):
-    from analysis.figures import available_panels, PANELS
+    from analysis.figures import available_panels
+    from analysis.panels import PANELS
     from analysis.read import load
     text = tmp_path / "book.txt"
     text.write_text(word_text())

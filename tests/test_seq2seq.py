@@ -443,7 +443,7 @@ def test_per_check_records(tmp_path):
     assert path.with_name("s_best.pt").exists()
     # the attention maps: one label per source character and output step, every cell the same square
     from analysis.read import load
-    from analysis.seq2seq_figures import CELL, figure_attention
+    from analysis.panels.seq2seq import CELL, figure_attention
     fig = figure_attention(load(path))
     maps = [ax for ax in fig.axes if ax.images]
     assert len(maps) == len(source.examples)

@@ -197,7 +197,7 @@ def test_training_resumes_bit_identically_and_records_the_diagnostics(tmp_path, 
             assert np.allclose(maps[k, :steps, :len(src)].sum(-1), 1) and (maps[k, :, len(src):] == 0).all()
     # <name>_attention.png is the cross-attention heat maps, as for the recurrent runs; the
     # entropy and block-gradient panels go to <name>_attention_entropy.png
-    from analysis import seq2seq_figures
+    from analysis.panels import seq2seq as seq2seq_figures
     from analysis.figures import FIGURE_FUNCTIONS
     from analysis.read import load
     snap = load(whole)

@@ -3,8 +3,8 @@ import os
 
 import click
 
+from analysis.canvas import save
 from analysis.compare import describe, figure_compare
-from analysis.figures import save
 from tasks.errors import InputError
 
 from .common import IMAGE_SUFFIXES, load_all, output_file, saving, writable_dir

@@ -2,6 +2,8 @@
 novel samples over training."""
 import numpy as np
 
+from ..canvas import Panel
+
 
 def has_generation(snap):
     return any(np.isfinite(snap.check.get(k, np.array([np.nan]))).any()
@@ -31,6 +33,10 @@ def draw_generation(ax, snap):
     judge = snap.attrs.get("judge_name") or "none"
     ax.set_title(f"Conditional generation (judge: {judge})", fontsize="medium")
     ax.legend(loc="lower right", fontsize="small")
+
+
+PANELS = [Panel("generation", has_generation, draw_generation)]
+FIGURES = {}          # the panel joins the training curves (panels/training.py)
 
 
 def compare_controllability(ax, runs):

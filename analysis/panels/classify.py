@@ -1,21 +1,10 @@
 """Panels of classification runs (family `classify`): the confusion matrix, per-class recall over
-training, and attention weights over the tokens of fixed validation examples. Each is a
-(key, available, draw, span) entry of `PANELS`, registered in analysis/figures.py."""
+training, and attention weights over the tokens of fixed validation examples. (A classifier's
+key config is in canvas.config_parts; its g_t, end-aligned, is labelled by canvas.time_label.)"""
 import numpy as np
 from matplotlib import cm
 
-from .stats import fmt_num
-
-END_ALIGNED_LABEL = "steps before each sequence's last token (0 = last token)"
-
-
-def end_aligned(snap):
-    """g_t of this run is indexed by steps before each sequence's last token."""
-    return str(snap.attrs.get("grad_time_align", "start")) == "end"
-
-
-def time_label(snap):
-    return END_ALIGNED_LABEL if end_aligned(snap) else "time step t (0 = first input)"
+from ..canvas import Panel
 
 
 def _classes(snap, K):
@@ -103,30 +92,10 @@ def draw_attention(ax, snap):
     ax.set_title("Attention over the tokens of fixed validation examples, last check")
 
 
-PANELS = (("confusion", _has_confusion, draw_confusion, 1),
-          ("recall", _has_recall, draw_recall, 1),
-          ("attention", _has_attention, draw_attention, 2))
-FIGURE = ("classification", [key for key, *_ in PANELS])
+PANELS = [
+    Panel("confusion", _has_confusion, draw_confusion),
+    Panel("recall", _has_recall, draw_recall),
+    Panel("attention", _has_attention, draw_attention, span=2),
+]
 
-
-def config_parts(snap, parts):
-    """A classification run's key config: pooling, directions, class balance and weighting,
-    sentiment's lengths and distance, truncation (other runs' parts pass unchanged)."""
-    if snap.family != "classify":
-        return parts
-    c = snap.cfg
-    parts.pop("alpha", None)
-    if c("bidirectional"):
-        parts["cell"] = "bi" + parts["cell"]
-    parts["pooling"] = f"{c('pooling')} pooling"
-    if snap.task == "names":
-        parts.pop("length", None)
-        if c("class_balance"):
-            parts["balance"] = "balance " + "/".join(fmt_num(float(p)) for p in c("class_balance"))
-    elif c("distance") is not None and int(c("distance")) >= 0:
-        parts["distance"] = f"distance {c('distance')}"
-    if c("class_weighting") not in (None, "none"):
-        parts["weighting"] = f"{c('class_weighting')} weighting"
-    if c("truncate"):
-        parts["truncate"] = f"last {c('truncate')} tokens"
-    return parts
+FIGURES = {"classification": ("classification", [p.key for p in PANELS])}

@@ -4,7 +4,8 @@ maps of the fixed example at the last check (a figure of its own, <name>_attenti
 import numpy as np
 from matplotlib import cm, colors
 
-from . import stats
+from .. import stats
+from ..canvas import Panel, new_figure, title
 
 
 def _has(name):
@@ -66,7 +67,6 @@ def draw_block_grad_norm(ax, snap):
 def figure_attention(snap):
     """Attention maps (query position × key position) of every head and block on the fixed
     example at the last check; None when the run has none."""
-    from .figures import new_figure, title
     maps = snap.arrays.get("attn_map")
     k = None if maps is None else stats.last_row(maps.reshape(len(maps), -1))
     if k is None:
@@ -90,3 +90,13 @@ def figure_attention(snap):
     at = int(snap.check_x[k]) if len(snap.check_x) > k else k
     fig.suptitle(title(snap, f"attention on the fixed example at iteration {at}", width), fontsize="medium")
     return fig
+
+
+PANELS = [
+    Panel("attn_entropy", _has("attn_entropy"), draw_attn_entropy),
+    *(Panel(name, _has(name), seq2seq_entropy_drawer(name)) for name in SEQ2SEQ_ENTROPY),
+    Panel("block_grad_norm", _has("block_grad_norm"), draw_block_grad_norm),
+]
+
+FIGURES = {"attention": ("attention entropy and gradient per block",
+                         ["attn_entropy", *SEQ2SEQ_ENTROPY, "block_grad_norm"])}

@@ -1,22 +1,22 @@
-"""Panels of the theory's objects (diagnostics_level = full, dynamics/theory.py). analysis.figures
-adds PANELS and FIGURES below to its own, so that the dashboard and `dynamics plot` draw them
+"""Panels of the theory's objects (diagnostics_level = full, the theory probes of dynamics/), drawn
 where a run has the data:
 
-    figure_jacobians   ‖J_t‖₂ along the probe trajectory; ‖∂h_T/∂h_{T−k}‖₂ against k
-    figure_lyapunov    the top-k Lyapunov exponents over training; sharpness against 2/lr
-    figure_surface     the loss along the update direction (1-D, log steps) and a 2-D slice,
-                       the unclipped and the clipped step marked, the wall named
-    figure_groups      per-group gradient norms and update/weight ratios per update
+    jacobians   ‖J_t‖₂ along the probe trajectory; ‖∂h_T/∂h_{T−k}‖₂ against k
+    lyapunov    the top-k Lyapunov exponents over training; sharpness against 2/lr
+    surface     the loss along the update direction (1-D, log steps) and a 2-D slice,
+                the unclipped and the clipped step marked, the wall named
+    groups      per-group gradient norms and update/weight ratios per update
 
 The bounds λ₁ < 1/γ (vanishing) and λ₁ > 1/γ (exploding possible) are drawn on the ρ panel
-(figures.draw_rho).
+(panels/spectrum.py), the walls met on the gradient-norm panel (panels/gradients.py).
 """
 
 import numpy as np
 from matplotlib import cm, colors
 
-from . import stats, verdicts as V
-from .stats import fmt_num
+from .. import stats, verdicts as V
+from ..canvas import Panel
+from ..stats import fmt_num
 
 GROUP_COLORS = {"W_hh": "#9467bd", "W_xh": "#2ca02c", "W_hy": "#ff7f0e"}
 MARKS = {"taken": "#d62728", "clipped": "#1f77b4"}
@@ -272,19 +272,17 @@ def draw_bounds(ax, snap):
 
 # ------------------------------------------------------------------------------ register
 
-#: (key, available, draw) of each panel; analysis.figures adds them to its PANELS.
-PANELS = (
-    ("jac_steps", lambda s: _rows(s, "jac_step_norm"), draw_jac_steps),
-    ("jac_products", lambda s: _rows(s, "jac_prod_norm"), draw_jac_products),
-    ("lyapunov", lambda s: _rows(s, "lyapunov"), draw_lyapunov),
-    ("sharpness", _has_sharpness, draw_sharpness),
-    ("surface_line", _has_surface, draw_surface_line),
-    ("surface_plane", _has_surface, draw_surface_plane),
-    ("group_grad", _has_groups("grad_norm"), draw_group_grad),
-    ("group_ratio", _has_groups("update_ratio"), draw_group_ratio),
-)
+PANELS = [
+    Panel("jac_steps", lambda s: _rows(s, "jac_step_norm"), draw_jac_steps),
+    Panel("jac_products", lambda s: _rows(s, "jac_prod_norm"), draw_jac_products),
+    Panel("lyapunov", lambda s: _rows(s, "lyapunov"), draw_lyapunov),
+    Panel("sharpness", _has_sharpness, draw_sharpness),
+    Panel("surface_line", _has_surface, draw_surface_line),
+    Panel("surface_plane", _has_surface, draw_surface_plane),
+    Panel("group_grad", _has_groups("grad_norm"), draw_group_grad),
+    Panel("group_ratio", _has_groups("update_ratio"), draw_group_ratio),
+]
 
-#: figure name -> (title, panels), appended to analysis.figures.FIGURES.
 FIGURES = {
     "jacobians": ("step Jacobians and their products", ["jac_steps", "jac_products"]),
     "lyapunov": ("Lyapunov exponents and sharpness", ["lyapunov", "sharpness"]),

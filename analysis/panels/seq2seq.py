@@ -7,6 +7,7 @@
     figure_attention_entropy   a Transformer's attention entropy per head, gradient per block
 
 plus two panels for `dynamics compare` (exact match against length, encoder g_t at the last check).
+Its figures are whole figures, not rows of dashboard panels: no PANELS, no FIGURES.
 """
 import os
 
@@ -14,7 +15,11 @@ import numpy as np
 from matplotlib import cm, colors, patches
 from matplotlib.ticker import MaxNLocator
 
-from .figures import G_LABEL, PANEL_H, PANEL_W, _spread, new_figure, save, title
+from ..canvas import G_LABEL, PANEL_H, PANEL_W, new_figure, panel_figure, save, spread, title
+from . import transformer
+
+PANELS = []
+FIGURES = {}
 
 
 def is_seq2seq(snap):
@@ -91,7 +96,7 @@ def draw_exact_by_length(ax, snap, color=None, label=None, all_checks=True):
     """Greedy exact match (%) against source length, at checks spread over training."""
     a = snap.arrays["exact_by_length"]
     rows = checks_with(snap, "exact_by_length")
-    picks = _spread(rows) if all_checks else rows[-1:]
+    picks = spread(rows) if all_checks else rows[-1:]
     norm = colors.Normalize(vmin=float(snap.check_x[picks[0]]), vmax=float(snap.check_x[picks[-1]]) + 1)
     for k in picks:
         y = np.asarray(a[k], float)
@@ -157,7 +162,7 @@ def figure_encoder_grad(snap):
     rows = [k for k in range(len(snap.check_x)) if np.isfinite(snap.layers[parts[0][0]].grad_time[k]).any()]
     if not rows:
         return None
-    picks = _spread(rows)
+    picks = spread(rows)
     fig = new_figure(max(10.0, PANEL_W * len(parts)), PANEL_H + 1.0)
     axes = fig.subplots(1, len(parts), squeeze=False)[0]
     for ax, (i, name) in zip(axes, parts):
@@ -207,13 +212,15 @@ def figure_teacher(snap):
 def figure_attention_entropy(snap):
     """A Transformer's attention entropies per head and gradient norm per block (the panels of
     `<name>_attention.png` of the other families; here that name holds the heat maps)."""
-    from .figures import _panel_figure
-    return _panel_figure(snap, "attention")
+    what, keys = transformer.FIGURES["attention"]
+    by_key = {p.key: p for p in transformer.PANELS}
+    return panel_figure(snap, what, [by_key[k] for k in keys])
 
 
-FIGURES = {"attention": figure_attention, "exact_length": figure_exact_length,
-           "encoder_grad": figure_encoder_grad, "teacher": figure_teacher,
-           "attention_entropy": figure_attention_entropy}
+#: figure name -> function of a snapshot, each written as <run>_<name>.png
+FIGURE_FUNCTIONS = {"attention": figure_attention, "exact_length": figure_exact_length,
+                    "encoder_grad": figure_encoder_grad, "teacher": figure_teacher,
+                    "attention_entropy": figure_attention_entropy}
 
 
 def plot_seq2seq(snap, out_dir, dpi):
@@ -221,7 +228,7 @@ def plot_seq2seq(snap, out_dir, dpi):
     written = []
     if not is_seq2seq(snap):
         return written
-    for name, fn in FIGURES.items():
+    for name, fn in FIGURE_FUNCTIONS.items():
         fig = fn(snap)
         if fig is not None:
             written.append(save(fig, os.path.join(out_dir, f"{snap.name}_{name}.png"), dpi))
