@@ -2,12 +2,24 @@
 
 A study folder (runs/lab-quick/) holds four sweeps: `lm/` (the language-model grid and the
 window MLPs), `classify/` and `seq2seq/` (the families' comparisons and teacher forcing at three
-seeds) and `presets/` (A1–A5, B1–B2, C0–C1). Each question below is one function that takes the loaded runs
-and returns an `Answer`: sentences generated from the numbers, the table they come from, and a
-figure. Nothing here is written by hand about a result: where the numbers turn, the words turn.
+seeds) and `presets/` (A1–A5, B1–B2, C0–C1). Each question is one module with one function that
+takes the loaded runs and returns an `Answer`: sentences generated from the numbers, the table they
+come from, and a figure. Nothing here is written by hand about a result: where the numbers turn,
+the words turn.
 
-What several questions share (the Answer, how a question finds its runs, numbers over seeds,
-the labels that name a run, one row per language-model run) is in common.py.
+The questions, in the chapter's order (`QUESTIONS`), one module each:
+
+1. q1_configuration.py    configuration → validation perplexity, each run's continuation of a prompt
+2. q2_capacity.py         hidden size against validation perplexity and the train–validation gap
+3. q3_depth.py            depth, and where gradients vanish or explode, clipped and not
+4. q4_cells.py            RNN, GRU, LSTM, LN-LSTM, Transformer on LM, classification and seq2seq
+5. q5_context.py          how far useful context extends (window MLP; loss by position in a window)
+6. q6_teacher_forcing.py  teacher forcing against scheduled sampling: stability and exposure bias
+7. q7_dynamics.py         the training dynamics of the presets, compared in generated paragraphs
+
+common.py holds what they share: the `Answer`, how a question finds its runs (`series`, `cells`),
+numbers over seeds (`spread`), the labels that name a run and one row per language-model run.
+This module finds and loads a study and puts the answers in order.
 """
 import math
 from pathlib import Path
@@ -21,10 +33,22 @@ from .q5_context import position_loss, q5, useful_context
 from .q6_teacher_forcing import q6
 from .q7_dynamics import preset_name, q7
 
+__all__ = ["Answer", "PARTS", "QUESTIONS", "answers", "clear", "cpu_seconds", "depth_rows", "is_study",
+           "load_study", "one_line", "position_loss", "preset_name", "q1", "q2", "q3", "q4", "q5", "q6", "q7",
+           "series", "spread", "useful_context"]
+
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
 
+#: the chapter: each question with what it reads, in order. "lm", "families" and "presets" are
+#: load_study's runs; "curves" the loss by position when given (else q5 reads the checkpoints).
+QUESTIONS = ((q1, ("lm",)),
+             (q2, ("lm",)),
+             (q3, ("lm",)),
+             (q4, ("lm", "families")),
+             (q5, ("lm", "curves")),
+             (q6, ("families",)),
+             (q7, ("presets",)))
 
-# ---------------------------------------------------------------------------- reading
 
 def is_study(folder):
     """Whether `folder` holds a lab study: run files in at least one of its PARTS subfolders."""
@@ -49,12 +73,10 @@ def load_study(folder):
     return study
 
 
-# ---------------------------------------------------------------------------- the chapter
-
 def answers(study, curves=None):
-    """The seven answers of a loaded study ({part: [Snapshot]})."""
-    lm, fam, pre = study.get("lm", []), study.get("families", []), study.get("presets", [])
-    return [q1(lm), q2(lm), q3(lm), q4(lm, fam), q5(lm, curves), q6(fam), q7(pre)]
+    """The seven answers of a loaded study ({part: [Snapshot]}), in the chapter's order."""
+    given = {"lm": [], "families": [], "presets": [], **study, "curves": curves}
+    return [question(*(given[part] for part in reads)) for question, reads in QUESTIONS]
 
 
 def cpu_seconds(study):
