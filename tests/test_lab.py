@@ -249,6 +249,13 @@ def test_preset_paragraphs_carry_their_numbers_and_turn(tmp_path):
 
 # ---------------------------------------------------------------------------- the chapter
 
+def test_the_chapter_answers_every_question_in_order_even_without_runs():
+    got = lab.answers({})
+    assert [a.number for a in got] == list(range(1, 8))
+    assert all(a.text and a.draw is None and not len(a.table) for a in got)
+    assert got[0].text == ["No language-model runs."] and got[6].text == ["No preset runs."]
+
+
 def test_report_of_a_study_folder_writes_the_chapter(tmp_path):
     study = tmp_path / "study"
     lm = study / "lm"
