@@ -223,6 +223,22 @@ def decay_rate(snap):
     return Verdict("decay_rate", b, text)
 
 
+def horizon(snap):
+    """How far back the gradient reaches at the last check (dynamics/probes/horizon.py)."""
+    h3, h6, steps = (snap.check.get(k) for k in ("horizon_1e3", "horizon_1e6", "horizon_steps"))
+    if h3 is None or steps is None or h6 is None or not np.isfinite(h3).any():
+        return None
+    k = np.flatnonzero(np.isfinite(h3))[-1]
+    n, h3, h6 = int(steps[k]), int(h3[k]), h6[k]
+    deeper = "all of them" if h6 == n else f"{int(h6)}" if math.isfinite(h6) else "?"
+    if h3 == n:
+        text = f"the gradient reaches back all {n} steps: g_t stays above 10⁻³ of its value at the loss (last check)"
+    else:
+        text = (f"the gradient reaches back {h3} step{'s' if h3 != 1 else ''} of {n}: g_t falls below 10⁻³ of its "
+                f"value at the loss there (10⁻⁶: {deeper}; last check)")
+    return Verdict("horizon", h3, text)
+
+
 def stalled(snap):
     chance = CHANCE_LOSS.get(snap.task)
     loss = snap.check.get("valid_loss")
@@ -351,6 +367,6 @@ def verdicts(snap):
     out += [growing(snap), exploding(snap), nonfinite(snap), clipped(snap), stalled(snap),
             saturated(snap)]
     out += [gate(snap, g) for g in snap.gates]
-    out += [rho(snap), decay_rate(snap)]
+    out += [rho(snap), decay_rate(snap), horizon(snap)]
     out += [bounds(snap), lyapunov(snap), wall(snap), sharpness(snap)]
     return [v for v in out if v is not None]
