@@ -47,7 +47,7 @@ def wins_from(r, mlp):
 
 
 def figure_context(table):
-    from .figures import new_figure, freeze
+    from .canvas import freeze, new_figure
     mlp = sorted((r for r in table if r["window"]), key=lambda r: r["window"])
     fig = new_figure(7.5, 4.8)
     ax = fig.subplots()

@@ -1,21 +1,17 @@
 """The figures of one run, assembled from the panels of analysis/panels/: each figure is a row of
 panels, a panel left out when its data are absent, so no figure has empty axes.
 
-    figure_training       validation error, training and validation loss (LM: bpc, perplexity)
-    figure_grad_norm      global gradient norm before/after clipping, clipped and non-finite steps
-    figure_grad_hist      log10 g_t histogram at the end, and over training (heat map)
-    figure_grad_time      g_t against t at checks spread over training; per layer
-    figure_saturation     hidden saturation 1 - |h| at the end, and over training
-    figure_gates          gate saturation min(v, 1 - v) per gate, and over training
-    figure_spectrum       ρ and σ_max of the recurrent matrix; its eigenvalues at start and end
-    figure_omega          Ω and steps in the past
-    jacobians, lyapunov, surface, groups: the theory's objects (analysis/panels/theory.py)
+    figure(snap, name)    the figure `name` of panels.FIGURES: training, grad_norm, grad_hist,
+                          grad_time, horizon, saturation, gates, spectrum, omega, the theory's
+                          jacobians, lyapunov, surface, groups, ...
     figure_dashboard      all panels and the verdicts on one page
+    plot_run              the dashboard and every figure as PNG files
 
 Every function returns a matplotlib Figure (Agg canvas, constrained layout) or None when the
 run has none of the data. `save(fig, path)` (analysis/canvas.py) writes it. No pyplot: nothing
 opens a window.
 """
+import functools
 import math
 import os
 import textwrap
@@ -24,8 +20,7 @@ import numpy as np
 
 from . import stats, verdicts as V
 from .canvas import DPI, PANEL_H, PANEL_W, draw_row, loss_unit, new_figure, panel_figure, save, title
-from .canvas import freeze  # noqa: F401 - analysis/context.py still imports it from here
-from .panels import FIGURES, PANELS, seq2seq, theory, transformer
+from .panels import FIGURES, PANELS, seq2seq, transformer
 from .stats import fmt_num, fmt_pct
 
 
@@ -33,61 +28,19 @@ def available_panels(snap, keys):
     return [k for k in keys if PANELS[k].available(snap)]
 
 
-def _panel_figure(snap, name):
+def figure(snap, name):
+    """The figure `name` of FIGURES (analysis/panels/): its panels that have data, side by side;
+    None when none has."""
     what, keys = FIGURES[name]
     return panel_figure(snap, what, [PANELS[k] for k in keys])
 
 
-def figure_training(snap):
-    """Validation error (%), training and validation loss against iteration."""
-    return _panel_figure(snap, "training")
-
-
-def figure_grad_norm(snap):
-    """Global gradient norm before/after clipping (log y), clipped and non-finite steps."""
-    return _panel_figure(snap, "grad_norm")
-
-
-def figure_grad_hist(snap):
-    """log10 g_t histogram at the last check with the vanishing band; its evolution."""
-    return _panel_figure(snap, "grad_hist")
-
-
-def figure_grad_time(snap):
-    """g_t against t at checks spread over training, the fitted per-step rate; per layer."""
-    return _panel_figure(snap, "grad_time")
-
-
-def figure_saturation(snap):
-    """Hidden saturation histogram at the end; its evolution as a heat map."""
-    return _panel_figure(snap, "saturation")
-
-
-def figure_gates(snap):
-    """Gate saturation histograms per gate at the end; saturated share over training."""
-    return _panel_figure(snap, "gates")
-
-
-def figure_spectrum(snap):
-    """ρ and σ_max of the recurrent matrix over training; eigenvalues at start and end."""
-    return _panel_figure(snap, "spectrum")
-
-
-def figure_omega(snap):
-    """Ω and steps in the past over training (only when recorded)."""
-    return _panel_figure(snap, "omega")
-
-
+# name -> what draws <run>_<name>.png: every figure of FIGURES, and the figures a topic draws itself
 FIGURE_FUNCTIONS = {
-    "training": figure_training, "grad_norm": figure_grad_norm, "grad_hist": figure_grad_hist,
-    "grad_time": figure_grad_time, "saturation": figure_saturation, "gates": figure_gates,
-    "spectrum": figure_spectrum, "omega": figure_omega,
-    # diagnostics_level = full (analysis/panels/theory.py)
-    **{name: (lambda snap, name=name: _panel_figure(snap, name)) for name in theory.FIGURES},
+    **{name: functools.partial(figure, name=name) for name in FIGURES},
     # a seq2seq run's <name>_attention.png is its cross-attention heat maps (panels/seq2seq.py)
-    "attention": lambda snap: None if snap.family == "seq2seq" else _panel_figure(snap, "attention"),
+    "attention": lambda snap: None if snap.family == "seq2seq" else figure(snap, "attention"),
     "attention_maps": transformer.figure_attention,
-    "classification": lambda snap: _panel_figure(snap, "classification"),
 }
 
 

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from dynamics.probes.horizon import RATIOS, horizon, steps_back
 from dynamics.schema import GATES, ITER_COLUMNS, LOG10_EDGES, SCHEMA, SIGMOID_EDGES, TANH_EDGES
 
 CELL_WEIGHTS = {
@@ -78,6 +79,7 @@ def write_run(path, *, name=None, cell="rnn", task="torder", n_iter=600, check_f
                          rho=rho, task=task)
     _write_layers(ck, rng, n_layers=n_layers, decay=decay, top_unprefixed=top_layer_unprefixed,
                   K=K, batch=batch, lengths=(min_length, max_length))
+    _write_horizon(ck)
     _write_saturation(ck["hist"], rng, spread)
     _write_gates(ck["hist"], rng, cell, spread)
     if task == "text":
@@ -175,6 +177,15 @@ def _write_check_columns(ck, rng, *, K, check_freq, n_iter, chance, rho, task):
         cols["chars_per_sec"] = 2.0e4 + 500 * rng.normal(size=K)
     for col, values in cols.items():
         _dataset(ck, col, values)
+
+
+def _write_horizon(ck):
+    """The gradient horizon of each check, counted on the unprefixed g_t as the trainer does."""
+    rows = ck["grad_time"][()]
+    backs = [steps_back(row) for row in rows]
+    for name, ratio in RATIOS.items():
+        _dataset(ck, name, [horizon(back, ratio) for back in backs])
+    _dataset(ck, "horizon_steps", [len(back) for back in backs])
 
 
 def _write_layers(ck, rng, *, n_layers, decay, top_unprefixed, K, batch, lengths):

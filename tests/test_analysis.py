@@ -174,10 +174,10 @@ def test_plot_writes_dashboard_and_figures(runs, tmp_path):
     out = tmp_path / "figs"
     result = cli("plot", runs["gru"], "-o", out, "--dpi", DPI)
     assert result.exit_code == 0, result.output
-    names = ("training", "grad_norm", "grad_hist", "grad_time", "saturation", "gates", "spectrum")
+    names = ("training", "grad_norm", "grad_hist", "grad_time", "horizon", "saturation", "gates", "spectrum")
     assert set(os.listdir(out)) == {f"gru_{n}.png" for n in names + ("dashboard",)}
     s = load(runs["gru"])
-    assert figures.figure_omega(s) is None                     # no Ω recorded: no figure
+    assert figures.figure(s, "omega") is None                     # no Ω recorded: no figure
     for name in names + ("dashboard",):                        # every PNG at figsize × dpi
         fig = figures.figure_dashboard(s) if name == "dashboard" else figures.FIGURE_FUNCTIONS[name](s)
         assert_size(out / f"gru_{name}.png", fig)

@@ -76,3 +76,20 @@ def test_end_aligned_parts_count_from_the_last_token(tmp_path, cell):
     back = row[np.isfinite(row)]
     expect = next((k for k in range(1, len(back)) if back[k] < 1e-3 * back[0]), len(back))
     assert h3 == expect
+
+
+def test_the_horizon_is_drawn_and_every_probe_names_panels_that_exist(tmp_path):
+    from analysis.figures import FIGURE_FUNCTIONS, dashboard_layout
+    from analysis.panels import PANELS
+    from analysis.synthetic import write_run
+    from dynamics.probes import PROBES
+    for probe in PROBES:
+        assert set(probe.panels) <= set(PANELS), probe.__name__
+    snap = load(write_run(tmp_path / "r.h5", decay=(0.2, 0.3)))
+    assert "horizon" in [k for row in dashboard_layout(snap) for k in row]
+    fig = FIGURE_FUNCTIONS["horizon"](snap)
+    ax = fig.axes[0]
+    k = np.flatnonzero(np.isfinite(snap.check["horizon_1e3"]))[-1]
+    h, n = int(snap.check["horizon_1e3"][k]), int(snap.check["horizon_steps"][k])
+    assert h < n and ax.get_title() == f"Gradient horizon: {h} of {n} steps (last check)"
+    assert ax.get_ylabel() == "steps back from the loss step"

@@ -7,6 +7,7 @@ import torch
 
 import dynamics
 from dynamics.models.recurrent import Recurrent
+from tasks.errors import InputError
 from dynamics.models.recurrence import GRURecurrence, LSTMRecurrence, RNNRecurrence
 
 F64 = torch.float64
@@ -315,9 +316,9 @@ def test_chrono_initialisation():
         tau = log_tau.double().exp()                     # the law: τ in [1, T_max − 1], mean T_max / 2
         assert tau.min() >= 1 and tau.max() <= T_max - 1 + 1e-4
         assert tau.mean().item() == pytest.approx(T_max / 2, rel=0.1)
-    with pytest.raises(dynamics.errors.InputError, match="gate_init"):
+    with pytest.raises(InputError, match="gate_init"):
         dynamics.build_model("rnn", 3, H, 2, "last_softmax", gate_init="chrono", chrono_max=T_max)
-    with pytest.raises(dynamics.errors.InputError, match="chrono_max"):
+    with pytest.raises(InputError, match="chrono_max"):
         dynamics.build_model("gru", 3, H, 2, "last_softmax", gate_init="chrono", chrono_max=2)
 
 
@@ -326,7 +327,7 @@ def test_chrono_initialisation():
 def test_bad_arguments(bad):
     args = dict(cell="rnn", n_in=2, n_hidden=4, n_out=1, head="last_linear")
     args.update(bad)
-    with pytest.raises(dynamics.errors.InputError, match=list(bad)[-1]):
+    with pytest.raises(InputError, match=list(bad)[-1]):
         dynamics.build_model(**args)
 
 

@@ -67,3 +67,17 @@ def test_a_family_source_reaches_the_run_file_and_the_reader(tmp_path, monkeypat
     assert snap.arrays["matrix"].shape == (3, 2, 3) and (snap.arrays["matrix"][2] == 2).all()
     assert snap.arrays["words"].tolist() == [["w0", "x"], ["w1", "x"], ["w2", "x"]]
     assert list(snap.static["class_names"]) == ["first class", "second"]
+
+
+def test_every_family_declares_what_the_config_and_the_figures_read():
+    """Each family of the registry: its Source names its family, takes only keys the config
+    declares, builds known cells, and draws with a topic of analysis/panels/ that exists."""
+    from analysis import panels
+    from dynamics import config as cfg
+    from dynamics.sources import FAMILIES, family_class
+    topics = {t.__name__.rsplit(".", 1)[-1] for t in panels.TOPICS}
+    for name in FAMILIES:
+        src = family_class(name)
+        assert src.family == name
+        assert set(src.keys) <= set(cfg.FIELDS) and set(src.cells) <= set(cfg.CELLS)
+        assert src.topic is None or src.topic in topics, name

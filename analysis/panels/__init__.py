@@ -5,9 +5,10 @@ canvas.Panel: key, whether the run has the data, how to draw it) and `FIGURES` (
 A new topic is one new module and one entry in TOPICS. The order of TOPICS, and of FIGURES
 within each topic, is the order of the figures on the dashboard.
 """
-from . import classify, conditional, gradients, omega, saturation, seq2seq, spectrum, theory, training, transformer
+from . import (classify, conditional, gradients, horizon, omega, saturation, seq2seq, spectrum, theory, training,
+               transformer)
 
-TOPICS = (training, gradients, saturation, spectrum, omega, theory, transformer, classify, conditional, seq2seq)
+TOPICS = (training, gradients, horizon, saturation, spectrum, omega, theory, transformer, classify, conditional, seq2seq)
 
 
 def _merge(tables):

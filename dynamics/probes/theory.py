@@ -288,7 +288,8 @@ class Theory:
     append."""
 
     columns = {}        # its per-check columns and arrays are among `datasets`
-    panels = ("jacobians", "lyapunov", "surface", "groups")
+    panels = ("jac_steps", "jac_products", "lyapunov", "sharpness", "surface_line", "surface_plane", "group_grad",
+              "group_ratio")
 
     @staticmethod
     def applies(config):

@@ -1,4 +1,14 @@
-"""Data sources: what a task family brings to the one trainer (dynamics/train.py).
+"""Task families: what each brings to the one trainer (dynamics/train.py). A family is one
+module here, dynamics/sources/<family>.py, whose Source subclass (its SOURCE) declares what the
+family takes and does, and one entry in FAMILIES below, which names its tasks.
+
+What the config checks through the family (dynamics/config.py), declared as class attributes:
+
+    keys                     the keys it takes among those that belong to some families only
+    cells                    the cells it builds
+    full_diagnostics         whether diagnostics_level = full can probe its runs
+    validate(config)         its own rules, one line of bad input each
+    topic                    the module of analysis/panels/ that draws what it records
 
 A source is built from the config by `make_source(config, device, dtype)` and has:
 
@@ -51,6 +61,9 @@ class Source:
     keys = ()
     cells = RECURRENT_CELLS + ("transformer",)
     full_diagnostics = False
+    # The module of analysis/panels/ that draws what the family records beside every run's
+    # panels (None: only those)
+    topic = None
     check_columns = ()
     check_arrays = {}
     static = {}

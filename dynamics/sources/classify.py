@@ -58,6 +58,7 @@ class Classify(Source):
 
     family = "classify"
     keys = ("pooling", "n_classes", "class_balance", "class_weighting", "distance", "truncate", "bidirectional")
+    topic = "classify"
     check_columns = ("accuracy", "macro_f1")
 
     @staticmethod

@@ -153,6 +153,7 @@ class Conditional(Source):
 
     family = "conditional"
     keys = ("condition", "judge")
+    topic = "conditional"
     cells = RECURRENT_CELLS
     check_columns = ("controllability", "distinct", "novel")
 

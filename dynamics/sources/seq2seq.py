@@ -74,6 +74,7 @@ class Seq2Seq(Source):
     family = "seq2seq"
     keys = ("bidirectional", "alphabet", "attention", "teacher_forcing", "tf_schedule", "tf_k", "beam_size",
             "length_norm", "length_alpha")
+    topic = "seq2seq"
     check_columns = ("greedy_token_acc", "greedy_exact", "beam_token_acc", "beam_exact", "tf_token_acc")
 
     @staticmethod

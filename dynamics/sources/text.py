@@ -104,6 +104,7 @@ class Text(Source):
 
     family = "text"
     keys = ("text", "batching", "sample_chars", "tie_weights", "alpha", "window", "tokens", "vocab_size")
+    topic = "training"
     cells = RECURRENT_CELLS + ("transformer", "mlp")
     head = "softmax"
     check_columns = ("valid_bpc", "valid_ppl", "chars_per_sec", "sample_milestone")
