@@ -39,6 +39,7 @@ def copy(tmp_path_factory):
     ("dynamics/train.py", "from analysis import verdicts", "dynamics/ is below analysis/"),
     ("analysis/read.py", "import dynamics.commands.info", "analysis/ is below the commands"),
     ("dynamics/models/part.py", "from dynamics import config", "The rooms of dynamics/"),
+    ("analysis/read.py", "from analysis import verdicts", "The rooms of analysis/"),
     ("analysis/canvas.py", "from analysis import figures", "No import circle"),
 ])
 def test_an_import_against_the_layers_is_refused(copy, module, line, contract):
