@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tasks.errors import InputError, bad_value
+
 from .schedule import SCHEDULES
 from .sources import FAMILIES, RECURRENT_CELLS, TASKS, family, family_class, source_class
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.errors import InputError, bad_value
+
 from .runfile import read_only
 
 EXTRA = "pip install 'dynamics[tensorboard]'"

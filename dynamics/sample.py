@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from tasks.errors import InputError, bad_value
+
 from .runfile import read_only
 from .sampling import _check, generate
 from .sources import TASKS

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from tasks.errors import bad_value
+
 from .runfile import read_only
 from .sample import load_model, read_config
 from .sampling import generate

@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 from tasks.errors import InputError, bad_value
+
 from .checkpoint import load_checkpoint
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from tasks.errors import bad_value
+
 from .init import initialise, normal
 from .recurrent import Output, Recurrent
 from .part import Part

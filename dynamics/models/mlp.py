@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from tasks.errors import bad_value
+
 from .recurrent import Output
 from .part import Part
 

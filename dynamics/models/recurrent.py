@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from tasks.errors import bad_value
+
 from .init import initialise
 from . import lnlstm
 from .recurrence import ACTIVATIONS, GRURecurrence, LSTMRecurrence, RNNRecurrence

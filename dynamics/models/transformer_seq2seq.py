@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from tasks.errors import InputError
+
 from .seq2seq import Memory, Output
 from .transformer import Block, SelfAttention, initialise, sinusoidal
 from .part import Part

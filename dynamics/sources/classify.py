@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from tasks.labelled import pad
 from tasks.names import CLASS_NAMES, Names
 from tasks.sentiment import Sentiment
-
 from tasks.errors import InputError, bad_value
+
 from ..models.classifier import Batch, build_classifier
 from . import Source
 

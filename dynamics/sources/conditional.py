@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from tasks.labelled import pad
 from tasks.names import Names
 from tasks.sentiment import Sentiment
-
 from tasks.errors import InputError, bad_value
+
 from ..models.conditional import build_conditional
 from ..checkpoint import load_checkpoint, save_atomic
 from ..runfile import read_only

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from tasks.seq2seq import EOS, PAD, make
-
 from tasks.errors import bad_value
+
 from ..models.seq2seq import beam_search, build, greedy
 from ..checkpoint import save_atomic
 from . import Source

@@ -3,6 +3,7 @@ import numpy as np
 import torch
 
 from tasks.errors import InputError, bad_value
+
 from . import Source
 
 

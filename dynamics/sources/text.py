@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 from tasks.text import Corpus, conditional_entropy, load_text, random_windows, stream_batches
 from tasks.words import WordCorpus
-
 from tasks.errors import bad_value
+
 from ..checkpoint import save_atomic
 from ..sampling import generate
 from . import RECURRENT_CELLS, Source

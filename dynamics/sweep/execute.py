@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import config as cfg
 from tasks.errors import InputError
+
+from .. import config as cfg
+
 from ..checkpoint import checkpoint_path
 from ..runfile import read_only
 from .spec import expand, load_spec

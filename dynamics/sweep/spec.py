@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
-from .. import config as cfg
 from tasks.errors import InputError
+
+from .. import config as cfg
 
 SPEC_KEYS = ("name", "base", "description", "set", "grid")
 LENGTH = "length"          # shortcut axis and [set] key: min_length = max_length = value
