@@ -20,7 +20,6 @@ from pathlib import Path
 from tasks.errors import InputError
 
 from .. import config as cfg
-
 from ..checkpoint import checkpoint_path
 from ..runfile import read_only
 from .spec import expand, load_spec
