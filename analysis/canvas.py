@@ -49,13 +49,8 @@ def g_label(snap):
     return G_LABEL_TRANSFORMER if getattr(snap, "cell", "") == "transformer" else G_LABEL
 
 
-def end_aligned(snap):
-    """g_t of this run is indexed by steps before each sequence's last token."""
-    return str(snap.attrs.get("grad_time_align", "start")) == "end"
-
-
 def time_label(snap):
-    return END_ALIGNED_LABEL if end_aligned(snap) else "time step t (0 = first input)"
+    return END_ALIGNED_LABEL if snap.end_aligned else "time step t (0 = first input)"
 
 
 def token(snap):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dynamics.schema import GATE_ORDER, SCHEMA, SIGMOID_EDGES, TANH_EDGES
+from dynamics.schema import GATE_ORDER, RECURRENT_MATRIX, SCHEMA, SIGMOID_EDGES, TANH_EDGES
 from tasks.errors import InputError
 
 #: The 2-D per-check datasets of diagnostics_level = full (their 1-D ones are /check columns).
@@ -106,7 +106,12 @@ class Snapshot:
         name = self.attrs.get("recurrent_matrix")
         if name:
             return str(name)
-        return "W_hc" if self.cell == "lstm" else "W_hh"
+        return RECURRENT_MATRIX.get(self.cell, "W_hh")   # files from before the attribute
+
+    @property
+    def end_aligned(self):
+        """g_t of this run is indexed by steps before each sequence's last token."""
+        return str(self.attrs.get("grad_time_align", "start")) == "end"
 
     @property
     def n_iter(self):
@@ -409,7 +414,7 @@ def _load_npz(path):
     final = _npz_weights(data)
     cell = "lstm" if "W_hc" in final else "gru" if "W_hz" in final else "rnn"
     attrs = {"schema": SCHEMA, "name": _stem(path), "status": "unknown", "cell": cell,
-             "recurrent_matrix": "W_hc" if cell == "lstm" else "W_hh"}
+             "recurrent_matrix": RECURRENT_MATRIX[cell]}
     return Snapshot(path=path, source="npz", attrs=attrs, config={}, iter=series, check=check,
                     layers={0: layer}, samples=None, start_weights={}, final_weights=final,
                     final_sample=sample, iter_x=iter_x, check_x=check_x,

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from dynamics.probes.horizon import RATIOS, horizon, steps_back
-from dynamics.schema import GATES, ITER_COLUMNS, LOG10_EDGES, SCHEMA, SIGMOID_EDGES, TANH_EDGES
+from dynamics.schema import GATES, RECURRENT_MATRIX, ITER_COLUMNS, LOG10_EDGES, SCHEMA, SIGMOID_EDGES, TANH_EDGES
 
 CELL_WEIGHTS = {
     "rnn": ("W_xh", "W_hh", "b_h"),
@@ -20,7 +20,6 @@ CELL_WEIGHTS = {
     "lstm": ("W_xi", "W_hi", "b_i", "W_xf", "W_hf", "b_f", "W_xo", "W_ho", "b_o",
              "W_xc", "W_hc", "b_c"),
 }
-RECURRENT = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc"}
 TASK_SHAPE = {"torder": (6, 4), "torder3": (6, 8), "add": (2, 1), "mul": (2, 1), "mem": (7, 6),
               "perm": (100, 100), "text": (65, 65)}
 # The centre of each gate's pre-activation; the spread of all pre-activations grows over training.
@@ -115,7 +114,7 @@ def _write_attributes(f, config, status, error):
     a["error"] = error
     a["cell"] = cell
     a["task"] = task
-    a["recurrent_matrix"] = RECURRENT[cell]
+    a["recurrent_matrix"] = RECURRENT_MATRIX[cell]
 
 
 def _write_iter(it, rng, *, n_iter, chance, lr, clip, cutoff, alpha, nonfinite_steps,
@@ -257,7 +256,7 @@ def _write_weights(g, rng, *, cell, n_layers, n_in, n_hidden, n_out, rho):
         for w in CELL_WEIGHTS[cell]:
             if w.startswith("b_"):
                 data = np.zeros(n_hidden)
-            elif w == RECURRENT[cell]:
+            elif w == RECURRENT_MATRIX[cell]:
                 data = _matrix_with_rho(rng, n_hidden, rho)
             elif w.startswith("W_x"):
                 data = 0.1 * rng.normal(size=(n_in if l == 0 else n_hidden, n_hidden))
@@ -292,7 +291,7 @@ def write_npz(path, *, cell="rnn", K=20, T=60, n_hidden=8, seed=0):
     }
     data["gradient_norm_clipped"] = np.minimum(data["gradient_norm"], 1.0)
     for w in CELL_WEIGHTS[cell]:
-        data[w] = (_matrix_with_rho(rng, n_hidden, 1.1) if w == RECURRENT[cell]
+        data[w] = (_matrix_with_rho(rng, n_hidden, 1.1) if w == RECURRENT_MATRIX[cell]
                    else rng.normal(size=(n_hidden,) if w.startswith("b_") else (n_hidden, n_hidden)))
     for g in GATES[cell]:
         data[f"gate_{g}"] = 1 / (1 + np.exp(-rng.normal(0, 2, size=(T, 4, n_hidden))))

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import stats
-from .canvas import end_aligned
 from .stats import fmt_num, fmt_pct
 
 # ------------------------------------------------------------------------------ thresholds
@@ -214,7 +213,7 @@ def decay_rate(snap):
     fit = stats.decay_fit(gt[k])
     if fit is None:
         return None
-    b = -fit[0] if end_aligned(snap) else fit[0]   # end-aligned: t counts back from the last token
+    b = -fit[0] if snap.end_aligned else fit[0]   # end-aligned: t counts back from the last token
     word, factor = per_step_change(b)
     if word == "flat":
         text = f"g_t flat through time: {factor} per step back (log10 slope {b:.3g}/step, last check)"

@@ -6,7 +6,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .. import stats, verdicts as V
-from ..canvas import (COLORS, Panel, at_check, end_aligned, finite, g_label, has_evolution,
+from ..canvas import (COLORS, Panel, at_check, finite, g_label, has_evolution,
                       has_final, heat, readable_log_axis, spread, time_label, x_limits)
 from ..stats import fmt_num, fmt_pct
 from . import theory
@@ -209,7 +209,7 @@ def draw_grad_time(ax, snap):
         ax.plot(t, np.where(g > 0, g, np.nan), color=cmap(norm(x[k])), lw=2.0 if final else 1.0,
                 alpha=1.0 if final else 0.8)
     k = rows[-1]
-    label, fit = _fit_label(gt[k], f"fit at {at_check(snap, k)}", end_aligned(snap))
+    label, fit = _fit_label(gt[k], f"fit at {at_check(snap, k)}", snap.end_aligned)
     if fit is not None:
         t = np.arange(len(gt[k]))[np.isfinite(gt[k])]
         ax.plot(t, 10 ** (fit[1] + fit[0] * t), "k:", lw=1.3, label=label)
@@ -236,7 +236,7 @@ def draw_grad_time_layers(ax, snap):
         name = "layer 0 (input side)" if l == 0 else f"layer {l}"
         if not snap.part_names.get(l, "0").isdigit():   # named parts: layer0_fwd, block0, ...
             name = snap.part_names[l]
-        label, _ = _fit_label(g, name, end_aligned(snap))
+        label, _ = _fit_label(g, name, snap.end_aligned)
         ax.plot(np.arange(len(g)), np.where(g > 0, g, np.nan), ls=styles[i % 4], lw=1.4,
                 label=label)
     ax.set_yscale("log")

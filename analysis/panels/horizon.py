@@ -3,7 +3,7 @@ loss the batch-mean g_t stays above 10⁻³ and 10⁻⁶ of its value at the los
 the batch has. A horizon on the steps line means the gradient reaches the whole sequence."""
 import numpy as np
 
-from ..canvas import Panel, end_aligned, finite, x_limits
+from ..canvas import Panel, finite, x_limits
 
 COLORS = {"horizon_1e3": "#1f77b4", "horizon_1e6": "#d62728"}
 
@@ -35,7 +35,7 @@ def draw_horizon(ax, snap):
     ax.set_ylim(bottom=0)
     x_limits(ax, snap, x)
     ax.set_xlabel(snap.check_xlabel)
-    back = "each sequence's last token" if end_aligned(snap) else "the loss step"
+    back = "each sequence's last token" if snap.end_aligned else "the loss step"
     ax.set_ylabel(f"steps back from {back}")
     ax.legend(loc="best", fontsize="small")
     ax.set_title(_title(snap))

@@ -20,8 +20,9 @@ from collections import namedtuple
 import torch
 from torch import nn
 
+from ..schema import RECURRENT_MATRIX
 from .init import initialise, uniform
-from .recurrent import RECURRENT, Output, Recurrent
+from .recurrent import Output, Recurrent
 from .pooling import last_step, pool
 from .part import Part
 
@@ -125,7 +126,7 @@ class Classifier(nn.Module):
 
     def recurrent_matrix(self):
         """The main part's matrix that carries the state (RNN W_hh, GRU candidate W_hh, LSTM W_hc)."""
-        return self.layers[self.names.index(self.main)].weights()[RECURRENT[self.cell]]
+        return self.layers[self.names.index(self.main)].weights()[RECURRENT_MATRIX[self.cell]]
 
 
 def build_classifier(cell, vocab_size, n_embed, n_hidden, n_classes, n_layers=1, bidirectional=False,

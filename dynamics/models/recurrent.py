@@ -12,6 +12,7 @@ from torch import nn
 
 from tasks.errors import bad_value
 
+from ..schema import RECURRENT_MATRIX
 from .init import initialise
 from . import lnlstm
 from .recurrence import ACTIVATIONS, GRURecurrence, LSTMRecurrence, RNNRecurrence
@@ -21,7 +22,6 @@ Output = namedtuple("Output", "logits hidden gates")
 
 # Column blocks of the fused parameters, and the name of each block's equation.
 GATES = {"rnn": ("h",), "gru": ("z", "r", "h"), "lstm": ("i", "f", "c", "o"), "lnlstm": ("i", "f", "c", "o")}
-RECURRENT = {"rnn": "W_hh", "gru": "W_hh", "lstm": "W_hc", "lnlstm": "W_hc"}
 HEADS = ("last_softmax", "softmax", "last_linear")
 
 
@@ -158,7 +158,7 @@ class Model(nn.Module):
 
     def recurrent_matrix(self, layer=0):
         """The matrix that carries the state: RNN W_hh, GRU candidate W_hh, (LN-)LSTM W_hc."""
-        return self.layers[layer].weights()[RECURRENT[self.cell]]
+        return self.layers[layer].weights()[RECURRENT_MATRIX[self.cell]]
 
     def rho(self, layer=0):
         """Spectral radius of the recurrent matrix (float64 eigenvalues on the CPU)."""

@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .init import orthogonal
-from .recurrent import GATES, RECURRENT, Recurrent
+from ..schema import RECURRENT_MATRIX
+from .recurrent import GATES, Recurrent
 from . import lnlstm
 from .part import Part
 
@@ -283,7 +284,7 @@ class Seq2Seq(nn.Module):
 
     def recurrent_matrix(self):
         """The first encoder layer's state-carrying matrix (RNN/GRU W_hh, LSTM W_hc)."""
-        return self.enc_fwd[0].weights()[RECURRENT[self.cell]]
+        return self.enc_fwd[0].weights()[RECURRENT_MATRIX[self.cell]]
 
 
 def build(cell, src_vocab, tgt_vocab, n_in, n_hidden, n_layers=1, bidirectional=False, attention="luong_general",

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..config import surface_iterations
-from ..models.recurrent import RECURRENT
+from ..schema import RECURRENT_MATRIX
 
 GAMMA = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}   # γ = sup |φ'|
 PHI = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "linear": lambda a: a}
@@ -385,7 +385,7 @@ class Theory:
         step_norm = torch.linalg.matrix_norm(J, ord=2).mean(dim=1)           # batch mean of ‖J_t‖₂
         prod = 10 ** product_log10_norms(J).mean(dim=1)                      # geometric mean over the batch
         lyap = lyapunov_exponents(J, c.lyapunov_k).mean(dim=0)
-        W = twin.layers[0].weights()[RECURRENT[c.cell]]
+        W = twin.layers[0].weights()[RECURRENT_MATRIX[c.cell]]
         lambda1 = torch.linalg.matrix_norm(W, ord=2).item()
         out = {"jac_step_norm": step_norm.cpu().numpy(), "jac_prod_norm": prod.cpu().numpy(),
                "lyapunov": lyap.cpu().numpy(), "lambda1": lambda1, "lambda1_gamma": lambda1 * self.gamma,
