@@ -95,7 +95,7 @@ def test_snapshot_cuts_every_array_to_the_shortest(tmp_path):
     assert 99.0 not in s.check["rho"] and 99.0 not in s.iter["loss"]
 
 
-# `dynamics info PATH` in a fresh process; reading a run file does not load torch.
+# `dynamics info PATH` in a fresh process; reading a run file loads neither torch nor a figure.
 READER = """
 import sys
 from dynamics.cli import main
@@ -103,6 +103,7 @@ try:
     main(["info", sys.argv[1]])
 finally:
     print("torch loaded" if "torch" in sys.modules else "torch not loaded")
+    print("figures loaded" if "matplotlib.figure" in sys.modules else "figures not loaded")
 """
 
 
@@ -120,7 +121,7 @@ def test_a_file_being_written_reads_in_another_process(tmp_path):
         f.close()
     assert out.returncode == 0, out.stderr
     assert "running (snapshot at iteration 200)" in out.stdout   # cut to the shortest /iter
-    assert "torch not loaded" in out.stdout
+    assert "torch not loaded" in out.stdout and "figures not loaded" in out.stdout
 
 
 def test_stacked_layers_in_either_numbering(tmp_path):
