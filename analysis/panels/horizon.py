@@ -1,6 +1,7 @@
 """The gradient horizon over training (dynamics/probes/horizon.py): how many steps back from the
 loss the batch-mean g_t stays above 10⁻³ and 10⁻⁶ of its value at the loss, against the steps
-the batch has. A horizon on the steps line means the gradient reaches the whole sequence."""
+the batch has (grey bars). A horizon at the top of its bar (a hollow marker) means the gradient
+reaches every step of the batch."""
 import numpy as np
 
 from ..canvas import Panel, finite, x_limits
@@ -23,21 +24,28 @@ def _title(snap):
 
 def draw_horizon(ax, snap):
     x, steps = snap.check_x, snap.check.get("horizon_steps")
-    marker = "o" if len(x) < 80 else None
-    if finite(steps):   # underneath: the horizons reach it where the gradient reaches the whole batch
-        ax.plot(x, steps, color="0.8", lw=5, solid_capstyle="round",
-                label="steps of the check's batch (a horizon here: all of them)")
-    for key, label, style in (("horizon_1e3", r"$g_t$ above $10^{-3}$ of its value at the loss", "-"),
-                              ("horizon_1e6", r"$g_t$ above $10^{-6}$", "--")):
+    width = 0.8 * float(np.min(np.diff(x))) if len(x) > 1 else 1.0
+    if finite(steps):   # each check's batch: the most a horizon can be
+        ax.bar(x, steps, width=width, color="0.88", label="steps of the check's batch")
+    for key, ratio, style in (("horizon_1e3", "10^{-3}", "-"), ("horizon_1e6", "10^{-6}", "--")):
         y = snap.check.get(key)
-        if finite(y):
-            ax.plot(x, y, ls=style, color=COLORS[key], lw=1.5, marker=marker, ms=3.5, label=label)
-    ax.set_ylim(bottom=0)
+        if not finite(y):
+            continue
+        whole = (y == steps) if steps is not None else np.zeros(len(y), bool)
+        if not whole.all():
+            ax.plot(x, np.where(whole, np.nan, y), ls=style, color=COLORS[key], lw=1.5, marker=".", ms=4,
+                    label=rf"$g_t$ above ${ratio}$ of its value at the loss")
+        if whole.any():   # at the bar's top: the horizon is the whole batch, not a number of steps
+            ax.plot(x[whole], y[whole], "o", mfc="none", color=COLORS[key], ms=5,
+                    label=rf"${ratio}$: reaches every step of the batch")
+    ax.set_ylim(0, 1.35 * float(np.nanmax(steps)) if finite(steps) else None)   # room for the legend
     x_limits(ax, snap, x)
+    if len(x):   # the last bar whole
+        ax.set_xlim(right=max(ax.get_xlim()[1], float(x[-1]) + width / 2))
     ax.set_xlabel(snap.check_xlabel)
     back = "each sequence's last token" if snap.end_aligned else "the loss step"
     ax.set_ylabel(f"steps back from {back}")
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(loc="upper left", fontsize="small", ncol=2)
     ax.set_title(_title(snap))
 
 
