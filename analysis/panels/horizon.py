@@ -38,14 +38,14 @@ def draw_horizon(ax, snap):
         if whole.any():   # at the bar's top: the horizon is the whole batch, not a number of steps
             ax.plot(x[whole], y[whole], "o", mfc="none", color=COLORS[key], ms=5,
                     label=rf"${ratio}$: reaches every step of the batch")
-    ax.set_ylim(0, 1.35 * float(np.nanmax(steps)) if finite(steps) else None)   # room for the legend
+    ax.set_ylim(0, 1.5 * float(np.nanmax(steps)) if finite(steps) else None)   # room for the legend
     x_limits(ax, snap, x)
     if len(x):   # the last bar whole
         ax.set_xlim(right=max(ax.get_xlim()[1], float(x[-1]) + width / 2))
     ax.set_xlabel(snap.check_xlabel)
     back = "each sequence's last token" if snap.end_aligned else "the loss step"
     ax.set_ylabel(f"steps back from {back}")
-    ax.legend(loc="upper left", fontsize="small", ncol=2)
+    ax.legend(loc="upper left", fontsize="small")
     ax.set_title(_title(snap))
 
 
