@@ -5,8 +5,6 @@ import sys
 import click
 
 from .. import config as cfg
-from ..train import run_status
-from ..train import train as run_training
 
 
 class KeyChoice(click.Choice):
@@ -65,6 +63,7 @@ def train(preset, sets, force, resume, quiet, **flags):
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(cfg.parse_sets(sets))
     config = cfg.load(preset, overrides)
+    from ..train import run_status, train as run_training   # torch: not for `dynamics train --help`
     path = run_training(config, command=" ".join(["dynamics"] + sys.argv[1:]), force=force, resume=resume,
                         progress=not quiet)
     click.echo(f"{path}: {run_status(path)}")
