@@ -41,6 +41,16 @@ def last_row(rows):
     return int(idx[-1]) if len(idx) else None
 
 
+def last_horizon(snap):
+    """(horizon at 10⁻³, at 10⁻⁶, steps counted) at the last check that has one, or None
+    (dynamics/probes/horizon.py: a horizon equal to the steps reaches the whole batch)."""
+    h3, h6, steps = (snap.check.get(k) for k in ("horizon_1e3", "horizon_1e6", "horizon_steps"))
+    if h3 is None or h6 is None or steps is None or not np.isfinite(h3).any():
+        return None
+    k = np.flatnonzero(np.isfinite(h3))[-1]
+    return h3[k], h6[k], steps[k]
+
+
 def final_hist(snap, q, layer=0):
     """(counts, edges, check index) of histogram `q` at the last check that has one, or None."""
     lay = snap.layers.get(layer)

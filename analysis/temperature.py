@@ -1,13 +1,12 @@
 """The figure of `dynamics temperature`: diversity and coherence of a text run's samples against
 the sampling temperature (the table of dynamics/temperature.py)."""
+from .canvas import new_figure, save
 
 
 def plot_table(table, path, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     t = [r["temperature"] for r in table]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+    fig = new_figure(9, 3.6)
+    left, right = fig.subplots(1, 2)
     for key, label, marker in (("distinct_1", "distinct words (distinct-1)", "o"),
                                ("distinct_2", "distinct word pairs (distinct-2)", "s")):
         left.plot(t, [100 * r[key] for r in table], marker=marker, label=label)
@@ -20,5 +19,4 @@ def plot_table(table, path, title):
         ax.grid(alpha=0.3)
         ax.set_xticks(t)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)

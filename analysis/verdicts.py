@@ -224,11 +224,10 @@ def decay_rate(snap):
 
 def horizon(snap):
     """How far back the gradient reaches at the last check (dynamics/probes/horizon.py)."""
-    h3, h6, steps = (snap.check.get(k) for k in ("horizon_1e3", "horizon_1e6", "horizon_steps"))
-    if h3 is None or steps is None or h6 is None or not np.isfinite(h3).any():
+    last = stats.last_horizon(snap)
+    if last is None:
         return None
-    k = np.flatnonzero(np.isfinite(h3))[-1]
-    n, h3, h6 = int(steps[k]), int(h3[k]), h6[k]
+    h3, h6, n = int(last[0]), last[1], int(last[2])
     deeper = "all of them" if h6 == n else f"{int(h6)}" if math.isfinite(h6) else "?"
     if h3 == n:
         text = f"the gradient reaches back all {n} steps: g_t stays above 10⁻³ of its value at the loss (last check)"

@@ -73,10 +73,9 @@ class Run:
         self.no_omega = torch.full((2,), float("nan"), device=self.device, dtype=self.dtype)   # Ω off
         self.sample = None
         self.probes = [probe(self) for probe in probes.PROBES if probe.applies(c)]
-
-    def hooks(self, name):
-        """The probes' methods `name` (before_clip, after_update), for those that have one."""
-        return [getattr(p, name) for p in self.probes if hasattr(p, name)]
+        # the probes' hooks around the clipping and the update, looked up once, not at every step
+        self.before_clip = [p.before_clip for p in self.probes if hasattr(p, "before_clip")]
+        self.after_update = [p.after_update for p in self.probes if hasattr(p, "after_update")]
 
     # -- one update -------------------------------------------------------------------------
     def step(self):
@@ -95,14 +94,14 @@ class Run:
             (grad,) = torch.autograd.grad(omega_value, W)
             layer.W_h.grad.add_(grad, alpha=c.alpha)
             omega_past = torch.stack([omega_value.detach(), past]).to(loss.dtype)
-        for before_clip in self.hooks("before_clip"):
-            before_clip(x, y, loss)
+        for hook in self.before_clip:
+            hook(x, y, loss)
         recurrent = self.model.layers[0].W_h if c.cell == "rnn" and hasattr(self.model, "layers") else None
         clip_stats = probes.clip_gradients(self.params, recurrent, c.cutoff, c.clip)
         self.schedule.apply(self.opt, self.iters + 1)
         self.opt.step()
-        for after_update in self.hooks("after_update"):
-            after_update()
+        for hook in self.after_update:
+            hook()
         self.iters += 1
         self.pending.append(torch.cat([loss.detach().view(1), clip_stats, omega_past]))
         self.host.append((x.shape[0], self.opt.param_groups[0]["lr"], time.perf_counter() - t0))

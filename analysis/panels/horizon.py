@@ -4,22 +4,21 @@ the batch has (grey bars). A horizon at the top of its bar (a hollow marker) mea
 reaches every step of the batch."""
 import numpy as np
 
+from .. import stats
 from ..canvas import Panel, finite, x_limits
 
 COLORS = {"horizon_1e3": "#1f77b4", "horizon_1e6": "#d62728"}
 
 
 def _has_horizon(snap):
-    return finite(snap.check.get("horizon_1e3"))
+    return stats.last_horizon(snap) is not None
 
 
 def _title(snap):
-    h, n = snap.check["horizon_1e3"], snap.check.get("horizon_steps")
-    k = np.flatnonzero(np.isfinite(h))[-1]
-    if n is not None and h[k] == n[k]:
-        return f"Gradient horizon: all {int(n[k])} steps (last check)"
-    of = f" of {int(n[k])}" if n is not None and np.isfinite(n[k]) else ""
-    return f"Gradient horizon: {int(h[k])}{of} steps (last check)"
+    h, _, n = stats.last_horizon(snap)
+    if h == n:
+        return f"Gradient horizon: all {int(n)} steps (last check)"
+    return f"Gradient horizon: {int(h)} of {int(n)} steps (last check)"
 
 
 def draw_horizon(ax, snap):

@@ -8,6 +8,7 @@ import click
 from analysis.temperature import plot_table
 
 from ..temperature import TEMPERATURES, parse_temperatures, temperature_table
+from .common import writable_dir
 
 
 def write_csv(table, path):
@@ -33,7 +34,7 @@ def temperature(run, temperatures, n, samples, seed, output):
     table = temperature_table(run, values, n, samples, seed)
     name = Path(run).stem
     out = Path(output) if output else Path("figures") / name / "temperature.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(out.parent)
     plot_table(table, out, f"{name}: {samples} samples of {n} characters per temperature, seed {seed}")
     write_csv(table, out.with_suffix(".csv"))
     click.echo(f"{'temperature':>11}  {'distinct-1':>10}  {'distinct-2':>10}  {'own loss':>9}  sample")

@@ -35,5 +35,5 @@ from .theory import Theory
 
 PROBES = (Spectrum, Horizon, Theory)
 
-__all__ = ["PROBES", "CLIP_STATS", "OMEGA_STATS", "clip_gradients", "end_aligned", "hist_edges", "histogram", "layer_diagnostics", "omega",
-           "singular_max", "valid_steps"]
+__all__ = ["PROBES", "CLIP_STATS", "OMEGA_STATS", "clip_gradients", "end_aligned", "hist_edges", "histogram",
+           "layer_diagnostics", "omega", "singular_max", "valid_steps"]

@@ -47,7 +47,7 @@ class Horizon:
         return config.diagnostics
 
     def __init__(self, run):
-        self.model = run.model
+        pass    # it keeps nothing: each check's g_t is all it reads
 
     def check(self, parts):
         """parts: the check's {part name: {"grad_time": (T,), "align": ...}}, the main part last."""

@@ -157,7 +157,7 @@ def run_task(config, mode, command="", sweep_id=""):
     t2 = time.perf_counter()
     row = task_row(path, before, error)
     return {"name": config.name, "status": row["status"], "error": row.get("error", ""), "row": row,
-            "setup_time": t1 - t0, "train_time": t2 - t1, "task_time": time.perf_counter() - t0,
+            "task_time": time.perf_counter() - t0,
             "trained": trained_seconds(row, wall_before, t2 - t1), "pid": os.getpid()}
 
 
@@ -477,4 +477,4 @@ def timing(result):
     median = statistics.median(later or list(overhead.values()))
     warmup = statistics.mean(overhead[n] for n in first.values()) - median if later else 0.0
     return {"training": sum(r["trained"] for r in done), "tasks": sum(r["task_time"] for r in done),
-            "overhead": median, "warmup": max(warmup, 0.0), "runs": len(done)}
+            "overhead": median, "warmup": max(warmup, 0.0)}
