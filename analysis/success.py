@@ -6,6 +6,7 @@ run files of the sweep folder. `plot_success` draws the figure and returns the t
 `dynamics success` prints (dynamics/commands/success.py).
 """
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +169,9 @@ def plot_success(folder, output=None):
     for j, init in enumerate(lay.inits):
         draw_column(axes[0, j], axes[1, j], init, data, lay, first=j == 0)
     add_legend(fig, axes[0])
-    fig.suptitle(title(folder.name, lay), fontsize=11)
+    width = 4.2 * ncol + 0.6
+    chars = int(width * 8.5)   # what a line of the 11-point title holds
+    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in title(folder.name, lay).split("\n")), fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     output = Path(output) if output else folder / "success.png"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +243,8 @@ def add_legend(fig, top_axes):
 
 def title(name, lay):
     per_point = f"{lay.seeds[0]}" if len(lay.seeds) == 1 else f"{lay.seeds[0]}–{lay.seeds[-1]}"
-    text = f"{name}: {lay.task} solved within {lay.max_iters[-1]} iterations ({per_point} seeds per point, " \
+    seeds = "seed" if per_point == "1" else "seeds"
+    text = f"{name}: {lay.task} solved within {lay.max_iters[-1]} iterations ({per_point} {seeds} per point, " \
            f"95% Wilson intervals)"
     if lay.not_ended:
         text += "\nleft out, not ended: " + ", ".join(f"{v} {k}" for k, v in sorted(lay.not_ended.items()))

@@ -228,7 +228,7 @@ def horizon(snap):
     if last is None:
         return None
     h3, h6, n = int(last[0]), last[1], int(last[2])
-    deeper = "all of them" if h6 == n else f"{int(h6)}" if math.isfinite(h6) else "?"
+    deeper = f"all {n}" if h6 == n else f"{int(h6)}" if math.isfinite(h6) else "?"
     if h3 == n:
         text = f"the gradient reaches back all {n} steps: g_t stays above 10⁻³ of its value at the loss (last check)"
     else:
