@@ -100,6 +100,21 @@ class Task:
             wrong = logits.argmax(-1) != y
         return wrong.float().mean()
 
+    def constant_baseline(self, batch, length, rng):
+        """(loss, error) of the best predictor that ignores the input, counted on a fresh batch:
+        the mean target (last_linear) or the class frequencies as probabilities (at each step, for
+        softmax). A network that learned nothing of its inputs ends here: chance, or the mean
+        predictor."""
+        _, y = self.generate(batch, length, rng)
+        y = torch.as_tensor(y)
+        if self.head == "last_linear":
+            guess = y.mean(0, keepdim=True).expand_as(y)
+        else:                                                     # log class frequencies over the batch
+            counts = F.one_hot(y, self.n_out).sum(-2).double()
+            logp = (counts / counts.sum(-1, keepdim=True)).clamp_min(1e-12).log()
+            guess = logp.unsqueeze(-2).expand(*y.shape, self.n_out)
+        return float(self.loss(guess, y)), float(self.error(guess, y))
+
     def __repr__(self):
         opts = "".join(f", {k}={getattr(self, k)}" for k in self.options)
         return f"{type(self).__name__}({self.name!r}{opts})"

@@ -275,3 +275,28 @@ def test_non_integer_length():
     with pytest.raises(InputError) as e:
         tasks.get("torder").generate(4, 50.0, rng())
     assert "length=" in one_line(e)
+
+
+def test_the_input_blind_predictor_counted_directly():
+    """constant_baseline against the same batch scored by hand: the class frequencies (torder,
+    mem) or the mean target (mul) predicted for every sequence."""
+    for name in ("torder", "mem", "mul"):
+        task = tasks.get(name)
+        loss, error = task.constant_baseline(4000, 60, np.random.default_rng(5))
+        _, y = task.generate(4000, 60, np.random.default_rng(5))
+        if task.head == "last_linear":
+            sq = ((y - y.mean(0)) ** 2).sum(-1)
+            assert loss == pytest.approx(sq.mean(), rel=1e-5)
+            assert error == pytest.approx(np.mean(sq > 0.04), abs=1e-6)
+        elif task.head == "last_softmax":
+            p = np.bincount(y, minlength=task.n_out) / len(y)
+            assert loss == pytest.approx(-np.mean(np.log(p[y])), rel=1e-6)
+            assert error == pytest.approx(1 - p.max(), abs=1e-6)
+        else:                                                  # per step, over the batch
+            counts = np.stack([np.bincount(row, minlength=task.n_out) for row in y])
+            p = counts / counts.sum(1, keepdims=True)
+            picked = np.take_along_axis(p, y, axis=1)
+            assert loss == pytest.approx(-np.mean(np.log(picked)), rel=1e-6)
+            right = (y == p.argmax(1)[:, None]).all(0)
+            assert error == pytest.approx(1 - right.mean(), abs=1e-6)
+    assert tasks.get("torder").constant_baseline(20000, 100, np.random.default_rng(0))[1] == pytest.approx(0.75, abs=0.01)
