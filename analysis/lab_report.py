@@ -1,9 +1,10 @@
-"""The lab chapter as a PDF, with its tables as one CSV and the whole chapter as Markdown.
+"""The lab chapter as a PDF, its per-seed numbers as one CSV and the whole chapter as Markdown.
 
-`dynamics report runs/lab-quick/ -o report/lab.pdf` writes report/lab.pdf, report/lab.csv,
-report/lab.md and the pages as PNGs under report/lab_figures/ (the Markdown shows them). Pages:
-the answers on one page; per question 1–6 its answer above its figure, then its table; for 7 the
-comparison paragraphs and the table of the presets, then each preset's dashboard.
+`dynamics report runs/lab-quick/ -o report/lab.pdf` writes report/lab.pdf, report/lab.csv (one
+row per question, setting, seed and metric), report/lab.md and the figures as PNGs under
+report/lab_figures/ (the Markdown shows them; a PNG holds the figure alone, no page text). Pages:
+the answers on one page; per question its answer above its figure (or, for a long answer, the
+answer's page then the figure's), then its table; then each preset's dashboard (first seed).
 """
 import math
 import os
@@ -22,6 +23,7 @@ TEXT_WIDTH = 170                       # characters of answer text per line on a
 TABLE_WRAP = {"setting": 40, "sample": 34, "metric": 24, "model": 26, "schedule": 22}
 PNG_DPI = 80
 SUMMARY_SENTENCES = 3                  # of each answer on the first page; all of them on its own page
+MAX_LINES_ABOVE_FIGURE = 20            # a longer answer gets a page of its own before its figure
 
 
 def cell_text(v):
@@ -40,19 +42,17 @@ def cell_text(v):
 
 
 #: the PDF's and the Markdown's columns of a question's table, renamed short so that a page holds
-#: them (the CSV keeps every column under its own name); questions not listed show all
+#: them; questions not listed show all
 SHOWN = {
-    3: {"n_layers": "layers", "clip": "clip", "seed": "seed", "best_valid_ppl": "best ppl",
+    3: {"n_layers": "layers", "dropout": "dropout", "clip": "clip", "seed": "seed", "best_valid_ppl": "best ppl",
         "max_grad_norm": "max ‖g‖", "median_grad_norm": "median ‖g‖", "norm_ratio": "max / median",
         "clipped": "clipped", "exploding": "exploding", "layer0_span": "g_T / g_1 layer 0",
-        "layer0_vanishing": "vanishing layer 0", "layer1_span": "g_T / g_1 layer 1",
-        "layer1_vanishing": "vanishing layer 1", "layer2_span": "g_T / g_1 layer 2",
-        "layer2_vanishing": "vanishing layer 2"},
-    7: {"run": "run", "task": "task", "cell": "cell", "clip": "clip", "status": "status", "updates": "updates",
-        "final_valid_error": "valid error %", "final_valid_loss": "valid loss", "max_grad_norm": "max ‖g‖",
-        "median_grad_norm": "median ‖g‖", "clipped": "clipped", "rho_end": "ρ end", "vanishing": "vanishing",
-        "exploding": "exploding", "gate_saturated": "gates saturated", "decay_per_step": "g_t × per step back",
-        "stalled": "stalled"},
+        "layer1_span": "g_T / g_1 layer 1", "layer2_span": "g_T / g_1 layer 2"},
+    7: {"run": "run", "seed": "seed", "status": "status", "updates": "updates", "final_valid_error": "valid error %",
+        "baseline_error": "input-blind error %", "final_valid_loss": "valid loss", "baseline_loss": "input-blind loss",
+        "max_grad_norm": "max ‖g‖", "norm_ratio": "max / median ‖g‖", "clipped": "clipped", "rho_end": "ρ end",
+        "vanishing": "log10 g_t < −8", "decay_per_step": "g_t × per step back", "horizon_1e3": "horizon 10⁻³",
+        "gate_z_half": "z near 0.5", "gate_r_half": "r near 0.5"},
 }
 
 
@@ -88,16 +88,68 @@ def answer_page(a):
     return fig
 
 
+def text_lines(a):
+    return sum(len(textwrap.wrap(t, TEXT_WIDTH)) for t in a.text) + len(a.text)
+
+
+def figure_page(a):
+    """The answer's figure alone: a page of the PDF, or a PNG of the Markdown."""
+    fig = new_figure(*PAGE)
+    a.draw(fig)
+    return fig
+
+
 def plan(answers, presets):
     """[(kind, payload)] of every page, in order."""
     pages = [("summary", answers)]
     for a in answers:
-        pages.append(("answer", a) if a.draw is not None else ("text", a))
+        if a.draw is None:
+            pages.append(("text", a))
+        elif text_lines(a) > MAX_LINES_ABOVE_FIGURE:
+            pages += [("text", a), ("figure", a)]
+        else:
+            pages.append(("answer", a))
         if len(a.table):
             for start, stop in table_pages(shown(a.table, a.number), TABLE_WRAP):
                 pages.append(("table", (a, start, stop)))
     pages += [("dashboard", s) for s in presets]
     return pages
+
+
+HOW_TO_READ = ("How to read the numbers: a number over seeds is written mean [95 % interval] (n = seeds), the "
+               "interval a percentile bootstrap of the mean over the seeds (with three seeds it is their range); "
+               "one run is \"one seed\" and is not compared. Two settings are called different only where their "
+               "intervals are apart; where they overlap the text says \"within noise\", where the means are equal "
+               "\"a tie\". The per-seed numbers are in lab.csv.")
+
+
+def budgets(study):
+    """"language models 1000 updates; …": what each part of the study trained for."""
+    parts = {"language models": study.get("lm", []), "classification and seq2seq": study.get("families", []),
+             "presets": study.get("presets", [])}
+    out = []
+    for name, runs in parts.items():
+        limits = sorted({int(s.config.get("max_iters", 0)) for s in runs})
+        if limits:
+            out.append(f"{name} {' or '.join(f'{u:,}' for u in limits)} updates per run")
+    return "; ".join(out)
+
+
+def header(folder, study):
+    """The chapter's first paragraph: what was run, for how long, how to read it, and what is missing."""
+    seconds, n = lab.cpu_seconds(study)
+    text = (f"{n} finished runs under {folder}; their recorded run time (training, validation and checks) sums "
+            f"to {seconds / 60:.1f} min. Budgets: {budgets(study)} (a solved preset stops earlier); every comparison "
+            f"is between runs of the same budget. Ceilings: question 4 gives each task's chance level, question 7 "
+            f"the input-blind predictor of each synthetic task. {HOW_TO_READ}")
+    waiting = [s.name for s in study.get("unfinished", [])]
+    missing = study.get("missing", [])
+    if waiting:
+        text += (f" Not finished and left out ({len(waiting)}): {', '.join(waiting)}; `make lab` completes them.")
+    gone = [m for m in missing if m.split("/", 1)[1].split(" (")[0] not in waiting]
+    if gone:
+        text += f" Planned but without a run file ({len(gone)}): {', '.join(gone)}."
+    return text
 
 
 def write_lab(folder, pdf_path, curves=None):
@@ -108,12 +160,7 @@ def write_lab(folder, pdf_path, curves=None):
     stem = os.path.splitext(pdf_path)[0]
     figdir = stem + "_figures"
     os.makedirs(figdir, exist_ok=True)
-    seconds, n = lab.cpu_seconds(study)
-    waiting = len(study["unfinished"])
-    head = (f"{n} finished runs under {folder}; their recorded run time (training, validation and checks) sums "
-            f"to {seconds / 60:.1f} min. Numbers over seeds are mean ± standard deviation (seeds)."
-            + (f" {waiting} runs are not finished (interrupted, running or failed) and left out: `make lab` "
-               f"completes them." if waiting else ""))
+    head = header(folder, study)
     pages = plan(answers, answers[6].notes)
     pngs = {}
     with PdfPages(pdf_path, metadata={"Title": "dynamics: the lab study", "Creator": "dynamics"}) as pdf:
@@ -124,6 +171,8 @@ def write_lab(folder, pdf_path, curves=None):
                     + (" …" if len(a.text) > SUMMARY_SENTENCES else "") for a in payload])
             elif kind == "answer":
                 fig = answer_page(payload)
+            elif kind == "figure":
+                fig = figure_page(payload)
             elif kind == "text":
                 fig = text_page(f"{payload.number}. {payload.title}", payload.text)
             elif kind == "table":
@@ -133,16 +182,23 @@ def write_lab(folder, pdf_path, curves=None):
                                   shown(a.table, a.number).iloc[start:stop], TABLE_WRAP)
             else:
                 fig = figure_dashboard(payload)
+            if kind == "dashboard":                # the PNG before the page's stamp goes on
+                name = f"{lab.preset_name(payload)}_dashboard.png"
+                freeze(fig)
+                fig.savefig(os.path.join(figdir, name), dpi=PNG_DPI)
+                pngs[lab.preset_name(payload)] = name
+            elif kind in ("answer", "figure") and payload.number not in pngs:
+                name = f"q{payload.number}.png"
+                freeze(figure_page(payload)).savefig(os.path.join(figdir, name), dpi=PNG_DPI)
+                pngs[payload.number] = name
             fig.text(0.995, 0.995, f"page {i} of {len(pages)}", ha="right", va="top", fontsize=7)
             freeze(fig)
             pdf.savefig(fig)
-            if kind in ("answer", "dashboard"):
-                name = f"q{payload.number}.png" if kind == "answer" else f"{lab.preset_name(payload)}_dashboard.png"
-                fig.savefig(os.path.join(figdir, name), dpi=PNG_DPI)
-                pngs[payload.number if kind == "answer" else lab.preset_name(payload)] = name
     csv_path, md_path = stem + ".csv", stem + ".md"
-    tables = [a.table.assign(question=a.number) for a in answers if len(a.table)]
-    (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()).to_csv(csv_path, index=False)
+    values = [a.values.assign(question=a.number) for a in answers if a.values is not None and len(a.values)]
+    table = (pd.concat(values, ignore_index=True) if values else
+             pd.DataFrame(columns=["setting", "seed", "metric", "value", "question"]))
+    table[["question", "setting", "seed", "metric", "value"]].to_csv(csv_path, index=False)
     with open(md_path, "w", encoding="utf-8") as fh:
         fh.write(markdown(answers, head, os.path.basename(figdir), pngs))
     return pdf_path, csv_path, md_path

@@ -58,69 +58,80 @@ def test_series_is_the_largest_group_equal_but_for_the_free_keys(tmp_path):
     assert lab.series([a[0], other], ("n_hidden",)) == {}                   # no group with two values
 
 
-def test_spread_is_mean_and_sample_standard_deviation():
-    m, sd, n = lab.spread([1.0, 2.0, 3.0, math.nan])
-    assert (m, n) == (2.0, 3) and sd == pytest.approx(1.0)
-    assert lab.spread([5.0]) == (5.0, 0.0, 1)
-    assert lab.clear((1.0, 0.1, 3), (2.0, 0.2, 3)) and not lab.clear((1.0, 0.6, 3), (2.0, 0.5, 3))
+# ---------------------------------------------------------------------- 2. capacity
 
-
-# ----------------------------------------------------------------------- 2. capacity
-
-def capacity(tmp_path, best, last=None):
+def capacity(tmp_path, best, last=None, seeds=(1,), jitter=0.0):
+    """GRU runs at H = 16, 32, 64 with best validation losses `best` (seed s adds (s - 1)·jitter)."""
     last = last or best
-    return [run(tmp_path / f"h{h}.h5", cell="gru", n_hidden=h, seed=1,
-                checks={"valid_loss": curve(b, e), "train_loss": curve(b, e) - 0.1 * (i + 1)})
-            for i, (h, b, e) in enumerate(zip((16, 32, 64), best, last))]
+    return [run(tmp_path / f"h{h}s{seed}.h5", cell="gru", n_hidden=h, seed=seed,
+                checks={"valid_loss": curve(b + (seed - 1) * jitter, e + (seed - 1) * jitter),
+                        "train_loss": curve(b, e) - 0.1 * (i + 1)})
+            for i, (h, b, e) in enumerate(zip((16, 32, 64), best, last)) for seed in seeds]
 
 
-def test_capacity_answer_follows_the_numbers(tmp_path):
-    a = lab.q2(capacity(tmp_path / "a", (2.0, 1.8, 1.6)))
-    assert "falls with every size up to the largest" in a.text[0]
-    assert f"{math.exp(1.6):.4g} (H=64)" in a.text[0]
-    assert "grows from +0.100 nats/char at H=16 to +0.300 at H=64" in a.text[1]
-    assert a.text[2].startswith("No size overfits")
-    b = lab.q2(capacity(tmp_path / "b", (1.6, 1.8, 2.0)))
-    assert "is lowest at the smallest size" in b.text[0]
-    c = lab.q2(capacity(tmp_path / "c", (2.0, 1.5, 1.7)))
-    assert "is lowest at H=32" in c.text[0]
+def test_capacity_answer_compares_each_size_over_seeds(tmp_path):
+    a = lab.q2(capacity(tmp_path / "a", (2.0, 1.8, 1.6), seeds=(1, 2, 3), jitter=0.01))
+    assert a.text[0].startswith("Best validation perplexity by hidden size: ")
+    assert f"{math.exp(1.61):.4g} [{math.exp(1.6):.4g}, {math.exp(1.62):.4g}] (n = 3) at H=64" in a.text[0]
+    assert a.text[1].startswith("H=32 against H=16: H=32 ") and a.text[1].endswith("H=32 lower, the intervals apart.")
+    assert a.text[2].endswith("H=64 lower, the intervals apart.")
+    assert a.text[3].startswith("The validation − training loss gap at the end (nats/char): H=64 ")
+    assert a.text[3].endswith("H=64 higher, the intervals apart.")
+    assert a.text[4].startswith("No size overfits")
+    noise = lab.q2(capacity(tmp_path / "b", (2.0, 1.99, 1.98), seeds=(1, 2, 3), jitter=0.05))
+    assert noise.text[1].endswith(": within noise.") and "lower" not in noise.text[1]
+    one = lab.q2(capacity(tmp_path / "c", (2.0, 1.8, 1.6)))
+    assert one.text[1].endswith(": one seed, not compared.")
+    values = a.values
+    assert set(values.columns) == {"setting", "seed", "metric", "value"}
+    assert len(values[values["metric"] == "best_valid_ppl"]) == 9
+    assert values["value"].dtype == float
 
 
 def test_overfitting_is_flagged_where_validation_turns_up(tmp_path):
     a = lab.q2(capacity(tmp_path, (2.0, 1.8, 1.6), last=(2.0, 1.8, 1.7)))  # H=64 ends 6% above its best
-    assert a.text[2].startswith("Overfitting: validation turned up")
-    assert "H=64" in a.text[2] and "H=32" not in a.text[2]
-    assert "best 1.6 at update 160, final 1.7" in a.text[2]
+    assert a.text[-1].startswith("Overfitting: validation turned up")
+    assert "H=64" in a.text[-1] and "H=32" not in a.text[-1]
+    assert "best 1.6 at update 160, final 1.7" in a.text[-1]
     assert list(a.table["turned_up"]) == [False, False, True]
 
 
 # -------------------------------------------------------------------------- 3. depth
 
-def depth(tmp_path, ppl2, spike):
-    """RNN at 1 and 2 layers, clipped at 1 and not; the unclipped 1-layer run's gradient norm has
-    one spike of `spike`× its level."""
+def depth(tmp_path, ppl2, spike, seeds=(1,), dropout2=0.0):
+    """RNN at 1 layer clipped and not, and at 2 layers clipped (dropout `dropout2`), per seed; the
+    unclipped run's gradient norm has one spike of `spike`× its level; seed s adds 0.01·s nats."""
     out = []
-    for L in (1, 2):
-        for clip in ("rescale", "none"):
+    for L, clip, dropout in ((1, "rescale", 0.0), (1, "none", 0.0), (2, "rescale", dropout2)):
+        for seed in seeds:
             gn = np.full(200, 0.5)
-            if clip == "none" and L == 1:
+            if clip == "none":
                 gn[100] = 0.5 * spike
-            loss = np.log(ppl2) if L == 2 else np.log(6.0)
-            out.append(run(tmp_path / f"L{L}{clip}.h5", n_layers=L, clip=clip, cutoff=1.0, seed=1,
-                           dropout=0.2 if L > 1 else 0.0, checks={"valid_loss": curve(loss)}, iters={"grad_norm": gn}))
+            loss = (np.log(ppl2) if L == 2 else np.log(6.0)) + 0.01 * seed
+            out.append(run(tmp_path / f"L{L}{clip}{seed}.h5", n_layers=L, clip=clip, cutoff=1.0, seed=seed,
+                           dropout=dropout, checks={"valid_loss": curve(loss)}, iters={"grad_norm": gn}))
     return out
 
 
-def test_depth_answer_turns_with_the_perplexity_and_states_explosions(tmp_path):
-    helps = lab.q3(depth(tmp_path / "a", 5.0, 400))
-    assert helps.text[0] == ("With clipping at 1, 2 layers instead of 1 helps: validation perplexity 5 against 6.")
-    assert "2 layers instead of 1 helps" in helps.text[1] and helps.text[1].startswith("With clipping off")
+def test_depth_compares_one_key_at_a_time_and_states_explosions(tmp_path):
+    helps = lab.q3(depth(tmp_path / "a", 5.0, 400, seeds=(1, 2, 3)))
+    assert helps.text[0].startswith("Depth (dropout 0, clip 1), best validation perplexity: 2 layers ")
+    assert helps.text[0].endswith("2 layers lower, the intervals apart.")
+    assert helps.text[1].startswith("Clipping (layers 1, dropout 0), best validation perplexity: clip off ")
+    assert helps.text[1].endswith(": a tie.")                  # the same losses, clipped or not
     lines = " ".join(helps.text[2:])
-    assert "1 layer without clipping (seed 1): exploding, largest gradient norm 200 = 400× the median" in lines
-    assert "1 layer clipped at 1 (seed 1): no explosion" in lines
+    assert "1 layer, dropout 0, clip off (3 seeds): exploding in 3 of 3; largest gradient norm 200 = 400× the median" in lines
+    assert "1 layer, dropout 0, clip 1 (3 seeds): no explosion" in lines
+    assert "cannot show whether the gradient of one loss vanishes" in helps.text[-1]
     hurts = lab.q3(depth(tmp_path / "b", 7.0, 50))
-    assert "2 layers instead of 1 hurts: validation perplexity 7 against 6" in hurts.text[0]
-    assert "exploding" not in " ".join(hurts.text[2:])          # 50× the median is below the threshold
+    assert hurts.text[0].endswith("one seed, not compared.")
+    assert "exploding" not in " ".join(hurts.text[1:])          # 50× the median is below the threshold
+
+
+def test_depth_with_dropout_is_not_compared_with_one_layer_without(tmp_path):
+    a = lab.q3(depth(tmp_path, 5.0, 1, seeds=(1, 2), dropout2=0.2))
+    assert not any(t.startswith("Depth") for t in a.text)        # 2 layers differ in depth and dropout
+    assert a.table["dropout"].tolist().count(0.2) == 2
 
 
 def test_depth_reads_each_layers_g_t(tmp_path):
@@ -135,26 +146,27 @@ def test_depth_reads_each_layers_g_t(tmp_path):
 # ----------------------------------------------------------------------- 4. cell choice
 
 def cell_runs(tmp_path, bpc):
-    """Three cells × three seeds with the given best validation bits/char per cell and seed."""
+    """Cells × seeds with the given best validation bits/char per cell and seed."""
     return [run(tmp_path / f"{cell}{seed}.h5", cell=cell, seed=seed,
-                checks={"valid_bpc": curve(b[seed - 1], start=4.0)})
-            for cell, b in bpc.items() for seed in (1, 2, 3)]
+                checks={"valid_bpc": curve(v, start=4.0)})
+            for cell, b in bpc.items() for seed, v in enumerate(b, 1)]
 
 
-def test_cell_answer_names_the_winner_and_whether_the_spread_resolves_it(tmp_path):
+def test_cell_answer_says_a_win_only_where_the_intervals_are_apart(tmp_path):
     a = lab.q4(cell_runs(tmp_path / "a", {"rnn": (2.4, 2.5, 2.6), "gru": (2.0, 2.05, 2.1),
                                             "lstm": (2.2, 2.25, 2.3)}), [])
-    assert a.text[0].startswith("Character LM (best validation bits/char): GRU wins with 2.05 ± 0.05 (3) "
-                                "against LSTM 2.25 ± 0.05 (3), a gap of 0.2, more than both spreads")
-    assert "then RNN 2.5 ± 0.1 (3)" in a.text[0]
-    b = lab.q4(cell_runs(tmp_path / "b", {"rnn": (2.4, 2.5, 2.6), "gru": (2.3, 2.35, 2.4),
-                                            "lstm": (2.0, 2.05, 2.1)}), [])
-    assert "LSTM wins" in b.text[0]
+    assert a.text[0] == ("Character LM (best validation bits/char), the best against the next: GRU 2.05 [2, 2.1] (n = 3) "
+                         "against LSTM 2.25 [2.2, 2.3] (n = 3): GRU lower, the intervals apart. "
+                         "Then RNN 2.5 [2.4, 2.6] (n = 3).")
     c = lab.q4(cell_runs(tmp_path / "c", {"rnn": (2.4, 2.5, 2.6), "gru": (2.0, 2.2, 2.4),
                                             "lstm": (2.1, 2.25, 2.4)}), [])
-    assert "GRU wins" in c.text[0] and "not resolved at this many seeds" in c.text[0]
+    assert c.text[0].split(": ", 1)[1].startswith("GRU 2.2") and c.text[0].endswith("within noise. Then RNN 2.5 [2.4, 2.6] (n = 3).")
+    assert "wins" not in c.text[0]
+    one = lab.q4(cell_runs(tmp_path / "d", {"rnn": (2.4, 2.5, 2.6), "gru": (2.0,)}), [])
+    assert one.text[0].endswith("one seed, not compared.")
     row = a.table.set_index("model").loc["GRU"]
-    assert (row["mean"], row["seeds"]) == (pytest.approx(2.05), 3)
+    assert (row["mean"], row["low"], row["high"], row["seeds"]) == (pytest.approx(2.05), 2.0, 2.1, 3)
+    assert sorted(a.values["value"])[:3] == [2.0, 2.05, 2.1]
 
 
 # -------------------------------------------------------------------- 5. sequence length
@@ -174,19 +186,29 @@ def test_useful_context_is_where_the_loss_reaches_the_whole_past():
 
 
 def test_context_answer_turns_with_the_window_curve(tmp_path):
-    def mlp(losses):
-        return [run(tmp_path / f"w{w}{i}.h5", cell="mlp", window=w, seed=1, checks={"valid_loss": curve(b)})
-                for i, (w, b) in enumerate(zip((1, 2, 4, 8), losses))]
+    def mlp(losses, seeds=(1, 2, 3)):
+        return [run(tmp_path / f"w{w}{seed}.h5", cell="mlp", window=w, seed=seed,
+                    checks={"valid_loss": curve(b + 0.01 * seed)})
+                for w, b in zip((1, 2, 4, 8), losses) for seed in seeds]
     a = lab.q5(mlp((2.7, 2.2, 2.0, 2.005)), curves={})
-    assert "falls from 2.7 nats/char at W=1 to 2 at W=4; wider windows gain less than 0.01 nats" in a.text[0]
-    assert "about 4 characters" in a.text[0]
+    assert a.text[0].startswith("The window MLP's best validation loss (nats/char) by window: 2.72 [2.71, 2.73] (n = 3) at W=1")
+    assert a.text[1] == ("W=4 is the best, against the next narrower: W=4 2.02 [2.01, 2.03] (n = 3) against "
+                         "W=2 2.22 [2.21, 2.23] (n = 3): W=4 lower, the intervals apart.")
+    assert a.text[2].endswith("W=8 2.025 [2.015, 2.035] (n = 3) against W=4 2.02 [2.01, 2.03] (n = 3): within noise; "
+                              "as a fixed window, about 4 characters of context are useful.")
+    flat = lab.q5(mlp((2.7, 2.2, 2.005, 2.0)), curves={})        # W=8 best, W=4 within noise of it
+    assert flat.text[1] == ("The smallest window within noise of the best (W=8): W=4 2.025 [2.015, 2.035] (n = 3) "
+                            "against W=8 2.02 [2.01, 2.03] (n = 3): within noise; as a fixed window, about 4 "
+                            "characters of context are useful.")
     tmp_path = tmp_path / "b"
-    b = lab.q5(mlp((2.7, 2.2, 2.0, 2.3)), curves={"GRU": by_position(),
+    b = lab.q5(mlp((2.7, 2.2, 2.0, 2.3)), curves={"GRU": np.stack([by_position(), by_position()]),
                                                    "RNN": np.stack([np.full(64, 2.0), np.full(64, 1.5)])})
-    assert "the widest, W=8, is worse again (2.3)" in b.text[0]
-    assert b.text[1].startswith("GRU: from the zero state its loss falls from 2.5 nats/char")
-    assert "whole past cost 1.5; it comes within 0.02 nats of that at position 13 of 64" in b.text[1]
-    assert "stays more than 0.02 nats above it over all 64 positions" in b.text[2]
+    assert b.text[-3].startswith("The widest window against the best: W=8 ")
+    assert b.text[-3].endswith("W=4 lower, the intervals apart; as a fixed window, about 4 characters of context are useful.")
+    assert b.text[-2].startswith("GRU, 2 seeds: from the zero state its loss falls from 2.5 nats/char")
+    assert "whole past cost 1.5; it comes within 0.02 nats of that at position 13 [13, 13] (n = 2) of 64" in b.text[-2]
+    assert "stays more than 0.02 nats above it over all 64 positions" in b.text[-1]
+    assert b.text[-1].startswith("RNN, one seed")
 
 
 # ---------------------------------------------------------------------- 6. teacher forcing
@@ -206,45 +228,71 @@ def tf_runs(tmp_path, bias_ss, noise_ss):
 
 def test_teacher_forcing_answer_turns_with_bias_and_noise(tmp_path):
     a = lab.q6(tf_runs(tmp_path / "a", 4.0, 0.1))
-    assert a.text[0].startswith("Exposure bias (teacher-forced minus greedy token accuracy at the end, points): "
-                                "inverse sigmoid k=80 lowers it, 6 ± 1 (3) against 12 ± 1 (3) with teacher forcing 1")
-    assert "the training loss is noisier" in a.text[1]
+    assert a.text[0] == ("Exposure bias (teacher-forced minus greedy token accuracy at the end, points): "
+                         "inverse sigmoid k=80 6 [5, 7] (n = 3) against teacher forcing 1 12 [11, 13] (n = 3): "
+                         "inverse sigmoid k=80 lower, the intervals apart.")
+    assert "inverse sigmoid k=80 higher" not in a.text[1] and "teacher forcing 1 lower, the intervals apart" in a.text[1]
     assert a.text[2].endswith("teacher forcing 1 decodes better.")
     b = lab.q6(tf_runs(tmp_path / "b", 15.0, 0.001))
-    assert "inverse sigmoid k=80 raises it" in b.text[0] and "smoother" in b.text[1]
+    assert "teacher forcing 1 lower, the intervals apart" in b.text[0]
     assert b.text[2].endswith("inverse sigmoid k=80 decodes better.")
+    c = lab.q6(tf_runs(tmp_path / "c", 10.0, 0.01))
+    assert c.text[2].endswith(": a tie: neither decodes better.")
 
 
 # ------------------------------------------------------------------------- 7. the presets
 
-def presets(tmp_path, losses, c1_status="solved"):
+def presets(tmp_path, losses, c1_status="solved", seeds=(52,)):
+    """A1–A3 on mem (unclipped A1 with a spike) and C0/C1 on torder, at `seeds`; seed s adds
+    0.001·(s − 52) to A's losses."""
     out = []
-    for name, clip, cutoff, spike, loss in (("A1", "none", 1.0, 300, losses[0]), ("A2", "rescale", 0.05, 20, losses[1]),
-                                            ("A3", "rescale", 0.01, 5, losses[2])):
-        gn = np.full(200, 0.2)
-        gn[50] = 0.2 * spike
-        out.append(run(tmp_path / f"{name}.h5", task="mem", name=f"preset={name}", clip=clip, cutoff=cutoff,
-                       checks={"valid_loss": curve(loss)}, iters={"grad_norm": gn}))
-    for name, status in (("C0", "finished"), ("C1", c1_status)):
-        s = run(tmp_path / f"{name}.h5", task="torder", name=f"preset={name}",
-                checks={"valid_error": np.r_[np.full(K - 1, 70.0), 0.0 if status == "solved" else 70.0]})
-        with h5py.File(s.path, "a") as f:
-            f.attrs["status"] = status
-        out.append(load(s.path))
+    for seed in seeds:
+        for name, clip, cutoff, spike, loss in (("A1", "none", 1.0, 300, losses[0]),
+                                                ("A2", "rescale", 0.05, 20, losses[1]),
+                                                ("A3", "rescale", 0.01, 5, losses[2])):
+            gn = np.full(200, 0.2)
+            gn[50] = 0.2 * spike
+            out.append(run(tmp_path / f"{name}-{seed}.h5", task="mem", name=f"preset={name},seed={seed}", clip=clip,
+                           cutoff=cutoff, seed=seed, min_length=20, max_length=20,
+                           checks={"valid_loss": curve(loss + 0.001 * (seed - 52)), "valid_error": np.full(K, 100.0)},
+                           iters={"grad_norm": gn}))
+        for name, status in (("C0", "finished"), ("C1", c1_status)):
+            s = run(tmp_path / f"{name}-{seed}.h5", task="torder", name=f"preset={name},seed={seed}", seed=seed,
+                    min_length=20, max_length=20,
+                    checks={"valid_error": np.r_[np.full(K - 1, 70.0), 0.0 if status == "solved" else 70.0]})
+            with h5py.File(s.path, "a") as f:
+                f.attrs["status"] = status
+            out.append(load(s.path))
     return out
 
 
 def test_preset_paragraphs_carry_their_numbers_and_turn(tmp_path):
-    a = lab.q7(presets(tmp_path / "a", (0.1, 0.2, 0.3)))
-    assert a.text[0].startswith("Clipping regimes (A1, A2, A3): the largest gradient norm is A1 (clip off) 60, "
-                                "A2 (clip 0.05) 4, A3 (clip 0.01) 1; only A1 explodes")
-    assert "tighter clipping slows learning" in a.text[0]
-    assert a.text[-1].startswith("C1 against C0 (temporal order): C1 is solved at update 200 (0% error), "
-                                 "C0 ends at 70% error after 200 updates")
+    seeds = (52, 53, 54)
+    a = lab.q7(presets(tmp_path / "a", (0.1, 0.2, 0.3), seeds=seeds))
+    mem = a.text[0]
+    assert mem.startswith("Memorization (A1, A2, A3; 3 seeds each, at most 200 updates): solved in 0 of 9 runs.")
+    assert "A1 error 100 [100, 100] (n = 3)% (at)" in mem
+    assert mem.endswith("No run's error is below the input-blind predictor's: mem is unsolved in all 3 presets.")
+    clip = next(t for t in a.text if t.startswith("Clipping regimes"))
+    assert "A1 explodes in 3 of 3 seeds, A2 explodes in 0 of 3 seeds" in clip
+    assert "Final validation loss, A2 against A1: A2 0.201 [0.2, 0.202] (n = 3) against A1 0.101 [0.1, 0.102] (n = 3): A1 lower, the intervals apart." in clip
+    assert any(t.startswith("A1's largest blow-up (seed 52): the gradient norm reaches 60 at update") for t in a.text)
+    c = a.text[-1]
+    assert c.startswith("C1 against C0 (temporal order, the same budget, at most 200 updates): solved in 3 of 3 against 0 of 3")
+    assert "C1 0 [0, 0] (n = 3) against C0 70 [70, 70] (n = 3): C1 lower, the intervals apart" in c
     b = lab.q7(presets(tmp_path / "b", (0.3, 0.2, 0.1), c1_status="finished"))
-    assert "tighter clipping speeds learning" in b.text[0]
-    assert "C1 ends at 0% error" not in b.text[-1] and "C1 ends at" in b.text[-1]
-    assert [r for r in a.table["run"]] == ["A1", "A2", "A3", "C0", "C1"]
+    clip = next(t for t in b.text if t.startswith("Clipping regimes"))
+    assert "one seed, not compared" in clip and "lower, the intervals apart" not in clip
+    assert "C1 70 (one seed) against C0 70 (one seed): one seed, not compared" in b.text[-1]
+    assert list(b.table["run"]) == ["A1", "A2", "A3", "C0", "C1"]
+    assert [lab.preset_name(s) for s in a.notes] == ["A1", "A2", "A3", "C0", "C1"]        # one dashboard each
+
+
+def test_the_input_blind_predictor_is_chance_on_temporal_order():
+    from analysis.lab.q7_dynamics import baseline
+    loss, error = baseline("torder", 50, 200)
+    assert error == pytest.approx(75.0, abs=2.0)           # 4 balanced classes
+    assert loss == pytest.approx(math.log(4), abs=0.01)
 
 
 # ---------------------------------------------------------------------------- the chapter
@@ -262,11 +310,13 @@ def test_report_of_a_study_folder_writes_the_chapter(tmp_path):
     lm.mkdir(parents=True)
     for h in (16, 32):
         for seed in (1, 2):
-            run(lm / f"gru{h}-{seed}.h5", cell="gru", n_hidden=h, seed=seed, checks={"valid_loss": curve(2.0 - h / 100)})
+            run(lm / f"gru{h}-{seed}.h5", cell="gru", n_hidden=h, seed=seed,
+                checks={"valid_loss": curve(2.0 - h / 100 + seed / 1000)})
     run(lm / "rnn.h5", cell="rnn", n_hidden=16, seed=1)
+    (lm / "summary.csv").write_text("name,status\ngru16-1,finished\nlstm-s1,failed\n")
     (study / "presets").mkdir()
     for s in presets(tmp_path / "p", (0.1, 0.2, 0.3)):
-        (study / "presets" / f"{s.name.split('=')[1]}.h5").write_bytes(open(s.path, "rb").read())
+        (study / "presets" / f"{s.name.split('=')[1].split(',')[0]}.h5").write_bytes(open(s.path, "rb").read())
     out = tmp_path / "report" / "lab.pdf"
     from dynamics.cli import cli as dynamics_cli
     result = CliRunner().invoke(dynamics_cli, ["report", str(study), "-o", str(out)])
@@ -274,12 +324,18 @@ def test_report_of_a_study_folder_writes_the_chapter(tmp_path):
     md = (tmp_path / "report" / "lab.md").read_text()
     for n in range(1, 8):
         assert f"## {n}. " in md
-    assert "falls with every size up to the largest" in md
+    assert "H=32 against H=16: " in md and "mean [95 % interval] (n = seeds)" in md
+    assert "Planned but without a run file (1): lm/lstm-s1 (failed)." in md
     assert "![Capacity against generalisation](lab_figures/q2.png)" in md
     assert (tmp_path / "report" / "lab_figures" / "q2.png").is_file()
+    assert (tmp_path / "report" / "lab_figures" / "q7.png").is_file()
     assert (tmp_path / "report" / "lab_figures" / "A1_dashboard.png").is_file()
-    csv = (tmp_path / "report" / "lab.csv").read_text()
-    assert csv.startswith("setting,") or "question" in csv.splitlines()[0]
+    import pandas as pd
+    csv = pd.read_csv(tmp_path / "report" / "lab.csv")
+    assert list(csv.columns) == ["question", "setting", "seed", "metric", "value"]
+    assert csv["value"].dtype == float
+    capacity_rows = csv[(csv["question"] == 2) & (csv["metric"] == "best_valid_ppl")]
+    assert sorted(capacity_rows["seed"]) == [1, 1, 2, 2]
     assert out.read_bytes().startswith(b"%PDF")
     assert lab.is_study(study) and not lab.is_study(lm)
 

@@ -18,13 +18,13 @@ The questions, in the chapter's order (`QUESTIONS`), one module each:
 7. q7_dynamics.py         the training dynamics of the presets, compared in generated paragraphs
 
 common.py holds what they share: the `Answer`, how a question finds its runs (`series`, `cells`),
-numbers over seeds (`spread`), the labels that name a run and one row per language-model run.
+numbers over seeds (`over_seeds`, `per_seed`), the labels that name a run and one row per language-model run.
 This module finds and loads a study and puts the answers in order.
 """
 import math
 from pathlib import Path
 
-from .common import Answer, clear, column, last_finite, one_line, series, spread
+from .common import Answer, column, last_finite, one_line, series
 from .q1_configuration import q1
 from .q2_capacity import q2
 from .q3_depth import depth_rows, q3
@@ -33,9 +33,9 @@ from .q5_context import position_loss, q5, useful_context
 from .q6_teacher_forcing import q6
 from .q7_dynamics import preset_name, q7
 
-__all__ = ["Answer", "PARTS", "QUESTIONS", "answers", "clear", "cpu_seconds", "depth_rows", "is_study",
+__all__ = ["Answer", "PARTS", "QUESTIONS", "answers", "cpu_seconds", "depth_rows", "is_study",
            "load_study", "one_line", "position_loss", "preset_name", "q1", "q2", "q3", "q4", "q5", "q6", "q7",
-           "series", "spread", "useful_context"]
+           "series", "useful_context"]
 
 PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
 
@@ -59,18 +59,32 @@ def is_study(folder):
 def load_study(folder):
     """{"lm", "families", "presets": [Snapshot]}: the finished (or solved) runs under the study's
     PARTS folders, by family (text; classification and seq2seq; the synthetic tasks); the others
-    under "unfinished"."""
+    under "unfinished", and under "missing" the "part/name (status)" of every point a sweep's
+    summary.csv lists without a finished run file."""
     from ..read import load
     folder = Path(folder)
-    study = {"lm": [], "families": [], "presets": [], "unfinished": []}
+    study = {"lm": [], "families": [], "presets": [], "unfinished": [], "missing": []}
     for p in PARTS:
+        done = set()
         for f in sorted((folder / p).glob("**/*.h5")):
             s = load(f)
             if s.status not in ("finished", "solved"):     # a run still to come (or to resume) answers nothing yet
                 study["unfinished"].append(s)
                 continue
+            done.add(f.stem)
             study["lm" if s.family == "text" else "presets" if s.family == "synthetic" else "families"].append(s)
+        study["missing"] += [f"{p}/{name} ({status})" for name, status in planned(folder / p) if name not in done]
     return study
+
+
+def planned(part):
+    """[(name, status)] of the points the sweep's summary.csv lists in `part`; [] without one."""
+    import pandas as pd
+    summary = part / "summary.csv"
+    if not summary.is_file():
+        return []
+    rows = pd.read_csv(summary, usecols=["name", "status"], dtype=str, keep_default_na=False)
+    return list(zip(rows["name"], rows["status"]))
 
 
 def answers(study, curves=None):
@@ -81,6 +95,6 @@ def answers(study, curves=None):
 
 def cpu_seconds(study):
     """The runs' own recorded time (training, validation and checks), summed, and their number."""
-    walls = [last_finite(column(s, "wall_time")) for part, runs in study.items() if part != "unfinished" for s in runs]
+    walls = [last_finite(column(s, "wall_time")) for part in ("lm", "families", "presets") for s in study.get(part, [])]
     walls = [w for w in walls if math.isfinite(w)]
     return float(sum(walls)), len(walls)

@@ -4,15 +4,20 @@ language-model run (questions 1 and 2 read the same rows).
 
 Runs are found by their configs, not their names: a question's runs are the largest group that
 agrees on every key but the ones the question varies (`series`), so the same code reads the quick
-grid and the full one. Over seeds a number is given as mean ± standard deviation (n).
+grid and the full one. Over seeds a number is an `Estimate` (analysis/intervals.py): the mean, a
+95 % bootstrap interval and n; two of them are compared only in the words `intervals.sentence`
+allows. Each answer keeps its per-seed numbers in `values`, one row per (setting, seed, metric).
 """
+import functools
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..intervals import estimate
 from ..stats import fmt_num
 
 #: keys that never make two runs different settings
@@ -38,6 +43,17 @@ class Answer:
     table: pd.DataFrame
     draw: object = None                # draw(fig): the figure into a (sub)figure; None: no figure
     notes: list = field(default_factory=list)
+    values: pd.DataFrame = None        # the numbers behind the words: setting, seed, metric, value
+
+
+def per_seed(rows, setting, metrics):
+    """The long table of `rows` (one per run): setting, seed, metric, value for each of `metrics`."""
+    if not len(rows):
+        return pd.DataFrame(columns=["setting", "seed", "metric", "value"])
+    long = rows.rename(columns={setting: "setting"}).melt(id_vars=["setting", "seed"], value_vars=list(metrics),
+                                                          var_name="metric", value_name="value")
+    long["value"] = long["value"].astype(float)
+    return long
 
 
 # ------------------------------------------------------------------- which runs a question reads
@@ -92,23 +108,9 @@ def cells(snaps):
 
 # ------------------------------------------------------------------------- numbers over seeds
 
-def spread(values):
-    """(mean, standard deviation (0 for one value), n) of the finite values."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if not len(v):
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
-
-
-def fmt_spread(m, sd, n, digits=3):
-    if n == 0:
-        return "n/a"
-    return f"{fmt_num(m, digits)} ± {fmt_num(sd, 2)} ({n})" if n > 1 else f"{fmt_num(m, digits)} (1)"
-
-
-def clear(a, b):
-    """Whether two (mean, sd, n) differ by more than their spreads together."""
-    return abs(a[0] - b[0]) > a[1] + b[1]
+def over_seeds(rows, by, col):
+    """{value of `by`: Estimate of `col` over that value's rows (its seeds)}."""
+    return {k: estimate(g[col]) for k, g in rows.groupby(by, sort=False)}
 
 
 # ------------------------------------------------------------------------------ a run's columns
@@ -196,6 +198,21 @@ def lm_row(s):
             "gap": final - last_finite(train),
             "turned_up": bool(final > best * (1 + OVERFIT_RISE)),
             "prompt": prompt, "sample": one_line(cont)}
+
+
+@functools.lru_cache(maxsize=None)
+def _count(checkpoint):
+    import torch
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+    shared = {(v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape)): v.numel()
+              for v in state.values()}                          # tied weights counted once
+    return sum(shared.values())
+
+
+def parameters(s):
+    """The run's number of trained parameters, counted in its checkpoint; NaN without one."""
+    checkpoint = Path(s.path).with_name(f"{s.config.get('name', s.name)}_checkpoint.pt")
+    return float(_count(str(checkpoint))) if checkpoint.is_file() else math.nan
 
 
 def lm_rows(snaps):

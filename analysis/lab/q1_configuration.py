@@ -1,28 +1,38 @@
 """Question 1: configuration → validation perplexity, with each run's continuation of one fixed
-prompt. Every language-model run is a row; a setting's seeds are one row of the table and one bar
+prompt. Every language-model run is a row; a setting's seeds are one row of the table and one line
 of the figure."""
 import numpy as np
 import pandas as pd
 
+from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import Answer, fmt_spread, lm_rows, one_line, spread
+from .common import Answer, lm_rows, one_line, over_seeds, per_seed
 
 TITLE = "Configuration → validation perplexity"
+METRICS = ("best_valid_ppl", "best_valid_bpc")
+
+
+def ranked(rows):
+    """{setting: Estimate of its best validation perplexity}, lowest mean first."""
+    by = over_seeds(rows, "setting", "best_valid_ppl")
+    return dict(sorted(by.items(), key=lambda kv: kv[1].mean))
 
 
 def q1_text(rows):
-    """The best and the worst setting by validation perplexity (mean over seeds)."""
+    """The best and the worst setting, the best against the next, and the prompt they continue."""
     if not len(rows):
         return ["No language-model runs."]
-    by = rows.groupby("setting")["best_valid_ppl"].agg(["mean", "std", "count"]).sort_values("mean")
-    best, worst = by.index[0], by.index[-1]
-
-    def stated(name):
-        r = by.loc[name]
-        sd = f" ± {fmt_num(r['std'], 2)} over {int(r['count'])} seeds" if r["count"] > 1 else ""
-        return f"{name} ({fmt_num(r['mean'], 4)}{sd})"
-    out = [f"Of {len(by)} settings ({len(rows)} runs), the lowest validation perplexity is {stated(best)}, "
-           f"the highest {stated(worst)}: {fmt_num(by['mean'].iloc[-1] / by['mean'].iloc[0], 3)}× apart."]
+    by = ranked(rows)
+    names = list(by)
+    best, worst = names[0], names[-1]
+    updates = sorted(set(int(u) for u in rows["updates"]))
+    budget = f"{updates[0]} updates each" if len(updates) == 1 else f"{updates[0]}–{updates[-1]} updates"
+    out = [f"Of {len(by)} settings ({len(rows)} runs, {budget}), the lowest validation perplexity is {best} "
+           f"{by[best].text(4)}, the highest {worst} {by[worst].text(4)}: "
+           f"{fmt_num(by[worst].mean / by[best].mean, 3)}× apart."]
+    if len(names) > 1:
+        out.append("The best against the next: "
+                   + sentence(best, by[best], names[1], by[names[1]], lower_is_better=True, digits=4) + ".")
     prompt = next((p for p in rows["prompt"] if p), "")
     if prompt:
         out.append(f"Every run continues the same prompt \"{one_line(prompt, 40)}\" (temperature 0.8, last check); "
@@ -31,36 +41,36 @@ def q1_text(rows):
 
 
 def settings_table(rows):
-    """One row per setting: seeds, best validation perplexity and bits/char (mean ± sd), each
-    seed's perplexity, and the sample of its first seed."""
+    """One row per setting: seeds, updates, best validation perplexity and bits/char over seeds,
+    each seed's perplexity, and the sample of its first seed."""
     out = []
     for name, g in rows.sort_values("seed").groupby("setting", sort=False):
-        m, sd, n = spread(g["best_valid_ppl"])
-        out.append({"setting": name, "seeds": n, "updates": int(g["updates"].max()),
-                    "best valid ppl": fmt_spread(m, sd, n, 4), "best valid bpc": fmt_num(g["best_valid_bpc"].mean(), 4),
+        ppl, bpc = estimate(g["best_valid_ppl"]), estimate(g["best_valid_bpc"])
+        out.append({"setting": name, "seeds": ppl.n, "updates": int(g["updates"].max()),
+                    "best valid ppl": ppl.text(4), "best valid bpc": bpc.text(4),
                     "per seed": " / ".join(fmt_num(v, 4) for v in g["best_valid_ppl"]),
-                    "sample (first seed)": g["sample"].iloc[0], "_mean": m})
+                    "sample (first seed)": g["sample"].iloc[0], "_mean": ppl.mean})
     return pd.DataFrame(out).sort_values("_mean").drop(columns="_mean")
 
 
 def draw(fig, rows):
-    """One bar per setting (mean over seeds, ± sd), its seeds as dots, best at the top."""
+    """A dot plot: per setting its seeds (dots) and its mean with the interval (bar), best at the top."""
     ax = fig.subplots()
-    by = rows.groupby("setting")["best_valid_ppl"].agg(["mean", "std", "min", "max"]).sort_values("mean")
-    y = np.arange(len(by))
-    ax.barh(y, by["mean"], xerr=by["std"].fillna(0), color="#8fb3d9", ecolor="black", capsize=2)
-    for i, name in enumerate(by.index):
-        pts = rows[rows["setting"] == name]["best_valid_ppl"]
-        ax.plot(pts, [i] * len(pts), "k.", ms=4)
-    ax.set_yticks(y, by.index, fontsize=6 if len(by) > 20 else 7)
+    by = ranked(rows)
+    for i, (name, e) in enumerate(by.items()):
+        if e.n > 1:
+            ax.plot([e.low, e.high], [i, i], color="#1f77b4", lw=3, alpha=0.5, solid_capstyle="butt")
+        ax.plot([e.mean], [i], "|", color="#1f77b4", ms=10, mew=2)
+        ax.plot(e.values, [i] * e.n, "k.", ms=5)
+    ax.set_yticks(np.arange(len(by)), list(by), fontsize=7 if len(by) <= 20 else 6)
     ax.invert_yaxis()
-    lo = by["min"].min()
-    ax.set_xlim(lo * 0.95, by["max"].max() * 1.02)
-    ax.set_xlabel("best validation perplexity per character (bar: mean over seeds, dots: seeds)")
+    ax.set_xlabel("best validation perplexity per character (dots: seeds; tick: mean; band: 95 % interval)")
+    ax.grid(axis="x", lw=0.3)
     ax.set_title(TITLE, fontsize="medium")
 
 
 def q1(lm):
     rows = lm_rows(lm)
     table = settings_table(rows) if len(rows) else rows
-    return Answer(1, TITLE, q1_text(rows), table, (lambda fig: draw(fig, rows)) if len(rows) else None)
+    return Answer(1, TITLE, q1_text(rows), table, (lambda fig: draw(fig, rows)) if len(rows) else None,
+                  values=per_seed(rows, "setting", METRICS))

@@ -4,7 +4,8 @@ runs whose validation loss turned up (overfitting)."""
 import numpy as np
 
 from ..stats import fmt_num
-from .common import OVERFIT_RISE, Answer, column, lm_label, lm_rows, series, spread
+from ..intervals import sentence
+from .common import OVERFIT_RISE, Answer, column, lm_label, lm_rows, over_seeds, per_seed, series
 
 TITLE = "Capacity against generalisation"
 FREE = ("n_hidden", "embedding")       # what the question varies
@@ -13,32 +14,28 @@ COLUMNS = ["setting", "seed", "n_hidden", "best_valid_ppl", "final_train_loss", 
 SIZE_COLORS = ("#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 
 
-def by_value(rows, key, cols):
-    """{value of key: {col: (mean, sd, n)}} over the seeds of each value."""
-    return {v: {c: spread(g[c]) for c in cols} for v, g in rows.groupby(key)}
+def by_size(rows, col):
+    """{hidden size: Estimate of `col` over its seeds}, smallest first."""
+    return dict(sorted(over_seeds(rows, "n_hidden", col).items()))
 
 
-def trend_sentence(agg):
-    """Where validation perplexity is lowest over the sizes, with every size's perplexity."""
-    sizes = sorted(agg)
-    ppl = [agg[h]["best_valid_ppl"][0] for h in sizes]
-    best = sizes[int(np.argmin(ppl))]
-    steps = " → ".join(f"{fmt_num(p, 4)} (H={h})" for h, p in zip(sizes, ppl))
-    if best == sizes[-1]:
-        trend = f"falls with every size up to the largest: {steps}"
-    elif best == sizes[0]:
-        trend = f"is lowest at the smallest size: {steps}"
-    else:
-        trend = f"is lowest at H={best}, and higher on either side: {steps}"
-    return f"Validation perplexity {trend}."
+def trend_sentences(rows):
+    """Validation perplexity at every size, then each size against the next smaller one."""
+    ppl = by_size(rows, "best_valid_ppl")
+    sizes = list(ppl)
+    out = ["Best validation perplexity by hidden size: "
+           + " → ".join(f"{ppl[h].text(4)} at H={h}" for h in sizes) + "."]
+    for a, b in zip(sizes, sizes[1:]):
+        out.append(f"H={b} against H={a}: " + sentence(f"H={b}", ppl[b], f"H={a}", ppl[a], True, 4) + ".")
+    return out
 
 
-def gap_sentence(agg):
-    """The validation − training gap at the smallest size against the largest."""
-    sizes = sorted(agg)
-    g0, g1 = agg[sizes[0]]["gap"][0], agg[sizes[-1]]["gap"][0]
-    return (f"The validation − training loss gap at the end {'grows' if g1 > g0 else 'shrinks'} from "
-            f"{g0:+.3f} nats/char at H={sizes[0]} to {g1:+.3f} at H={sizes[-1]}.")
+def gap_sentence(rows):
+    """The validation − training gap at the end, smallest size against largest."""
+    gap = by_size(rows, "gap")
+    a, b = min(gap), max(gap)
+    return ("The validation − training loss gap at the end (nats/char): "
+            + sentence(f"H={b}", gap[b], f"H={a}", gap[a], lower_is_better=False) + ".")
 
 
 def overfit_sentence(rows):
@@ -57,26 +54,33 @@ def q2_text(rows):
     """Hidden size against validation perplexity, the train–validation gap and overfitting."""
     if not len(rows):
         return ["No runs that differ only in hidden size."]
-    agg = by_value(rows, "n_hidden", ("best_valid_ppl", "gap"))
-    return [trend_sentence(agg), gap_sentence(agg), overfit_sentence(rows)]
+    return trend_sentences(rows) + [gap_sentence(rows), overfit_sentence(rows)]
+
+
+def errorbars(ax, est, color):
+    """Means with their 95 % intervals against hidden size, and the seeds as dots."""
+    H = list(est)
+    mean = np.array([est[h].mean for h in H])
+    low = np.array([est[h].low if est[h].n > 1 else est[h].mean for h in H])
+    high = np.array([est[h].high if est[h].n > 1 else est[h].mean for h in H])
+    ax.errorbar(H, mean, [mean - low, high - mean], fmt="o-", color=color, capsize=3)
+    for h in H:
+        ax.plot([h] * est[h].n, est[h].values, ".", color="black", ms=4)
 
 
 def draw_by_size(a1, a2, rows):
-    """Validation perplexity (a1) and the final gap (a2) against hidden size, mean ± sd over seeds."""
-    agg = by_value(rows, "n_hidden", ("best_valid_ppl", "gap"))
-    H = sorted(agg)
-    a1.errorbar(H, [agg[h]["best_valid_ppl"][0] for h in H], [agg[h]["best_valid_ppl"][1] for h in H],
-                fmt="o-", color="black", capsize=3)
+    """Validation perplexity (a1) and the final gap (a2) against hidden size over seeds."""
+    H = list(by_size(rows, "best_valid_ppl"))
+    errorbars(a1, by_size(rows, "best_valid_ppl"), "black")
     a1.set_ylabel("best validation perplexity")
-    a2.errorbar(H, [agg[h]["gap"][0] for h in H], [agg[h]["gap"][1] for h in H], fmt="o-", color="#d62728",
-                capsize=3)
+    errorbars(a2, by_size(rows, "gap"), "#d62728")
     a2.axhline(0, color="grey", lw=0.8)
     a2.set_ylabel("final validation − training loss (nats/char)")
     for ax in (a1, a2):
         ax.set_xscale("log", base=2)
         ax.set_xticks(H, [str(h) for h in H])
         ax.minorticks_off()
-        ax.set_xlabel("hidden size H")
+        ax.set_xlabel("hidden size H (dots: seeds; bars: 95 % interval)")
     return H
 
 
@@ -105,4 +109,6 @@ def q2(lm):
     by = series([s for s in lm if s.config.get("cell") != "mlp"], FREE)
     rows = lm_rows([s for v in by.values() for s in v])
     table = rows[COLUMNS].sort_values(["n_hidden", "seed"]) if len(rows) else rows
-    return Answer(2, TITLE, q2_text(rows), table, (lambda fig: draw(fig, rows, by)) if len(rows) else None)
+    return Answer(2, TITLE, q2_text(rows), table, (lambda fig: draw(fig, rows, by)) if len(rows) else None,
+                  values=per_seed(rows.assign(setting=[f"H={h}" for h in rows.get("n_hidden", [])]), "setting",
+                                  ("best_valid_ppl", "final_train_loss", "final_valid_loss", "gap")))

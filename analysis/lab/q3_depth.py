@@ -1,6 +1,7 @@
 """Question 3: depth, and where gradients vanish or explode without clipping. The runs that differ
-only in the number of layers (with its dropout) and the clipping: when a deeper stack helps, and
-per layer the g_t of the last check and the gradient norms of the same runs clipped and not."""
+only in the number of layers, the dropout between them and the clipping: each pair of settings
+that differs in one of the three is compared over seeds (so that depth is not read off a run that
+also has dropout), and per setting the gradient norms and each layer's g_t at the last check."""
 import math
 
 import numpy as np
@@ -8,10 +9,17 @@ import pandas as pd
 
 from .. import stats, verdicts as V
 from ..stats import fmt_num
-from .common import Answer, clear, clipping, column, lm_label, min_finite, series, spread
+from ..intervals import estimate, sentence
+from .common import Answer, clipping, column, min_finite, per_seed, series
 
 TITLE = "Depth, vanishing and exploding gradients"
 FREE = ("n_layers", "dropout", "clip", "cutoff")     # what the question varies
+AXES = ("n_layers", "dropout", "clip")                # compared one at a time
+METRICS = ("best_valid_ppl", "max_grad_norm", "median_grad_norm", "norm_ratio", "clipped")
+
+
+def setting_label(L, dropout, clip):
+    return f"{L} layer{'s' if L > 1 else ''}, dropout {fmt_num(dropout)}, clip {clip}"
 
 
 def layer_gt(s, layer):
@@ -27,10 +35,11 @@ def layer_gt(s, layer):
 
 
 def depth_row(s):
-    """A run's depth, clipping, perplexity, gradient norms and, per layer, g_t's span and vanishing."""
+    """A run's depth, dropout, clipping, perplexity, gradient norms and, per layer, g_t's span."""
     gn = stats.grad_norm_stats(s)
     best = min_finite(column(s, "valid_loss"))
-    row = {"run": s.name, "setting": lm_label(s), "n_layers": int(s.config.get("n_layers", 1)),
+    L, dropout = int(s.config.get("n_layers", 1)), float(s.config.get("dropout") or 0.0)
+    row = {"run": s.name, "setting": setting_label(L, dropout, clipping(s)), "n_layers": L, "dropout": dropout,
            "clip": clipping(s), "seed": s.config.get("seed"),
            "best_valid_ppl": math.exp(best) if math.isfinite(best) else math.nan,
            "max_grad_norm": gn["max"], "median_grad_norm": gn["median"],
@@ -39,8 +48,6 @@ def depth_row(s):
     for layer in sorted(s.layers):
         g = layer_gt(s, layer)
         row[f"layer{layer}_span"] = float(g[-1] / g[0]) if len(g) > 1 and g[0] > 0 else math.nan
-        v = V.vanishing(s, layer)
-        row[f"layer{layer}_vanishing"] = v.value if v is not None else 0.0
     return row
 
 
@@ -48,64 +55,69 @@ def depth_rows(runs):
     return pd.DataFrame([depth_row(s) for s in runs])
 
 
-def depth_sentences(rows):
-    """Per clipping (clipped first): the deepest stack against the shallowest, by perplexity."""
-    out = []
-    agg = {k: spread(g["best_valid_ppl"]) for k, g in rows.groupby(["clip", "n_layers"])}
-    depths = sorted(rows["n_layers"].unique())
-    for clip in sorted(rows["clip"].unique(), key=lambda c: c == "off"):
-        have = [d for d in depths if (clip, d) in agg]
-        if len(have) < 2:
-            continue
-        a, b = agg[(clip, have[0])], agg[(clip, have[-1])]
-        verb = "helps" if b[0] < a[0] else "hurts"
-        how = "clipping off" if clip == "off" else f"clipping at {clip}"
-        out.append(f"With {how}, {have[-1]} layers instead of {have[0]} {verb}: validation perplexity "
-                   f"{fmt_num(b[0], 4)} against {fmt_num(a[0], 4)}"
-                   + ("." if a[2] < 2 and b[2] < 2 else " (more than the spread over seeds)." if clear(a, b)
-                      else " (within the spread over seeds)."))
-    return out
+def pair_sentence(rows, a, b):
+    """Settings `a` and `b` ((n_layers, dropout, clip), differing in one) compared on perplexity."""
+    changed = next(i for i in range(3) if a[i] != b[i])
+    kept = ", ".join(f"{k.replace('n_layers', 'layers')} {fmt_num(v) if isinstance(v, float) else v}"
+                     for i, (k, v) in enumerate(zip(AXES, a)) if i != changed)
+    word = ("Depth", "Dropout", "Clipping")[changed]
+    name = lambda x: (f"{x[0]} layer{'s' if x[0] > 1 else ''}", f"dropout {fmt_num(x[1])}", f"clip {x[2]}")[changed]
+    ppl = {k: estimate(g["best_valid_ppl"]) for k, g in rows.groupby(list(AXES))}
+    return (f"{word} ({kept}), best validation perplexity: "
+            + sentence(name(b), ppl[b], name(a), ppl[a], lower_is_better=True, digits=4) + ".")
 
 
-def gradient_sentence(L, clip, g, columns):
-    """One depth and clipping's runs `g`: explosions, the largest gradient norm, each layer's g_t
-    span and the layers where g_t vanishes."""
-    how = "without clipping" if clip == "off" else f"clipped at {clip}"
-    seeds = f"{len(g)} seeds" if len(g) > 1 else f"seed {g['seed'].iloc[0]}"
+def comparison_sentences(rows):
+    """Every pair of settings that differs in exactly one of depth, dropout and clipping."""
+    keys = sorted({tuple(k) for k in rows[list(AXES)].itertuples(index=False)},
+                  key=lambda k: (k[2] == "off", k[0], k[1]))
+    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:] if sum(x != y for x, y in zip(a, b)) == 1]
+    return [pair_sentence(rows, a, b) for a, b in pairs]
+
+
+def gradient_sentence(key, g, columns):
+    """One setting's runs `g`: explosions, the largest gradient norm against the median, the
+    clipped share and each layer's g_t at the window's last step over its first."""
+    seeds = f"{len(g)} seeds" if len(g) > 1 else f"one seed ({g['seed'].iloc[0]})"
     boom = int(g["exploding"].sum())
-    word = (f"exploding in {boom} of {len(g)}" if len(g) > 1 else "exploding") if boom else "no explosion"
-    spans = [(int(c[5:-5]), g[c].mean()) for c in columns if c.endswith("_span") and np.isfinite(g[c]).any()]
-    gone = [int(c[5:-10]) for c in columns if c.endswith("_vanishing") and (g[c] >= V.VANISHING_MIN_SHARE).any()]
-    text = (f"{L} layer{'s' if L > 1 else ''} {how} ({seeds}): {word}, largest gradient norm "
-            f"{fmt_num(g['max_grad_norm'].max(), 3)} = {fmt_num(g['norm_ratio'].max(), 3)}× the median")
+    word = f"exploding in {boom} of {len(g)}" if boom else "no explosion"
+    text = (f"{setting_label(*key)} ({seeds}): {word}; largest gradient norm {fmt_num(g['max_grad_norm'].max(), 3)} "
+            f"= {fmt_num(g['norm_ratio'].max(), 3)}× the median, {fmt_num(100 * g['clipped'].mean(), 2)}% of updates "
+            f"clipped")
+    spans = [(int(c[5:-5]), estimate(g[c])) for c in columns if c.endswith("_span") and np.isfinite(g[c]).any()]
     if spans:
         text += ("; g_t at the window's last step over its first (last check): "
-                 + ", ".join(f"layer {l} {fmt_num(v, 3)}" for l, v in spans))
-    text += (f"; vanishing (≥ {V.VANISHING_MIN_SHARE:.0%} of log10 g_t below {V.VANISHING_LOG10:g}) in layer "
-             + ", ".join(map(str, gone)) if gone else "; no layer vanishing")
+                 + ", ".join(f"layer {l} {e.text(3)}" for l, e in spans))
     return text + "."
 
 
+EVERY_STEP = ("With a loss at every character, g_t is the total derivative of all the losses from t on: it is fed "
+              "at every step and cannot show whether the gradient of one loss vanishes over many steps, so no "
+              "vanishing is read from it here; how far context helps is question 5's.")
+
+
 def q3_text(rows):
-    """When a second layer helps, with and without clipping; where gradients vanish or explode."""
+    """Each one-key comparison, then per setting where gradients explode and what g_t shows."""
     if not len(rows):
-        return ["No runs that differ only in depth and clipping."]
-    groups = sorted(rows.groupby(["n_layers", "clip"]), key=lambda kv: (kv[0][1] == "off", kv[0][0]))
-    return depth_sentences(rows) + [gradient_sentence(L, clip, g, rows.columns) for (L, clip), g in groups]
+        return ["No runs that differ only in depth, dropout and clipping."]
+    groups = sorted(rows.groupby(list(AXES)), key=lambda kv: (kv[0][2] == "off", kv[0][0], kv[0][1]))
+    return (comparison_sentences(rows) + [gradient_sentence(k, g, rows.columns) for k, g in groups]
+            + [EVERY_STEP])
+
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
 
 
 def draw_gt(ax, first):
-    """Each layer's g_t over the window at the last check: red unclipped, blue clipped."""
-    for (L, clip), s in sorted(first.items()):
-        color = "#d62728" if clip == "off" else "#1f77b4"
+    """Each layer's g_t over the window at the last check: one colour per setting, one line style
+    per layer."""
+    for color, (key, s) in zip(COLORS, sorted(first.items(), key=lambda kv: (kv[0][2] == "off", kv[0]))):
         for layer in sorted(s.layers):
             g = layer_gt(s, layer)
             if not len(g):
                 continue
-            ls = ("-", "--", ":")[layer % 3] if L > 1 else "-"
-            lw = 2.0 if L == 1 else 1.2
-            ax.plot(np.arange(len(g)), g, color=color, ls=ls, lw=lw,
-                    label=f"{L} layer{'s' if L > 1 else ''}, clip {clip}: layer {layer}")
+            ax.plot(np.arange(len(g)), g, color=color, ls=("-", "--", ":")[layer % 3], lw=1.4,
+                    label=f"{setting_label(*key)}: layer {layer}")
     ax.set_yscale("log")
     ax.set_xlabel("step t within the training window (last check)")
     ax.set_ylabel("batch-mean g_t = ‖∂L/∂h_t‖")
@@ -114,12 +126,11 @@ def draw_gt(ax, first):
 
 def draw_norms(ax, first):
     """The gradient norm before clipping over training, smoothed."""
-    for (L, clip), s in sorted(first.items()):
-        color = "#d62728" if clip == "off" else "#1f77b4"
+    for color, (key, s) in zip(COLORS, sorted(first.items(), key=lambda kv: (kv[0][2] == "off", kv[0]))):
         gn = s.iter.get("grad_norm")
         if gn is not None:
             ax.plot(s.iter_x, stats.smooth(gn, 25) if len(gn) > 50 else gn,
-                    color=color, ls="-" if L == 1 else "--", lw=1.0, label=f"{L} layer(s), clip {clip}")
+                    color=color, ls=("-", "--", "-.", ":")[COLORS.index(color) % 4], lw=1.0, label=setting_label(*key))
     ax.set_yscale("log")
     ax.set_xlabel("update")
     ax.set_ylabel("gradient norm before clipping (moving mean of 25)")
@@ -127,19 +138,22 @@ def draw_norms(ax, first):
 
 
 def draw(fig, runs):
-    """The first run of each depth and clipping: its g_t per layer, its gradient norms."""
+    """The first seed of each setting: its g_t per layer, its gradient norms."""
     first = {}
-    for s in runs:
-        first.setdefault((int(s.config.get("n_layers", 1)), clipping(s)), s)
+    for s in sorted(runs, key=lambda s: s.config.get("seed") or 0):
+        first.setdefault((int(s.config.get("n_layers", 1)), float(s.config.get("dropout") or 0.0), clipping(s)), s)
     a1, a2 = fig.subplots(1, 2)
     draw_gt(a1, first)
     draw_norms(a2, first)
-    fig.suptitle("Depth and clipping: per-layer g_t and gradient norms of the same runs", fontsize="medium")
+    fig.suptitle("Depth, dropout and clipping: per-layer g_t and gradient norms (first seed of each setting)",
+                 fontsize="medium")
 
 
 def q3(lm):
     by = series([s for s in lm if s.config.get("cell") != "mlp"], FREE)
     runs = [s for v in by.values() for s in v]
     rows = depth_rows(runs)
-    table = rows.drop(columns=["run"]) if len(rows) else rows
-    return Answer(3, TITLE, q3_text(rows), table, (lambda fig: draw(fig, runs)) if len(rows) else None)
+    table = rows.drop(columns=["run"]).sort_values(["clip", "n_layers", "dropout", "seed"]) if len(rows) else rows
+    spans = [c for c in rows.columns if c.endswith("_span")]
+    return Answer(3, TITLE, q3_text(rows), table, (lambda fig: draw(fig, runs)) if len(rows) else None,
+                  values=per_seed(rows, "setting", METRICS + tuple(spans)))

@@ -1,12 +1,14 @@
 """Question 4: cell choice. RNN, GRU, LSTM, LN-LSTM and the Transformer on character LM,
 classification and seq2seq: per task the runs that differ only in the cell (`cells`), one metric
-per task as mean ± sd over seeds, and whether the winner's lead is more than the spreads."""
+per task over seeds with its interval, each model's parameter count beside it, and the best
+against the next in the words the intervals allow."""
 import numpy as np
 import pandas as pd
 
+from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import (CELL_NAMES, CLASSIFY_TASKS, SEQ2SEQ_TASKS, Answer, cells, clear, column, fmt_spread,
-                     last_finite, min_finite, setup_label, spread)
+from .common import (CELL_NAMES, CLASSIFY_TASKS, SEQ2SEQ_TASKS, Answer, cells, column, last_finite, min_finite,
+                     parameters, setup_label)
 
 TITLE = "Cell choice: RNN, GRU, LSTM, LN-LSTM, Transformer"
 NONE = "No runs that differ only in the cell."
@@ -31,51 +33,67 @@ def cell_groups(lm, families):
 
 
 def cell_rows(groups):
-    """task × model: mean ± sd over seeds of each task's metric. `groups` {task: {cell: [runs]}}."""
-    rows = []
-    for task, by in groups.items():
-        for cell, runs in by.items():
-            m, sd, n = spread([metric(s, task) for s in runs])
-            rows.append({"task": task, "model": CELL_NAMES.get(cell, cell), "metric": METRICS[task][1],
-                         "mean": m, "sd": sd, "seeds": n, "values": [metric(s, task) for s in runs]})
-    return pd.DataFrame(rows)
+    """One row per run: task, model, seed, its parameters and its task's metric."""
+    return pd.DataFrame([{"task": task, "model": CELL_NAMES.get(cell, cell), "seed": s.config.get("seed"),
+                          "parameters": parameters(s), "metric": METRICS[task][1], "value": metric(s, task)}
+                         for task, by in groups.items() for cell, runs in by.items() for s in runs])
+
+
+def model_table(rows):
+    """task × model: the metric over seeds (mean, interval, n) and the parameter count."""
+    out = []
+    for (task, model), g in rows.groupby(["task", "model"], sort=False):
+        e = estimate(g["value"])
+        out.append({"task": task, "model": model, "parameters": g["parameters"].median(), "metric": METRICS[task][1],
+                    "mean": e.mean, "low": e.low, "high": e.high, "seeds": e.n,
+                    "per seed": " / ".join(fmt_num(v, 4) for v in e.values)})
+    return pd.DataFrame(out)
+
+
+def named(model, g):
+    """"GRU (41.3k parameters)": a model with its size, where the checkpoint tells it."""
+    p = g["parameters"].median()
+    return f"{model} ({fmt_num(p / 1000, 3)}k parameters)" if np.isfinite(p) else model
 
 
 def task_sentence(task, g):
-    """The winner of one task against the runner-up, whether the spreads resolve it, then the rest."""
-    a, b = g.iloc[0], g.iloc[1]
-    verdict = ("more than both spreads: a clear win" if clear((a["mean"], a["sd"]), (b["mean"], b["sd"]))
-               else "within the spreads: not resolved at this many seeds")
-    rest = ", ".join(f"{r.model} {fmt_spread(r.mean, r.sd, r.seeds)}" for r in g.iloc[2:].itertuples())
-    return (f"{task[0].upper() + task[1:]} ({METRICS[task][1]}): {a['model']} wins with "
-            f"{fmt_spread(a['mean'], a['sd'], a['seeds'])} against {b['model']} "
-            f"{fmt_spread(b['mean'], b['sd'], b['seeds'])}, a gap of {fmt_num(abs(a['mean'] - b['mean']), 3)}, "
-            f"{verdict}" + (f"; then {rest}." if rest else "."))
+    """The best model of one task against the next, then the others, each over its seeds."""
+    higher = METRICS[task][2]
+    est = {m: estimate(gm["value"]) for m, gm in g.groupby("model", sort=False)}
+    order = sorted(est, key=lambda m: est[m].mean, reverse=higher)
+    first, second = order[:2]
+    names = {m: named(m, g[g["model"] == m]) for m in order}
+    rest = "; ".join(f"{names[m]} {est[m].text(3)}" for m in order[2:])
+    return (f"{task[0].upper() + task[1:]} ({METRICS[task][1]}), the best against the next: "
+            + sentence(names[first], est[first], names[second], est[second], lower_is_better=not higher)
+            + (f". Then {rest}." if rest else "."))
 
 
 def q4_text(rows):
     if not len(rows):
         return [NONE]
-    out = []
-    for task, g in rows.groupby("task", sort=False):
-        g = g[g["seeds"] > 0].sort_values("mean", ascending=not METRICS[task][2])
-        if len(g) >= 2:
-            out.append(task_sentence(task, g))
+    out = [task_sentence(task, g) for task, g in rows.groupby("task", sort=False) if g["model"].nunique() >= 2]
     return out or [NONE]
 
 
 def draw_task(ax, task, g, setup):
-    """One task's bars (mean ± sd per model) and seeds (dots)."""
-    x = np.arange(len(g))
-    ax.bar(x, g["mean"], yerr=g["sd"], color="#b5cf8f", ecolor="black", capsize=3)
-    for i, vals in enumerate(g["values"]):
-        ax.plot([i] * len(vals), vals, "k.", ms=4)
-    ax.set_xticks(x, g["model"], rotation=20)
+    """One task as a dot plot: per model its seeds (dots) and its mean with the 95 % interval."""
+    higher = METRICS[task][2]
+    est = {m: estimate(gm["value"]) for m, gm in g.groupby("model", sort=False)}
+    order = sorted(est, key=lambda m: est[m].mean, reverse=higher)
+    for i, m in enumerate(order):
+        e = est[m]
+        if e.n > 1:
+            ax.plot([i, i], [e.low, e.high], color="#4c9a2a", lw=4, alpha=0.5, solid_capstyle="butt")
+        ax.plot([i], [e.mean], "_", color="#4c9a2a", ms=14, mew=2)
+        ax.plot([i] * e.n, e.values, "k.", ms=5)
+    ax.set_xticks(range(len(order)), order, rotation=20)
+    ax.set_xlim(-0.6, len(order) - 0.4)
     ax.set_ylabel(METRICS[task][1])
-    lo = np.nanmin([v for vals in g["values"] for v in vals] or [0])
-    hi = np.nanmax([v for vals in g["values"] for v in vals] or [1])
-    pad = 0.1 * (hi - lo) + 1e-9
-    ax.set_ylim(lo - pad if not METRICS[task][2] else max(0, lo - 5 * pad), hi + pad)
+    if "%" in METRICS[task][1]:
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(max(lo, 0), min(hi, 100))
+    ax.grid(axis="y", lw=0.3)
     ax.set_title(f"{task}\n{setup}", fontsize="small")
 
 
@@ -84,11 +102,14 @@ def draw(fig, rows, groups):
     axes = np.atleast_1d(fig.subplots(1, len(groups)))
     for ax, (task, g) in zip(axes, rows.groupby("task", sort=False)):
         draw_task(ax, task, g, setups[task])
-    fig.suptitle("Cell choice: mean ± sd over seeds (bars), each seed (dots)", fontsize="medium")
+    fig.suptitle("Cell choice: each seed (dots), the mean (bar) and its 95 % interval (band), best first",
+                 fontsize="medium")
 
 
 def q4(lm, families):
     groups = cell_groups(lm, families)
     rows = cell_rows(groups)
-    table = rows.drop(columns=["values"]) if len(rows) else rows
-    return Answer(4, TITLE, q4_text(rows), table, (lambda fig: draw(fig, rows, groups)) if len(rows) else None)
+    values = (rows.assign(setting=rows["task"] + ": " + rows["model"], metric=rows["metric"])
+              [["setting", "seed", "metric", "value"]] if len(rows) else None)
+    return Answer(4, TITLE, q4_text(rows), model_table(rows) if len(rows) else rows,
+                  (lambda fig: draw(fig, rows, groups)) if len(rows) else None, values=values)

@@ -6,14 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..intervals import compare, estimate, sentence
 from ..stats import fmt_num
-from .common import CELL_NAMES, Answer, cells, column, min_finite, series, spread
+from .common import CELL_NAMES, Answer, cells, column, min_finite, over_seeds, per_seed, series
 
 TITLE = "Sequence length: how far useful context extends"
 #: positions (characters) whose loss is within this many nats of the window's end are "no better"
 POSITION_TOL = 0.02
-#: an MLP window within this many nats of the best window gains nothing more
-WINDOW_TOL = 0.01
 
 
 # ------------------------------------------------------------------- the loss by position
@@ -83,8 +82,8 @@ def _has_model(s):
 
 
 def position_curves(lm):
-    """{model: mean position_loss over its seeds} of the recurrent cells compared in question 4
-    whose runs kept a model (the Transformer has no state: nothing is carried past its window)."""
+    """{model: its seeds' position_loss, (seeds, 2, T)} of the recurrent cells compared in question
+    4 whose runs kept a model (the Transformer has no state: nothing is carried past its window)."""
     curves = {}
     for cell, runs in cells([s for s in lm if s.config.get("cell") != "mlp"]).items():
         if cell == "transformer":
@@ -92,88 +91,123 @@ def position_curves(lm):
         found = [position_loss(s) for s in runs if _has_model(s)]
         if found:
             n = min(len(c) for c in found)
-            curves[f"{CELL_NAMES.get(cell, cell)} (T {runs[0].config.get('min_length')}, {len(found)} seeds)"] = \
-                np.mean([c[:n] for c in found], axis=0)
+            curves[f"{CELL_NAMES.get(cell, cell)} (T {runs[0].config.get('min_length')})"] = \
+                np.stack([c[:n] for c in found])
     return curves
 
 
 # ----------------------------------------------------------------------------- the answer
 
 def window_rows(mlp):
-    rows = []
-    for (w,), runs in mlp.items():
-        m, sd, n = spread([min_finite(column(s, "valid_loss")) for s in runs])
-        rows.append({"model": f"MLP W={w}", "window": int(w), "best_valid_loss": m, "sd": sd, "seeds": n})
-    return pd.DataFrame(rows)
+    """One row per window MLP run: its window, seed and best validation loss."""
+    return pd.DataFrame([{"model": f"MLP W={w}", "window": int(w), "seed": s.config.get("seed"),
+                          "best_valid_loss": min_finite(column(s, "valid_loss"))}
+                         for (w,), runs in mlp.items() for s in runs])
 
 
-def window_sentence(windows):
-    """How the MLP's loss falls with its window, and the window beyond which it gains nothing."""
-    w = windows.sort_values("window")
-    best = w["best_valid_loss"].min()
-    enough = int(w[w["best_valid_loss"] <= best + WINDOW_TOL]["window"].iloc[0])
-    at = w.set_index("window")["best_valid_loss"]
-    widest = int(w["window"].iloc[-1])
-    head = (f"The window MLP's validation loss falls from {fmt_num(at.iloc[0], 4)} nats/char at "
-            f"W={int(w['window'].iloc[0])} to {fmt_num(at[enough], 4)} at W={enough}")
-    if enough == widest:
-        return f"{head}, the widest window run: context helps up to at least {enough} characters."
-    tail = (f"wider windows gain less than {WINDOW_TOL:g} nats" if at[widest] <= best + WINDOW_TOL
-            else f"the widest, W={widest}, is worse again ({fmt_num(at[widest], 4)})")
-    return f"{head}; {tail}: as a fixed window, about {enough} characters of context are useful."
+def window_sentences(windows):
+    """The MLP's loss by window, the smallest window not apart from the best, and the widest."""
+    est = dict(sorted(over_seeds(windows, "window", "best_valid_loss").items()))
+    ws = list(est)
+    best = min(ws, key=lambda w: est[w].mean)
+    out = ["The window MLP's best validation loss (nats/char) by window: "
+           + " → ".join(f"{est[w].text(4)} at W={w}" for w in ws) + "."]
+    near = [w for w in ws if w == best or compare(est[w], est[best]) in ("tie", "within noise")]
+    enough = near[0]
+    if enough != best:
+        out.append(f"The smallest window within noise of the best (W={best}): "
+                   + sentence(f"W={enough}", est[enough], f"W={best}", est[best], True, 4) + ".")
+    elif best != ws[0]:
+        before = ws[ws.index(best) - 1]
+        out.append(f"W={best} is the best, against the next narrower: "
+                   + sentence(f"W={best}", est[best], f"W={before}", est[before], True, 4) + ".")
+    if ws[-1] != best:
+        out.append(f"The widest window against the best: "
+                   + sentence(f"W={ws[-1]}", est[ws[-1]], f"W={best}", est[best], True, 4)
+                   + f"; as a fixed window, about {enough} characters of context are useful.")
+    elif enough != best:
+        out[-1] = out[-1][:-1] + f"; as a fixed window, about {enough} characters of context are useful."
+    else:
+        out.append(f"The widest window is the best: context helps up to at least {best} characters.")
+    return out
 
 
-def position_sentence(model, curve):
-    """A model's loss from the zero state over its window against the whole past, and where it meets it."""
-    c = np.asarray(curve, dtype=float)
-    p = useful_context(c)
+def seeds_of(curves):
+    """A model's curves as (seeds, 2, T): one seed's (2, T) gets a leading axis."""
+    c = np.asarray(curves, dtype=float)
+    return c[None] if c.ndim == 2 else c
+
+
+def position_sentence(model, curves):
+    """A model's loss from the zero state over its window against the whole past (mean over seeds),
+    and the position where it comes within POSITION_TOL of it, per seed."""
+    per_seed = seeds_of(curves)
+    c = per_seed.mean(axis=0)
     T = c.shape[1]
-    reach = (f"comes within {POSITION_TOL:g} nats of that at position {p} of {T}: more context than about {p} "
-             f"characters gains it less" if p else f"stays more than {POSITION_TOL:g} nats above it over all "
-             f"{T} positions: context beyond the window still helps")
-    return (f"{model}: from the zero state its loss falls from {fmt_num(c[0, 0], 4)} nats/char at the first "
+    reached = [useful_context(x) for x in per_seed]
+    where = estimate([p for p in reached if p is not None])
+    never = sum(p is None for p in reached)
+    reach = (f"it comes within {POSITION_TOL:g} nats of that at position {where.text(3)} of {T}"
+             if where.n else f"it stays more than {POSITION_TOL:g} nats above it over all {T} positions")
+    if where.n and never:
+        reach += f" (and never in {never} of {len(reached)} seeds)"
+    seeds = f"{len(per_seed)} seeds" if len(per_seed) > 1 else "one seed"
+    return (f"{model}, {seeds}: from the zero state its loss falls from {fmt_num(c[0, 0], 4)} nats/char at the first "
             f"character of a window to {fmt_num(c[0, -1], 4)} at the last; the same characters read with the whole "
-            f"past cost {fmt_num(c[1].mean(), 4)}; it {reach}.")
+            f"past cost {fmt_num(c[1].mean(), 4)}; {reach}"
+            + (": more context than that gains it less." if where.n else ": context beyond the window still helps."))
 
 
 def q5_text(windows, curves):
     """`windows`: window_rows; `curves`: {model: mean loss by position}."""
-    out = [window_sentence(windows)] if len(windows) else []
+    out = window_sentences(windows) if len(windows) else []
     out += [position_sentence(model, curve) for model, curve in curves.items()]
     return out or ["No window MLP runs and no recurrent model to read by position."]
 
 
 def context_table(windows, curves):
-    """The MLP's rows, then one row per model read by position."""
-    table = windows.copy()
-    for model, c in curves.items():
-        c = np.asarray(c, dtype=float)
-        table = pd.concat([table, pd.DataFrame([{"model": model, "useful_context": useful_context(c),
-                                                  "loss_first_position": c[0, 0], "loss_last_position": c[0, -1],
-                                                  "loss_whole_past": c[1].mean()}])])
-    return table
+    """The MLP's windows over seeds, then one row per model read by position (mean over seeds)."""
+    rows = []
+    for w, e in sorted(over_seeds(windows, "window", "best_valid_loss").items()) if len(windows) else []:
+        rows.append({"model": f"MLP W={w}", "window": w, "best_valid_loss": e.mean, "low": e.low, "high": e.high,
+                     "seeds": e.n})
+    for model, curve in curves.items():
+        per_seed = seeds_of(curve)
+        c = per_seed.mean(axis=0)
+        reached = estimate([p for p in map(useful_context, per_seed) if p is not None])
+        rows.append({"model": model, "seeds": len(per_seed), "useful_context": reached.mean,
+                     "low": reached.low, "high": reached.high, "loss_first_position": c[0, 0],
+                     "loss_last_position": c[0, -1], "loss_whole_past": c[1].mean()})
+    return pd.DataFrame(rows)
 
 
 def draw_windows(ax, windows):
     if len(windows):
-        w = windows.sort_values("window")
-        ax.errorbar(w["window"], w["best_valid_loss"], w["sd"], fmt="o-", color="black", capsize=3)
+        est = dict(sorted(over_seeds(windows, "window", "best_valid_loss").items()))
+        W = np.array(list(est))
+        mean = np.array([e.mean for e in est.values()])
+        low = np.array([e.low if e.n > 1 else e.mean for e in est.values()])
+        high = np.array([e.high if e.n > 1 else e.mean for e in est.values()])
+        ax.errorbar(W, mean, [mean - low, high - mean], fmt="o-", color="black", capsize=3)
+        for w, e in est.items():
+            ax.plot([w] * e.n, e.values, ".", color="grey", ms=4)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(w["window"], [str(x) for x in w["window"]])
+        ax.set_xticks(W, [str(x) for x in W])
         ax.minorticks_off()
     ax.set_xlabel("context length W (characters the MLP reads)")
-    ax.set_ylabel("best validation loss (nats/char), mean ± sd")
+    ax.set_ylabel("best validation loss (nats/char): mean, 95 % interval, seeds")
     ax.set_title("Fixed-window MLP", fontsize="small")
 
 
 def draw_positions(ax, curves):
-    for k, (model, c) in enumerate(curves.items()):
-        c = np.asarray(c, dtype=float)
-        color = f"C{k}"
+    for k, (model, curve) in enumerate(curves.items()):
+        c = seeds_of(curve).mean(axis=0)
+        color, marker = f"C{k}", "osd^v"[k % 5]
         p = useful_context(c)
-        ax.plot(np.arange(1, c.shape[1] + 1), c[0], color=color, lw=1.4,
-                label=f"{model}: within {POSITION_TOL:g} at {p if p else '> ' + str(c.shape[1])}")
-        ax.plot(np.arange(1, c.shape[1] + 1), c[1], color=color, lw=0.8, ls=":")
+        t = np.arange(1, c.shape[1] + 1)
+        ax.plot(t, c[0], color=color, lw=1.4, marker=marker, ms=3, markevery=8,
+                label=f"{model}: within {POSITION_TOL:g} at {p if p else '> ' + str(c.shape[1])} (seed mean)")
+        ax.plot(t, c[1], color=color, lw=0.8, ls=":")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("position within the window (characters seen since a zero state)")
     ax.set_ylabel("validation loss (nats/char)")
@@ -196,5 +230,9 @@ def q5(lm, curves=None):
     if curves is None:
         curves = position_curves(lm)
     table = context_table(windows, curves)
+    reached = pd.DataFrame([{"setting": model, "seed": i + 1, "metric": "useful_context",
+                             "value": float(useful_context(c) or np.nan)}
+                            for model, curve in curves.items() for i, c in enumerate(seeds_of(curve))])
+    values = pd.concat([per_seed(windows, "model", ("best_valid_loss",)), reached], ignore_index=True)
     return Answer(5, TITLE, q5_text(windows, curves), table,
-                  (lambda fig: draw(fig, windows, curves)) if len(windows) or curves else None)
+                  (lambda fig: draw(fig, windows, curves)) if len(windows) or curves else None, values=values)

@@ -8,7 +8,8 @@ import pandas as pd
 
 from .. import stats
 from ..stats import fmt_num
-from .common import SEQ2SEQ_TASKS, Answer, clear, column, fmt_spread, last_finite, series, setup_label, spread
+from ..intervals import better, sentence
+from .common import SEQ2SEQ_TASKS, Answer, column, last_finite, over_seeds, per_seed, series, setup_label
 
 TITLE = "Teacher forcing: stability against exposure bias"
 FREE = ("teacher_forcing", "tf_schedule", "tf_k")     # what the question varies
@@ -47,29 +48,27 @@ def tf_rows(runs):
     return pd.DataFrame(rows)
 
 
-def schedule_sentences(full, other, a, b):
-    """`other` schedule against full teacher forcing: `a`, `b` {column: (mean, sd, n)} of each."""
-    def cmp(col, digits=3):
-        return (f"{fmt_spread(*b[col], digits=digits)} against {fmt_spread(*a[col], digits=digits)}"
-                + ("" if clear(a[col], b[col]) else ", within the spreads"))
-    return [f"Exposure bias (teacher-forced minus greedy token accuracy at the end, points): {other} "
-            f"{'lowers' if b['exposure_bias'][0] < a['exposure_bias'][0] else 'raises'} it, "
-            f"{cmp('exposure_bias')} with {full}.",
-            f"Training stability: with {other} the training loss is "
-            f"{'noisier' if b['loss_noise'][0] > a['loss_noise'][0] else 'smoother'} at the end "
-            f"(deviation from its 50-update mean {cmp('loss_noise')}), and its gradient norm peaks "
-            f"{'higher' if b['max_grad_norm'][0] > a['max_grad_norm'][0] else 'lower'} "
-            f"({cmp('max_grad_norm')}).",
-            f"At inference, greedy exact match is {cmp('greedy_exact')}: "
-            f"{other if b['greedy_exact'][0] > a['greedy_exact'][0] else full} decodes better."]
+def schedule_sentences(full, other, rows):
+    """`other` schedule against full teacher forcing, each number over the seeds of each."""
+    est = {col: over_seeds(rows, "schedule", col) for col in COMPARED}
+
+    def cmp(col, lower_is_better, digits=3):
+        return sentence(other, est[col][other], full, est[col][full], lower_is_better, digits)
+    decodes = better(est["greedy_exact"][other], est["greedy_exact"][full], lower_is_better=False)
+    verdict = {"a": f"{other} decodes better", "b": f"{full} decodes better"}.get(decodes, "neither decodes better")
+    return [f"Exposure bias (teacher-forced minus greedy token accuracy at the end, points): "
+            f"{cmp('exposure_bias', True)}.",
+            f"Training stability, the training loss's deviation from its 50-update mean at the end: "
+            f"{cmp('loss_noise', True)}; the largest gradient norm: {cmp('max_grad_norm', True)}.",
+            f"At inference, greedy exact match (%): {cmp('greedy_exact', False)}: {verdict}."]
 
 
 def q6_text(rows):
     if not len(rows) or rows["schedule"].nunique() < 2:
         return ["No runs that differ only in the teacher-forcing schedule."]
-    agg = {k: {c: spread(g[c]) for c in COMPARED} for k, g in rows.groupby("schedule")}
-    full = next((k for k in agg if k == "teacher forcing 1"), sorted(agg)[0])
-    return [t for other in agg if other != full for t in schedule_sentences(full, other, agg[full], agg[other])]
+    schedules = list(dict.fromkeys(rows["schedule"]))
+    full = next((k for k in schedules if k == "teacher forcing 1"), sorted(schedules)[0])
+    return [t for other in schedules if other != full for t in schedule_sentences(full, other, rows)]
 
 
 def draw(fig, runs):
@@ -100,4 +99,5 @@ def q6(families):
     by = series([s for s in families if s.task in SEQ2SEQ_TASKS], FREE)
     runs = [s for v in by.values() for s in v]
     rows = tf_rows(runs)
-    return Answer(6, TITLE, q6_text(rows), rows, (lambda fig: draw(fig, runs)) if len(rows) else None)
+    return Answer(6, TITLE, q6_text(rows), rows, (lambda fig: draw(fig, runs)) if len(rows) else None,
+                  values=per_seed(rows, "schedule", COMPARED + ("final_valid_loss",)))

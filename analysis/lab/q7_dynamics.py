@@ -1,126 +1,322 @@
-"""Question 7: the training dynamics of the presets A1–A5, B1–B2, C0–C1. One row per preset from its
-summary and verdicts, and three comparison paragraphs: the clipping regimes (A1–A3), RNN against
-GRU (A1/A4, A2/A5, B1/B2), and C1 against C0. The chapter adds each preset's dashboard (`notes`)."""
+"""Question 7: the training dynamics of the presets A1–A5, B1–B2, C0–C1, each at its seeds.
+
+First how every preset ends against what a network that ignores its inputs reaches (the task's
+input-blind predictor, counted on fresh sequences), then why, from the diagnostics: the clipping
+regimes of A1–A3 and A1's largest blow-up, RNN against GRU (A1/A4, A2/A5, B1/B2) with what the
+GRU's gates do, how far the gradient reaches in B1/B2, and C1 against C0 at the same budget. Every
+number over seeds is an Estimate, every comparison in the words `intervals.sentence` allows. The
+chapter adds an overlay of the presets' diagnostics and each preset's dashboard (`notes`)."""
+import functools
 import math
 
+import numpy as np
 import pandas as pd
 
+from tasks.synthetic import get as get_task
+
 from .. import stats, verdicts as V
+from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import Answer, cell_name, clipping
+from .common import Answer, cell_name, clipping, per_seed
 
 TITLE = "Training dynamics of A1–A5, B1–B2, C0–C1"
 PRESETS = ("A1", "A2", "A3", "A4", "A5", "B1", "B2", "C0", "C1")     # the chapter's order
 CLIPPING = ("A1", "A2", "A3")                                        # the same task, tighter cutoffs
 CELL_PAIRS = (("A1", "A4"), ("A2", "A5"), ("B1", "B2"))              # RNN against GRU
+TASK_NAMES = {"mem": "Memorization", "mul": "Multiplication", "add": "Addition", "torder": "Temporal order",
+              "torder3": "3-bit temporal order", "perm": "Random permutation"}
+#: a gate value within this distance of 0.5 neither passes nor blocks: the gate is not used
+NEAR_HALF = 0.1
+BASELINE_SEQUENCES = 2000              # per length, for the input-blind predictor
+METRICS = ("final_valid_error", "final_valid_loss", "max_grad_norm", "median_grad_norm", "norm_ratio", "clipped",
+           "rho_end", "vanishing", "decay_per_step", "horizon_1e3", "hidden_saturated")
 
 
 def preset_name(s):
-    """A1 for the run `preset=A1` (a sweep point) or `A1`."""
+    """A1 for the run `preset=A1` or `preset=A1,seed=53` (a sweep point), or `A1`."""
     return s.name.split("preset=")[-1].split(",")[0]
+
+
+# ------------------------------------------------------------------------- the baseline
+
+@functools.lru_cache(maxsize=None)
+def baseline(task, lo, hi, options=()):
+    """(loss, error %) of the input-blind predictor on `task` over lengths lo..hi: the mean target or
+    the class frequencies (tasks.synthetic.Task.constant_baseline), averaged over five lengths."""
+    t = get_task(task, **dict(options))
+    rng = np.random.default_rng(0)
+    found = [t.constant_baseline(BASELINE_SEQUENCES, int(n), rng) for n in np.linspace(lo, hi, 5)]
+    return float(np.mean([f[0] for f in found])), 100.0 * float(np.mean([f[1] for f in found]))
+
+
+def run_baseline(s):
+    c = s.config
+    options = tuple((k, c[k]) for k in ("n_values", "n_pos") if s.task == "mem" and k in c)
+    return baseline(s.task, int(c.get("min_length")), int(c.get("max_length")), options)
+
+
+# -------------------------------------------------------------------------------- one row a run
+
+def gate_shares(s, name):
+    """(share within NEAR_HALF of 0.5, share saturated) of gate `name` at the last check."""
+    fh = stats.final_hist(s, f"gate_{name}")
+    if fh is None:
+        return math.nan, math.nan
+    counts, edges = fh[0], fh[1]
+    # the histogram is of d = min(v, 1 − v): d ≥ 0.5 − NEAR_HALF is v within NEAR_HALF of 0.5
+    return (stats.share_above(counts, edges, 0.5 - NEAR_HALF), stats.share_below(counts, edges, V.SATURATION_D))
 
 
 def dyn_row(s):
     sm = stats.summary(s)
     vs = {v.kind: v for v in V.verdicts(s)}
-    gates = [v.value for k, v in vs.items() if k.startswith("gate_")]
     decay = vs.get("decay_rate")
-    return {"run": preset_name(s), "task": s.task, "cell": cell_name(s), "clip": clipping(s),
-            "status": s.status, "updates": sm["iterations"], "final_valid_error": sm["final_valid_error"],
-            "final_valid_loss": sm["final_valid_loss"], "max_grad_norm": sm["max_grad_norm"],
-            "median_grad_norm": sm["median_grad_norm"], "clipped": sm["share_clipped"],
-            "rho_end": sm["rho_end"], "vanishing": vs["vanishing"].value if "vanishing" in vs else 0.0,
-            "exploding": "exploding" in vs, "gate_saturated": max(gates) if gates else 0.0,
-            "decay_per_step": 10 ** (-decay.value) if decay is not None else math.nan,
-            "stalled": "stalled" in vs}
+    horizon = stats.last_horizon(s)
+    loss0, error0 = run_baseline(s)
+    row = {"run": preset_name(s), "seed": s.config.get("seed"), "task": s.task, "cell": cell_name(s),
+           "clip": clipping(s), "status": s.status, "updates": sm["iterations"],
+           "final_valid_error": sm["final_valid_error"], "baseline_error": error0,
+           "final_valid_loss": sm["final_valid_loss"], "baseline_loss": loss0,
+           "max_grad_norm": sm["max_grad_norm"], "median_grad_norm": sm["median_grad_norm"],
+           "norm_ratio": sm["max_grad_norm"] / sm["median_grad_norm"] if sm["median_grad_norm"] > 0 else math.nan,
+           "clipped": sm["share_clipped"], "rho_end": sm["rho_end"],
+           "vanishing": vs["vanishing"].value if "vanishing" in vs else 0.0,
+           "decay_per_step": 10 ** (-decay.value) if decay is not None else math.nan,
+           "horizon_1e3": horizon[0] if horizon else math.nan, "horizon_steps": horizon[2] if horizon else math.nan,
+           "hidden_saturated": vs["saturated"].value if "saturated" in vs else 0.0,
+           "exploding": "exploding" in vs, "stalled": "stalled" in vs}
+    for g in s.gates:
+        row[f"gate_{g}_half"], row[f"gate_{g}_saturated"] = gate_shares(s, g)
+    return row
 
 
-def _pct(x):
-    return f"{100 * x:.0f}%"
+def est(rows, run, col):
+    return estimate(rows.loc[rows["run"] == run, col])
 
 
-def _explosions(r, have):
-    """Which of the runs `have` explode: "only A1 explodes (max ≥ …× median)", "A1, A2 explode (…)"
-    or "none explodes"."""
-    boom = r.loc[have, "exploding"]
-    if not boom.any():
-        return "none explodes"
-    one = sum(boom) == 1
-    return (("only " if one else "") + ", ".join(n for n in have if r.loc[n, "exploding"]) + " explode"
-            + ("s" if one else "") + f" (max ≥ {V.EXPLODING_NORM_RATIO:g}× median)")
+def pct(e):
+    """An Estimate of a share (0..1) in percent."""
+    return type(e)(tuple(100 * v for v in e.values), 100 * e.mean, 100 * e.low, 100 * e.high)
+
+
+# --------------------------------------------------------------------------- the outcomes
+
+def against(e, level):
+    """Where an Estimate lies against a fixed level: "below", "above" or "at"."""
+    if e.n == 0:
+        return "n/a"
+    lo, hi = (e.low, e.high) if e.n > 1 else (e.mean, e.mean)
+    return "below" if hi < level else "above" if lo > level else "at"
+
+
+def outcome_sentence(rows, task, runs):
+    """The presets of one task against its input-blind predictor: solved, error and loss."""
+    g = rows[rows["run"].isin(runs)]
+    loss0, error0 = g["baseline_loss"].iloc[0], g["baseline_error"].iloc[0]
+    solved = int((g["status"] == "solved").sum())
+    budget = sorted(set(int(u) for u in g["updates"]))
+    parts = []
+    for r in runs:
+        e, l = est(g, r, "final_valid_error"), est(g, r, "final_valid_loss")
+        parts.append(f"{r} error {e.text(3)}% ({against(e, error0)}), loss {l.text(3)} ({against(l, loss0)})")
+    seeds = sorted(set(int(n) for n in g.groupby("run").size()))
+    head = (f"{TASK_NAMES.get(task, task)} ({', '.join(runs)}; {'/'.join(map(str, seeds))} seeds each, at most "
+            f"{budget[-1]} updates): solved in {solved} of {len(g)} runs. Against the input-blind predictor "
+            f"(validation error {fmt_num(error0, 3)}%, loss {fmt_num(loss0, 3)}): ")
+    worse = all(against(est(g, r, "final_valid_error"), error0) != "below" for r in runs)
+    tail = (f" No run's error is below the input-blind predictor's: {task} is unsolved in all {len(runs)} presets."
+            if worse and not solved else "")
+    return head + "; ".join(parts) + "." + tail
+
+
+def outcome_sentences(rows):
+    tasks = list(dict.fromkeys(rows["task"]))
+    return [outcome_sentence(rows, t, list(dict.fromkeys(rows.loc[rows["task"] == t, "run"]))) for t in tasks]
+
+
+# ------------------------------------------------------------------------------ clipping (A1–A3)
+
+def explosions(rows, run):
+    g = rows[rows["run"] == run]
+    return f"{run} explodes in {int(g['exploding'].sum())} of {len(g)} seeds"
 
 
 def clipping_paragraph(rows):
-    """A1 against A2 against A3: what clipping bounds and what it costs."""
-    r = rows.set_index("run")
-    have = [n for n in CLIPPING if n in r.index]
+    """A1 against A2 against A3: what clipping bounds and what it costs, over seeds."""
+    have = [n for n in CLIPPING if n in set(rows["run"])]
     if len(have) < 2:
         return None
-    parts = [f"{n} (clip {r.loc[n, 'clip']}) {fmt_num(r.loc[n, 'max_grad_norm'], 2)}" for n in have]
-    s = [f"Clipping regimes ({', '.join(have)}): the largest gradient norm is " + ", ".join(parts) + "; "
-         + _explosions(r, have) + "."]
-    s.append("Clipped updates: " + ", ".join(f"{n} {_pct(r.loc[n, 'clipped'])}" for n in have) + ".")
-    loss = [r.loc[n, "final_valid_loss"] for n in have]
-    order = ("tighter clipping slows learning" if all(b > a for a, b in zip(loss, loss[1:])) else
-             "tighter clipping speeds learning" if all(b < a for a, b in zip(loss, loss[1:])) else
-             "no monotone effect of the cutoff on learning")
-    losses = ", ".join(f"{n} {fmt_num(x, 3)}" for n, x in zip(have, loss))
-    rhos = ", ".join(f"{n} {fmt_num(r.loc[n, 'rho_end'], 3)}" for n in have)
-    s.append(f"Final validation loss {losses}: {order}; ρ at the end {rhos}.")
+    cut = {n: rows.loc[rows["run"] == n, "clip"].iloc[0] for n in have}
+    s = ["Clipping regimes (" + ", ".join(f"{n} clip {cut[n]}" for n in have) + "): the largest gradient norm is "
+         + ", ".join(f"{n} {est(rows, n, 'max_grad_norm').text(2)}" for n in have) + "; "
+         + ", ".join(explosions(rows, n) for n in have)
+         + f" (max ≥ {V.EXPLODING_NORM_RATIO:g}× median). Clipped updates (%): "
+         + ", ".join(f"{n} {pct(est(rows, n, 'clipped')).text(2)}" for n in have) + "."]
+    for a, b in zip(have, have[1:]):
+        s.append(f"Final validation loss, {b} against {a}: "
+                 + sentence(b, est(rows, b, "final_valid_loss"), a, est(rows, a, "final_valid_loss"), True) + ".")
+    s.append("ρ at the end: " + ", ".join(f"{n} {est(rows, n, 'rho_end').text(3)}" for n in have) + ".")
     return " ".join(s)
 
 
-def cell_sentence(a, b, x, y):
-    """Preset `a` (row x, the RNN) against `b` (row y, the GRU) on the same task and clipping."""
-    rx, ry = x["max_grad_norm"] / x["median_grad_norm"], y["max_grad_norm"] / y["median_grad_norm"]
-    err = ("lower" if y["final_valid_error"] < x["final_valid_error"] else
-           "higher" if y["final_valid_error"] > x["final_valid_error"] else "the same")
-    return (f"{a} against {b} ({x['task']}, clip {x['clip']}): the {y['cell']}'s gradient norm spikes "
-            f"{'less' if ry < rx else 'more'} than the {x['cell']}'s (max/median {fmt_num(ry, 2)} against "
-            f"{fmt_num(rx, 2)}); {_pct(y['vanishing'])} against {_pct(x['vanishing'])} of log10 g_t mass below "
-            f"{V.VANISHING_LOG10:g}; gates saturated {_pct(y['gate_saturated'])}; final validation error "
-            f"{fmt_num(y['final_valid_error'], 3)}% against {fmt_num(x['final_valid_error'], 3)}% ({err}).")
+def blowup_sentence(s):
+    """The largest gradient norm of run `s`: when, how far above the median, and what the largest
+    singular value of the recurrent matrix and the training loss did around it."""
+    gn = np.asarray(s.iter.get("grad_norm", []), dtype=float)
+    if not len(gn) or not np.isfinite(gn).any():
+        return None
+    k = int(np.nanargmax(gn))
+    u = int(s.iter_x[k])
+    med = float(np.nanmedian(gn))
+    loss = np.asarray(s.iter.get("loss", []), dtype=float)
+    before = float(np.nanmean(loss[max(0, k - 50):k])) if k else math.nan
+    after = float(np.nanmax(loss[k:k + 20])) if len(loss) > k else math.nan
+    text = (f"{preset_name(s)}'s largest blow-up (seed {s.config.get('seed')}): the gradient norm reaches "
+            f"{fmt_num(gn[k], 3)} at update {u}, {fmt_num(gn[k] / med, 3)}× its median; the training loss goes from "
+            f"{fmt_num(before, 3)} (mean of the 50 updates before) to {fmt_num(after, 3)} (largest of the 20 from it)")
+    sig = np.asarray(s.check.get("sigma_max", []), dtype=float)
+    if len(sig) and np.isfinite(sig).any():
+        j = int(np.searchsorted(s.check_x, u))            # the first check at or after the blow-up
+        if 0 < j < len(sig):
+            text += (f"; σ_max({s.recurrent_matrix}) goes from {fmt_num(sig[j - 1], 3)} at update "
+                     f"{int(s.check_x[j - 1])} to {fmt_num(sig[j], 3)} at {int(s.check_x[j])}")
+    return text + "."
+
+
+# ----------------------------------------------------------------------------- RNN against GRU
+
+def gate_words(rows, run):
+    """What the GRU's gates do at the end: the share near 0.5 (unused) and saturated, per gate."""
+    g = rows[rows["run"] == run]
+    gates = [c[5:-5] for c in g.columns if c.startswith("gate_") and c.endswith("_half") and g[c].notna().any()]
+    if not gates:
+        return ""
+    parts = []
+    for name in gates:
+        half, sat = pct(estimate(g[f"gate_{name}_half"])), pct(estimate(g[f"gate_{name}_saturated"]))
+        use = ("mostly unused: most values sit within 0.1 of 0.5, where it neither passes nor blocks" if half.mean > 50
+               else "in use")
+        parts.append(f"gate {name}: {half.text(2)}% of values within {NEAR_HALF:g} of 0.5, {sat.text(2)}% "
+                     f"saturated ({use})")
+    return f" {run}'s gates at the end: " + "; ".join(parts) + "."
+
+
+def cell_sentences(rows, a, b):
+    """Preset `a` (the RNN) against `b` (the GRU) on the same task and clipping."""
+    task, clip = rows.loc[rows["run"] == a, "task"].iloc[0], rows.loc[rows["run"] == a, "clip"].iloc[0]
+    return (f"{a} against {b} ({task}, clip {clip}), the largest gradient norm over its median: "
+            + sentence(b, est(rows, b, "norm_ratio"), a, est(rows, a, "norm_ratio"), True, 2)
+            + "; final validation loss: "
+            + sentence(b, est(rows, b, "final_valid_loss"), a, est(rows, a, "final_valid_loss"), True)
+            + "." + gate_words(rows, b))
 
 
 def cell_paragraph(rows, pairs=CELL_PAIRS):
-    """RNN against GRU on the same task and clipping."""
-    r = rows.set_index("run")
-    out = [cell_sentence(a, b, r.loc[a], r.loc[b]) for a, b in pairs if a in r.index and b in r.index]
+    have = set(rows["run"])
+    out = [cell_sentences(rows, a, b) for a, b in pairs if a in have and b in have]
     return " ".join(out) or None
 
 
-def _outcome(x, n):
-    """How preset `n` (row x) ended: solved at an update, or its error after its updates."""
-    if x["status"] == "solved":
-        return f"{n} is solved at update {int(x['updates'])} ({fmt_num(x['final_valid_error'], 3)}% error)"
-    return (f"{n} ends at {fmt_num(x['final_valid_error'], 3)}% error after {int(x['updates'])} updates"
-            + (" (stalled at chance)" if x["stalled"] else ""))
+# ------------------------------------------------------------------ how far the gradient reaches
 
+def reach_paragraph(rows, runs=("B1", "B2")):
+    """Per run: g_t's change per step back, the log10 g_t mass below the vanishing bound, the
+    horizon at 10⁻³ against the sequence, and ρ at the end."""
+    have = [r for r in runs if r in set(rows["run"])]
+    if not have:
+        return None
+    parts = []
+    for r in have:
+        g = rows[rows["run"] == r]
+        steps = estimate(g["horizon_steps"])
+        parts.append(f"{r}: g_t changes ×{est(rows, r, 'decay_per_step').text(3)} per step back, "
+                     f"{pct(est(rows, r, 'vanishing')).text(2)}% of the log10 g_t mass lies below "
+                     f"{V.VANISHING_LOG10:g}, the gradient falls below 10⁻³ of its value at the loss "
+                     f"{est(rows, r, 'horizon_1e3').text(3)} steps back (of {fmt_num(steps.mean, 3)}), "
+                     f"ρ at the end {est(rows, r, 'rho_end').text(3)}")
+    return ("Why " + " and ".join(have) + " do not learn more: " + "; ".join(parts)
+            + ". A factor below 1 per step compounds over the 50–200 steps between a marked input and the loss: "
+              "the gradient that would tie the output to the inputs is gone long before it reaches them.")
+
+
+# ------------------------------------------------------------------------------ C1 against C0
 
 def c_paragraph(rows):
-    """C1 against C0: what smart_tanh, clipping and Ω change on temporal order."""
-    r = rows.set_index("run")
-    if "C0" not in r.index or "C1" not in r.index:
+    """C1 against C0 at the same budget: what smart_tanh, clipping and Ω change on temporal order."""
+    have = set(rows["run"])
+    if "C0" not in have or "C1" not in have:
         return None
-    c0, c1 = r.loc["C0"], r.loc["C1"]
-    flatter = abs(math.log(c1["decay_per_step"])) < abs(math.log(c0["decay_per_step"]))
-    return (f"C1 against C0 (temporal order): {_outcome(c1, 'C1')}, {_outcome(c0, 'C0')}. "
-            f"Per step back in time g_t changes ×{fmt_num(c1['decay_per_step'], 3)} in C1 against "
-            f"×{fmt_num(c0['decay_per_step'], 3)} in C0 ({'flatter' if flatter else 'steeper'} "
-            f"in C1); ρ at the end {fmt_num(c1['rho_end'], 3)} against {fmt_num(c0['rho_end'], 3)}; "
-            f"largest gradient norm {fmt_num(c1['max_grad_norm'], 2)} against {fmt_num(c0['max_grad_norm'], 2)}, "
-            f"{_pct(c1['clipped'])} of C1's updates clipped.")
+    budget = {r: int(rows.loc[rows["run"] == r, "updates"].max()) for r in ("C0", "C1")}
+    solved = {r: int((rows.loc[rows["run"] == r, "status"] == "solved").sum()) for r in ("C0", "C1")}
+    seeds = {r: int((rows["run"] == r).sum()) for r in ("C0", "C1")}
+    same = "the same budget, " if budget["C0"] == budget["C1"] else ""
+    return (f"C1 against C0 (temporal order, {same}at most {max(budget.values())} updates): solved in "
+            f"{solved['C1']} of {seeds['C1']} against {solved['C0']} of {seeds['C0']}; final validation error (%): "
+            + sentence("C1", est(rows, "C1", "final_valid_error"), "C0", est(rows, "C0", "final_valid_error"), True)
+            + ". Per step back g_t changes ×" + est(rows, "C1", "decay_per_step").text(3) + " in C1 against ×"
+            + est(rows, "C0", "decay_per_step").text(3) + " in C0; ρ at the end "
+            + est(rows, "C1", "rho_end").text(3) + " against " + est(rows, "C0", "rho_end").text(3)
+            + "; largest gradient norm " + est(rows, "C1", "max_grad_norm").text(2) + " against "
+            + est(rows, "C0", "max_grad_norm").text(2) + ", with " + pct(est(rows, "C1", "clipped")).text(2)
+            + "% of C1's updates clipped.")
 
 
-def q7_text(rows):
+def q7_text(rows, snaps):
     if not len(rows):
         return ["No preset runs."]
-    return [p for p in (clipping_paragraph(rows), cell_paragraph(rows), c_paragraph(rows)) if p] or \
-        ["The preset runs hold none of the pairs compared here."]
+    a1 = [s for s in snaps if preset_name(s) == "A1"]
+    blowup = blowup_sentence(max(a1, key=lambda s: stats.grad_norm_stats(s)["max"])) if a1 else None
+    found = (outcome_sentences(rows)
+             + [p for p in (clipping_paragraph(rows), blowup, cell_paragraph(rows), reach_paragraph(rows),
+                            c_paragraph(rows)) if p])
+    return found
+
+
+# ------------------------------------------------------------------------------------ figure
+
+STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)))
+
+
+def draw(fig, snaps):
+    """The presets overlaid, first seed of each: gradient norm, ρ and g_t by steps back; A1–A5 in
+    the top row, B1–B2 and C0–C1 below."""
+    first = {}
+    for s in sorted(snaps, key=lambda s: s.config.get("seed") or 0):
+        first.setdefault(preset_name(s), s)
+    groups = [[n for n in PRESETS[:5] if n in first], [n for n in PRESETS[5:] if n in first]]
+    groups = [g for g in groups if g]
+    axes = np.atleast_2d(fig.subplots(len(groups), 3))
+    for row, names in zip(axes, groups):
+        for k, n in enumerate(names):
+            s = first[n]
+            style = dict(color=f"C{k}", ls=STYLES[k % len(STYLES)], lw=1.1, label=f"{n} ({s.task}, {cell_name(s)}, "
+                                                                                 f"clip {clipping(s)})")
+            gn = np.asarray(s.iter.get("grad_norm", []), dtype=float)
+            if len(gn):
+                row[0].plot(s.iter_x, stats.smooth_log(gn, 50) if len(gn) > 100 else gn, **style)
+            rho = s.check.get("rho")
+            if rho is not None:
+                row[1].plot(s.check_x, rho, marker="o", ms=2, **style)
+            k_last = stats.last_row(s.grad_time)
+            if k_last is not None:
+                g = s.grad_time[k_last]
+                g = g[np.isfinite(g)][::-1]                      # steps back from the loss
+                row[2].plot(np.arange(len(g)), np.where(g > 0, g, np.nan), **style)
+        row[0].set(yscale="log", xlabel="update", ylabel="gradient norm (geometric moving mean of 50)")
+        row[1].axhline(1.0, color="grey", lw=0.8)
+        row[1].set(xlabel="update", ylabel="spectral radius ρ of the recurrent matrix")
+        row[2].set(yscale="log", xlabel="steps back from the loss (last check)", ylabel="batch-mean g_t")
+        row[0].legend(fontsize="x-small")
+    fig.suptitle("The presets overlaid (first seed of each)", fontsize="medium")
 
 
 def q7(presets):
     order = {n: i for i, n in enumerate(PRESETS)}
-    snaps = sorted(presets, key=lambda s: order.get(preset_name(s), 99))
+    snaps = sorted(presets, key=lambda s: (order.get(preset_name(s), 99), s.config.get("seed") or 0))
     rows = pd.DataFrame([dyn_row(s) for s in snaps])
-    return Answer(7, TITLE, q7_text(rows), rows, None, notes=list(snaps))
+    values = per_seed(rows.assign(setting=rows["run"]), "setting", METRICS) if len(rows) else None
+    first = {}
+    for s in snaps:                                       # snaps are in seed order within a preset
+        first.setdefault(preset_name(s), s)
+    return Answer(7, TITLE, q7_text(rows, snaps), rows, (lambda fig: draw(fig, snaps)) if len(rows) else None,
+                  notes=list(first.values()), values=values)
