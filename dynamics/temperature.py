@@ -1,6 +1,7 @@
 """`dynamics temperature RUN.h5`: what the sampling temperature trades, diversity for coherence.
 
-At each temperature the run's model writes `samples` continuations of `n` characters after the
+At each temperature (or, in `sampling_table`, each setting of temperature, top-k and top-p) the
+run's model writes `samples` continuations of `n` characters after the
 fixed prompts of its run file (the prompts of /check/samples, so every run is asked the same).
 Diversity is distinct-n: the share of distinct word n-grams among all word n-grams of those
 samples (n = 1, 2). Coherence is the model's own loss on what it wrote: the mean negative
@@ -47,6 +48,14 @@ def run_prompts(path):
 
 def temperature_table(run, temperatures=TEMPERATURES, n=300, samples=8, seed=0):
     """One row per temperature: distinct-1, distinct-2, the model's own loss, a sample."""
+    rows = sampling_table(run, [{"temperature": t} for t in temperatures], n, samples, seed)
+    return [{k: v for k, v in r.items() if k not in ("top_k", "top_p")} for r in rows]
+
+
+def sampling_table(run, settings, n=300, samples=8, seed=0):
+    """One row per setting ({"temperature", "top_k", "top_p"}; the last two optional): the setting,
+    distinct-1, distinct-2, the model's own loss at temperature 1 on what it wrote, a sample. Every
+    setting continues the same prompts from the same seed."""
     config = read_config(run)
     if config.tokens != "char":
         raise bad_value("run", str(run), "a character-level text run (distinct words need the model to spell them)")
@@ -57,11 +66,12 @@ def temperature_table(run, temperatures=TEMPERATURES, n=300, samples=8, seed=0):
     rows = [[index[ch] for ch in prompts[k % len(prompts)][:width]] for k in range(samples)]
     ids = torch.tensor(rows, dtype=torch.long)
     table = []
-    for temperature in temperatures:
-        new = generate(step_fn(model), ids, n, temperature=temperature, seed=seed)
+    for s in settings:
+        temperature, top_k, top_p = s.get("temperature", 1.0), s.get("top_k"), s.get("top_p")
+        new = generate(step_fn(model), ids, n, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         texts = ["".join(vocab[i] for i in row) for row in new.tolist()]
-        table.append({"temperature": temperature, "distinct_1": distinct(texts, 1),
-                      "distinct_2": distinct(texts, 2),
+        table.append({"temperature": temperature, "top_k": top_k, "top_p": top_p,
+                      "distinct_1": distinct(texts, 1), "distinct_2": distinct(texts, 2),
                       "own_loss": own_loss(model, torch.cat([ids, new], dim=1), width),
                       "sample": texts[0]})
     return table

@@ -9,7 +9,7 @@ import torch
 from dynamics.cli import main
 from dynamics.config import make
 from dynamics.sample import load_model, read_config
-from dynamics.temperature import distinct, own_loss, temperature_table
+from dynamics.temperature import distinct, own_loss, sampling_table, temperature_table
 from dynamics.train import train
 from test_text_training import corpus_text
 
@@ -67,3 +67,12 @@ def test_bad_temperatures_are_one_line(run, tmp_path, capsys, value):
         main(["temperature", str(run), "--temperatures", value, "-o", str(tmp_path / "t.png")])
     assert e.value.code == 2 and "--temperatures=" in capsys.readouterr().err
     assert not (tmp_path / "t.png").exists()
+
+
+def test_top_k_of_one_and_a_tiny_top_p_are_greedy(run):
+    rows = sampling_table(run, [{"temperature": 0}, {"top_k": 1}, {"top_p": 1e-9}, {"temperature": 1.0}],
+                          n=40, samples=3, seed=2)
+    assert rows[0]["sample"] == rows[1]["sample"] == rows[2]["sample"]
+    assert rows[0]["own_loss"] == pytest.approx(rows[1]["own_loss"]) == pytest.approx(rows[2]["own_loss"])
+    assert rows[3]["sample"] != rows[0]["sample"]
+    assert (rows[1]["top_k"], rows[2]["top_p"]) == (1, 1e-9)
