@@ -86,6 +86,15 @@ def better(a, b, lower_is_better):
     return verdict
 
 
+def against(e, level):
+    """Where an Estimate lies against a fixed level: "below" or "above" where its interval (one
+    seed: its value) is, "at" where the interval holds it; "n/a" without values."""
+    if e.n == 0:
+        return "n/a"
+    low, high = (e.low, e.high) if e.n > 1 else (e.mean, e.mean)
+    return "below" if high < level else "above" if low > level else "at"
+
+
 def sentence(name_a, a, name_b, b, lower_is_better, digits=3, unit=""):
     """`name_a` against `name_b` in words that claim no more than the intervals:
     "GRU 2.55 [2.54, 2.56] (n = 3) against RNN 2.77 [2.76, 2.78] (n = 3): GRU lower",

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.intervals import CONFIDENCE, better, compare, estimate, sentence
+from analysis.intervals import CONFIDENCE, against, better, compare, estimate, sentence
 
 
 def test_three_seeds_give_their_range():
@@ -73,3 +73,10 @@ def test_sentences_claim_no_more_than_the_intervals():
     assert gone == "LSTM: no finished run, not compared"
     higher = sentence("A", estimate([90.0, 91.0, 92.0]), "B", estimate([80.0, 81.0, 82.0]), lower_is_better=False)
     assert higher.endswith(": A higher, the intervals apart")
+
+
+def test_against_a_fixed_level():
+    assert against(estimate([1.0, 1.1, 1.2]), 2.0) == "below"
+    assert against(estimate([1.0, 1.1, 1.2]), 0.5) == "above"
+    assert against(estimate([1.0, 1.1, 1.2]), 1.1) == "at"
+    assert against(estimate([3.0]), 2.0) == "above" and against(estimate([]), 2.0) == "n/a"

@@ -35,7 +35,7 @@ def run(path, task="text", checks=None, iters=None, name=None, **config):
                 if col in f[group]:
                     f[group][col][...] = values
                 else:
-                    f[group].create_dataset(col, data=values, maxshape=(None,))
+                    f[group].create_dataset(col, data=values, maxshape=(None,) + values.shape[1:])
     return load(path)
 
 
@@ -240,6 +240,22 @@ def test_teacher_forcing_answer_turns_with_bias_and_noise(tmp_path):
     assert c.text[2].endswith(": a tie: neither decodes better.")
 
 
+def test_the_teacher_forcing_ratio_is_read_as_a_sweep(tmp_path):
+    out = []
+    for ratio, exact in ((0.0, 20.0), (0.5, 45.0), (1.0, 30.0)):
+        for seed in (1, 2, 3):
+            out.append(run(tmp_path / f"r{ratio}-{seed}.h5", task="reverse", seed=seed, teacher_forcing=ratio,
+                           tf_schedule="constant", tf_k=80.0,
+                           checks={"tf_token_acc": np.full(K, 90.0), "greedy_token_acc": np.full(K, 80.0),
+                                   "greedy_exact": np.full(K, exact + seed)}))
+    a = lab.q6(out)
+    assert a.text[0].startswith("Constant teacher-forcing ratio from 0 to 1: greedy exact match (%) "
+                                "0: 22 [21, 23] (n = 3); 0.5: 47 [46, 48] (n = 3); 1: 32 [31, 33] (n = 3).")
+    assert a.text[1] == ("The best ratio, 0.5, against 1, greedy exact match (%): ratio 0.5 47 [46, 48] (n = 3) "
+                         "against ratio 1 32 [31, 33] (n = 3): ratio 0.5 higher, the intervals apart.")
+    assert list(a.table["ratio"].unique()) == [0.0, 0.5, 1.0]
+
+
 # ------------------------------------------------------------------------- 7. the presets
 
 def presets(tmp_path, losses, c1_status="solved", seeds=(52,)):
@@ -299,7 +315,7 @@ def test_the_input_blind_predictor_is_chance_on_temporal_order():
 
 def test_the_chapter_answers_every_question_in_order_even_without_runs():
     got = lab.answers({})
-    assert [a.number for a in got] == list(range(1, 8))
+    assert [a.number for a in got] == list(range(1, 13))
     assert all(a.text and a.draw is None and not len(a.table) for a in got)
     assert got[0].text == ["No language-model runs."] and got[6].text == ["No preset runs."]
 
@@ -375,3 +391,100 @@ def test_position_loss_against_stepping_the_model_one_character_at_a_time(tmp_pa
     assert got[0] == pytest.approx(zero, rel=1e-5)
     assert got[1] == pytest.approx(full[12:132].reshape(10, 12).mean(axis=0), rel=1e-5)
     assert full.mean() == pytest.approx(stream_loss(model, valid[:133], 12), rel=1e-5)
+
+
+# ------------------------------------------------------------- 8–12. the newer questions
+
+def classify_runs(tmp_path, acc):
+    """GRU name classifiers, 3 seeds each: {(key, value): accuracy} around pooling=last."""
+    out = []
+    for (key, value), a in acc.items():
+        for seed in (1, 2, 3):
+            extra = {key: value} if key != "class_balance" else {"class_balance": value[0], "class_weighting": value[1]}
+            recall = np.tile([90.0, 80.0, 70.0, 60.0, a / 2 + seed], (K, 1))
+            out.append(run(tmp_path / f"{key}{value}{seed}.h5".replace(" ", ""), task="names", cell="gru", seed=seed,
+                           pooling=extra.pop("pooling", "last"), **extra,
+                           checks={"accuracy": np.full(K, a + seed), "macro_f1": np.full(K, a - 10 + seed),
+                                   "recall": recall, "confusion": np.tile(np.eye(5) * 10, (K, 1, 1))}))
+    return out
+
+
+def test_classification_choices_each_against_its_reference(tmp_path):
+    skew = (0.6, 0.2, 0.1, 0.06, 0.04)
+    a = lab.q8(classify_runs(tmp_path, {("pooling", "last"): 80.0, ("pooling", "mean"): 85.0,
+                                        ("pooling", "max"): 80.5, ("truncate", 3): 60.0,
+                                        ("class_balance", (skew, "none")): 70.0,
+                                        ("class_balance", (skew, "balanced")): 75.0}))
+    pooling = next(t for t in a.text if t.startswith("Pooling against last pooling"))
+    assert "mean pooling: accuracy, mean pooling 87 [86, 88] (n = 3) against last pooling 82 [81, 83] (n = 3): " \
+           "mean pooling higher, the intervals apart" in pooling
+    assert "max pooling: accuracy, max pooling 82.5 [81.5, 83.5] (n = 3) against last pooling 82 [81, 83] (n = 3): " \
+           "within noise" in pooling
+    trunc = next(t for t in a.text if t.startswith("Truncate against every character"))
+    assert "the last 3 characters 62 [61, 63] (n = 3) against every character 82 [81, 83] (n = 3): every character " \
+           "higher" in trunc
+    assert any(t.startswith("Class imbalance, prior 0.6/0.2/0.1/0.06/0.04 against the uniform prior: macro-F1") for t in a.text)
+    weighted = next(t for t in a.text if t.startswith("The balanced loss on the skewed prior"))
+    assert "balanced 39.5 [38.5, 40.5] (n = 3) against unweighted 37 [36, 38] (n = 3): balanced higher" in weighted
+    assert not any(t.startswith("Bidirectional") for t in a.text)                        # no such runs
+    assert set(a.values["metric"]) == {"accuracy", "macro_f1", "rarest_recall"}
+
+
+def test_seq2seq_attention_and_beam_against_greedy(tmp_path):
+    out = []
+    for task, attention, greedy, beam in (("copy", "bahdanau", 90.0, 92.0), ("copy", "none", 40.0, 40.0),
+                                          ("date", "bahdanau", 70.0, 69.0), ("date", "none", 69.0, 69.0)):
+        for seed in (1, 2, 3):
+            out.append(run(tmp_path / f"{task}{attention}{seed}.h5", task=task, cell="gru", seed=seed,
+                           attention=attention, beam_size=3,
+                           checks={"greedy_exact": np.full(K, greedy + seed), "beam_exact": np.full(K, beam + 2 * seed)}))
+    a = lab.q9(out)
+    assert a.text[0] == ("Copy (200 updates), greedy exact match (%): bahdanau attention 92 [91, 93] (n = 3) against "
+                         "no attention 42 [41, 43] (n = 3): bahdanau attention higher, the intervals apart.")
+    assert a.text[1].endswith("no attention 71 [70, 72] (n = 3): within noise.")
+    assert a.text[2].startswith("Beam search (beam 3) minus greedy exact match of the same model, points: "
+                                "Copy, bahdanau attention 4 [3, 5] (n = 3) (beam better)")
+    assert "Dates, bahdanau attention 1 [0, 2] (n = 3) (within noise of 0)" in a.text[2]
+    assert "Dates, no attention 2 [1, 3] (n = 3) (beam better)" in a.text[2]
+
+
+def test_tying_states_parameters_and_compares_perplexity(tmp_path):
+    out = [run(tmp_path / f"t{tied}{seed}.h5", cell="gru", seed=seed, tie_weights=tied,
+               checks={"valid_loss": curve(1.5 - 0.1 * tied + 0.01 * seed)})
+           for tied in (False, True) for seed in (1, 2, 3)]
+    a = lab.q10(out)
+    assert a.text[0] == "The runs keep no checkpoint to count their parameters."
+    assert a.text[1].endswith(": tied lower, the intervals apart.")
+    assert list(a.table["setting"]) == ["untied"] * 3 + ["tied"] * 3
+
+
+def test_cells_are_compared_at_their_best_learning_rate(tmp_path):
+    out = []
+    for cell, by_lr in (("rnn", {0.001: 3.0, 0.01: 2.5}), ("gru", {0.001: 2.2, 0.01: 2.6})):
+        for lr, bpc in by_lr.items():
+            for seed in (1, 2, 3):
+                out.append(run(tmp_path / f"{cell}{lr}{seed}.h5", cell=cell, lr=lr, seed=seed,
+                               checks={"valid_bpc": curve(bpc + 0.01 * seed, start=4.0),
+                                       "valid_loss": curve((bpc + 0.01 * seed) * math.log(2))}))
+    a = lab.q11(out)
+    assert a.text[0] == ("Rates tried: 0.001, 0.01; each cell's best (lowest mean best validation bits/char): "
+                         "RNN at 0.01, 2.52 [2.51, 2.53] (n = 3); GRU at 0.001, 2.22 [2.21, 2.23] (n = 3).")
+    assert a.text[1] == ("GRU against the RNN, each at its best rate: GRU 2.22 [2.21, 2.23] (n = 3) against "
+                         "RNN 2.52 [2.51, 2.53] (n = 3): GRU lower, the intervals apart.")
+
+
+def test_sampling_answer_reads_its_table():
+    import pandas as pd
+    rows = pd.DataFrame([{"setting": name, "seed": seed, "distinct_1": d1 + seed, "distinct_2": d2 + seed,
+                          "own_loss": loss + 0.01 * seed, "sample": "the cat"}
+                         for name, d1, d2, loss in (("T 0.5", 20, 30, 0.8), ("T 1.2", 60, 90, 2.0),
+                                                    ("T 1", 50, 80, 1.5), ("top-p 0.9", 45, 79.5, 1.3))
+                         for seed in (0, 1, 2)])
+    a = lab.q12([], rows=rows)
+    assert a.text[1] == ("Temperature 1.2 against 0.5: distinct word pairs (%), T 1.2 91 [90, 92] (n = 3) against "
+                         "T 0.5 31 [30, 32] (n = 3): T 1.2 higher, the intervals apart; the model's own loss "
+                         "(nats/char), T 1.2 2.01 [2, 2.02] (n = 3) against T 0.5 0.81 [0.8, 0.82] (n = 3): "
+                         "T 0.5 lower, the intervals apart.")
+    assert a.text[2] == ("top-p 0.9 against plain sampling at T 1: own loss, top-p 0.9 1.31 [1.3, 1.32] (n = 3) "
+                         "against T 1 1.51 [1.5, 1.52] (n = 3): top-p 0.9 lower, the intervals apart; distinct word "
+                         "pairs (%), top-p 0.9 80.5 [79.5, 81.5] (n = 3) against T 1 81 [80, 82] (n = 3): within noise.")

@@ -73,6 +73,11 @@ def _order(values):
     return tuple((v is None, v if v is not None else 0) if not isinstance(v, str) else (False, v) for v in values)
 
 
+def _frozen(v):
+    """A config value as a dict key: lists (a class prior) as tuples."""
+    return tuple(_frozen(x) for x in v) if isinstance(v, list) else v
+
+
 def series(snaps, free):
     """{values of `free`: [runs]} of the largest group of runs that agree on everything but `free`
     (and the seed) and take at least two values of it; {} if there is none."""
@@ -83,7 +88,7 @@ def series(snaps, free):
     for runs in groups.values():
         by = {}
         for s in runs:
-            by.setdefault(tuple(s.config.get(k) for k in free), []).append(s)
+            by.setdefault(tuple(_frozen(s.config.get(k)) for k in free), []).append(s)
         if len(by) >= 2 and (len(runs), len(by)) > (sum(map(len, best.values())), len(best)):
             best = by
     return dict(sorted(best.items(), key=lambda kv: _order(kv[0])))
@@ -154,6 +159,8 @@ def lm_label(s):
         arch = f"{cell_name(s)} {c.get('n_hidden')}×{c.get('n_layers', 1)}"
         if c.get("dropout"):
             arch += f" drop {fmt_num(c['dropout'])}"
+        if c.get("tie_weights"):
+            arch += " tied"
     return f"{arch} · T {c.get('min_length')} · clip {clipping(s)} · lr {fmt_num(float(c.get('lr', math.nan)))}"
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from tasks.synthetic import get as get_task
 
 from .. import stats, verdicts as V
-from ..intervals import estimate, sentence
+from ..intervals import against, estimate, sentence
 from ..stats import fmt_num
 from .common import Answer, cell_name, clipping, per_seed
 
@@ -100,14 +100,6 @@ def pct(e):
 
 
 # --------------------------------------------------------------------------- the outcomes
-
-def against(e, level):
-    """Where an Estimate lies against a fixed level: "below", "above" or "at"."""
-    if e.n == 0:
-        return "n/a"
-    lo, hi = (e.low, e.high) if e.n > 1 else (e.mean, e.mean)
-    return "below" if hi < level else "above" if lo > level else "at"
-
 
 def outcome_sentence(rows, task, runs):
     """The presets of one task against its input-blind predictor: solved, error and loss."""

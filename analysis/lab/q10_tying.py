@@ -1,0 +1,59 @@
+"""Question 10: weight tying. The language-model runs that differ only in whether the output layer
+shares the embedding's matrix: the parameters each trains (counted in its checkpoint, the shared
+matrix once) and the best validation perplexity over seeds."""
+import numpy as np
+import pandas as pd
+
+from ..intervals import estimate, sentence
+from ..stats import fmt_num
+from .common import Answer, lm_label, lm_rows, parameters, per_seed, series
+
+TITLE = "Weight tying: parameters and perplexity"
+
+
+def tying_rows(lm):
+    by = series([s for s in lm if s.config.get("cell") not in ("mlp", "transformer")], ("tie_weights",))
+    runs = [s for v in by.values() for s in v]
+    rows = lm_rows(runs)
+    if len(rows):
+        rows["tied"] = [bool(s.config.get("tie_weights")) for s in runs]
+        rows["parameters"] = [parameters(s) for s in runs]
+        rows["setting"] = ["tied" if t else "untied" for t in rows["tied"]]
+    return rows, runs
+
+
+def q10_text(rows, runs):
+    if not len(rows) or rows["tied"].nunique() < 2:
+        return ["No language-model runs that differ only in weight tying."]
+    est = {k: estimate(rows.loc[rows["setting"] == k, "best_valid_ppl"]) for k in ("tied", "untied")}
+    p = {k: rows.loc[rows["setting"] == k, "parameters"].median() for k in ("tied", "untied")}
+    where = lm_label(runs[0]).split(" · ", 1)[1]
+    size = (f"Tying shares the {fmt_num(p['untied'] - p['tied'], 4)} weights of the output matrix with the embedding: "
+            f"{fmt_num(p['tied'], 4)} parameters against {fmt_num(p['untied'], 4)} "
+            f"({fmt_num(100 * (p['untied'] - p['tied']) / p['untied'], 3)}% fewer)." if np.isfinite(p["tied"]) else
+            "The runs keep no checkpoint to count their parameters.")
+    return [size, f"Best validation perplexity ({where}): " + sentence("tied", est["tied"], "untied", est["untied"],
+                                                                         True, 4) + "."]
+
+
+def draw(fig, rows):
+    ax = fig.subplots()
+    for i, k in enumerate(("untied", "tied")):
+        e = estimate(rows.loc[rows["setting"] == k, "best_valid_ppl"])
+        if e.n > 1:
+            ax.plot([i, i], [e.low, e.high], color="#9467bd", lw=5, alpha=0.5, solid_capstyle="butt")
+        ax.plot([i], [e.mean], "_", color="#9467bd", ms=16, mew=2)
+        ax.plot([i] * e.n, e.values, "k.", ms=5)
+    p = {k: rows.loc[rows["setting"] == k, "parameters"].median() for k in ("untied", "tied")}
+    ax.set_xticks([0, 1], [f"{k}\n{fmt_num(p[k], 4)} parameters" for k in ("untied", "tied")])
+    ax.set_xlim(-0.6, 1.6)
+    ax.set_ylabel("best validation perplexity (dots: seeds; bar: mean; band: 95 % interval)")
+    ax.set_title(TITLE, fontsize="medium")
+
+
+def q10(lm):
+    rows, runs = tying_rows(lm)
+    ok = len(rows) and rows["tied"].nunique() == 2
+    table = rows[["setting", "seed", "parameters", "best_valid_ppl", "best_valid_bpc"]] if ok else pd.DataFrame()
+    return Answer(10, TITLE, q10_text(rows, runs), table, (lambda fig: draw(fig, rows)) if ok else None,
+                  values=per_seed(rows, "setting", ("best_valid_ppl", "parameters")) if ok else None)
