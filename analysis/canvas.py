@@ -2,8 +2,12 @@
 (`new_figure`, `freeze`, `save`), the title with the run's key config, the sizes, colours and
 axis labels, and small helpers the panels of several topics use.
 
-A panel draws one axes from a `Snapshot` and says whether the run has its data; a figure is a
-row of panels (`panel_figure`), the ones without data left out, so no figure has empty axes.
+A panel draws one axes from a `Snapshot` and says whether the run has its data; a figure is
+rows of panels (`panel_figure`), the ones without data left out, so no figure has empty axes.
+Figures are made to be printed: at most PRINT_COLS panels side by side on a page's width, so that
+their text (matplotlib's sizes, "small" at 8.3 pt the least) is read at its own size; what every
+panel's axes need for print (a marker on a lone point, a plain range for a degenerate axis, shares
+on 0–100 %) is done once here, in `finish_axes` and `percent_axis`.
 This module imports no panel and no figure: the topics of analysis/panels/ build on it, and
 analysis/figures.py assembles them.
 """
@@ -16,17 +20,24 @@ import numpy as np
 from matplotlib import colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter, MaxNLocator
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter, MaxNLocator, ScalarFormatter
+from matplotlib.transforms import offset_copy
 
 from . import stats
 from .stats import fmt_num
 
 PANEL_W, PANEL_H = 5.4, 4.0          # inches per panel
+PAGE_W, PAGE_H = 11.69, 8.27         # A4 landscape, inches: the printed page
+PRINT_COLS = 2                       # panels side by side on a page's width
 DPI = 100
 COLORS = {"before": "#1f77b4", "after": "#ff7f0e", "clip": "#d62728", "nonfinite": "#8b0000",
           "valid": "#2ca02c", "train": "#1f77b4", "band": "#d62728", "rho": "#9467bd",
           "sigma": "#8c564b"}
 GATE_COLORS = {"z": "#1f77b4", "r": "#ff7f0e", "i": "#2ca02c", "f": "#d62728", "o": "#9467bd"}
+BLOCK_MARKERS = ("o", "s", "^", "v", "D", "P")     # a marker per block or run, beside its colour
+#: (line style, marker) per gate: gates' curves often lie on one another, so colour alone is not enough
+GATE_STYLES = {"z": ("-", "o"), "r": ("--", "s"), "i": ("-", "o"), "f": ("--", "s"), "o": (":", "^")}
 G_LABEL = r"$g_t = \|\partial L/\partial h_t\|_2$"
 G_LABEL_TRANSFORMER = r"$g_t = \|\partial L/\partial x_t\|_2$ (residual stream)"
 END_ALIGNED_LABEL = "steps before each sequence's last token (0 = last token)"
@@ -49,6 +60,22 @@ def g_label(snap):
     return G_LABEL_TRANSFORMER if getattr(snap, "cell", "") == "transformer" else G_LABEL
 
 
+def axis_word(label):
+    """"update" for an axis of updates, whatever the optimiser (the reader calls them
+    'iteration (SGD update)', also in an Adam run); other labels ("check number") unchanged."""
+    return "update" if label.startswith("iteration") else label
+
+
+def check_label(snap):
+    """The x label of the per-check arrays: "update", or "check number" for a final-state NPZ."""
+    return axis_word(snap.check_xlabel)
+
+
+def iter_label(snap):
+    """The x label of the per-update arrays."""
+    return axis_word(snap.iter_xlabel)
+
+
 def time_label(snap):
     return END_ALIGNED_LABEL if snap.end_aligned else "time step t (0 = first input)"
 
@@ -67,8 +94,8 @@ def loss_unit(snap):
 
 
 def at_check(snap, k):
-    """'iteration 2000' (or 'check 12') for check row k."""
-    word = "iteration" if snap.check_xlabel.startswith("iteration") else "check"
+    """'update 2000' (or 'check 12') for check row k."""
+    word = "update" if check_label(snap) == "update" else "check"
     return f"{word} {int(snap.check_x[k])}"
 
 
@@ -97,27 +124,49 @@ def save(fig, path, dpi=DPI):
     return path
 
 
+def pack_rows(panels, ncols=PRINT_COLS):
+    """Rows of `panels` (objects with a `span`), each panel in the first row with room for it,
+    so that a wide panel leaves no hole before it; a panel wider than a row gets a row."""
+    rows, used = [], []
+    for p in panels:
+        span = min(p.span, ncols)
+        free = [i for i, u in enumerate(used) if u + span <= ncols]
+        if free:
+            rows[free[0]].append(p)
+            used[free[0]] += span
+        else:
+            rows.append([p])
+            used.append(span)
+    return rows
+
+
 def draw_row(parent, snap, panels, ncols=None):
     """Draw `panels` side by side in `parent`, each in its own subfigure so that a colour bar or
-    a long label in one panel does not squeeze the others; `ncols` pads a short row."""
+    a long label in one panel does not squeeze the others; `ncols` pads a short row. Returns the
+    subfigures, the padding's last."""
     spans = [p.span for p in panels]
     widths = spans + ([ncols - sum(spans)] if ncols and sum(spans) < ncols else [])
     subs = np.atleast_1d(parent.subfigures(1, len(widths), width_ratios=widths, wspace=0.0))
     for sub, panel in zip(subs, panels):
         ax = sub.add_subplot()
         panel.draw(ax, snap)
+        for drawn in sub.axes:
+            finish_axes(drawn)
+    return subs
 
 
 def panel_figure(snap, what, panels):
-    """One row of the `panels` that have data, titled `what`; None when none has."""
+    """The `panels` that have data, PRINT_COLS to a row, titled `what`; None when none has."""
     panels = [p for p in panels if p.available(snap)]
     if not panels:
         return None
-    cols = sum(p.span for p in panels)
-    width = max(PANEL_W * cols, 10.0)
-    height = PANEL_H + 0.9
-    fig = new_figure(width, height)
-    draw_row(fig, snap, panels)
+    rows = pack_rows(panels)
+    ncols = max(sum(min(p.span, PRINT_COLS) for p in row) for row in rows)
+    width = max(PANEL_W * ncols, 10.0)
+    fig = new_figure(width, PANEL_H * len(rows) + 0.9)
+    subs = np.atleast_1d(fig.subfigures(len(rows), 1, hspace=0.0))
+    for sub, row in zip(subs, rows):
+        draw_row(sub, snap, row, ncols)
     fig.suptitle(title(snap, what, width), fontsize="large")
     return fig
 
@@ -239,9 +288,9 @@ def config_line(snap):
 def title(snap, what, width_in):
     status = "final-state NPZ" if snap.source == "npz" else snap.status
     if status == "running":
-        status = f"running, snapshot at iteration {snap.iterations_done}"
+        status = f"running, snapshot at update {snap.iterations_done}"
     head = f"{snap.name} ({status}): {what}" if what else f"{snap.name} ({status})"
-    chars = max(40, int(width_in * 11))
+    chars = max(40, int(width_in * 8.5))     # of the x-large title that fit in the width, with room
     return "\n".join(textwrap.wrap(head, chars) + textwrap.wrap(config_line(snap), chars))
 
 
@@ -275,8 +324,95 @@ def log_if_spans(ax, *arrays, decades=1.5):
 
 
 def x_limits(ax, snap, x):
+    """From 0 (or the first x below it) to the last x, with room for a marker at the end."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
     if len(x):
-        ax.set_xlim(min(0, float(np.nanmin(x))), float(np.nanmax(x)) * 1.01 + 1e-9)
+        lo, hi = min(0.0, float(x.min())), float(x.max())
+        ax.set_xlim(lo, hi + 0.04 * max(hi - lo, 1.0))
+
+
+def percent_axis(ax, top=100.0):
+    """An accuracy or share (%) axis from 0 to `top` (room above the highest value), never above
+    100; markers at 0 or 100 drawn whole over the frame instead of cut by it."""
+    ax.set_ylim(0, min(100.0, float(top)))
+    for line in ax.lines:
+        if line.get_marker() not in (None, "None", "", " "):
+            line.set_clip_on(False)
+
+
+def legend_below(ax, ncols=2, **kwargs):
+    """The legend under the axes, below the x label, where it hides no data and needs no headroom
+    on a log or a 0–100 % axis; the constrained layout makes room for it."""
+    below_label = offset_copy(ax.transAxes, fig=ax.get_figure(root=True), y=-0.55, units="inches")
+    return ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below_label,
+                     ncols=ncols, fontsize="small", **kwargs)
+
+
+# ------------------------------------------------------------------- rules for every axes
+
+LONE_MARKER = "o"
+
+
+def finish(fig):
+    """`finish_axes` on every axes of a figure drawn in one piece (not of panels); `fig`."""
+    for ax in fig.axes:
+        finish_axes(ax)
+    return fig
+
+
+def finish_axes(ax):
+    """What every panel needs for print, whoever drew it: a lone point gets a marker (a one-point
+    line draws nothing), a degenerate axis a plain range."""
+    _mark_lone_points(ax)
+    _plain_degenerate_axes(ax)
+
+
+def _mark_lone_points(ax):
+    """A line with fewer than two finite points is invisible without a marker: give it one, in
+    its legend entry too."""
+    marked = set()
+    for line in ax.lines:
+        x, y = (np.asarray(v, float) for v in (line.get_xdata(), line.get_ydata()))
+        if len(x) != len(y) or line.get_marker() not in (None, "None", "", " ", ".", ","):
+            continue
+        if np.sum(np.isfinite(x) & np.isfinite(y)) == 1:
+            line.set_marker(LONE_MARKER)
+            line.set_markersize(max(line.get_markersize(), 5))
+            marked.add(line.get_label())
+    legend = ax.get_legend()
+    if legend is not None and marked:
+        for handle, text in zip(legend.legend_handles, legend.get_texts()):
+            if text.get_text() in marked and isinstance(handle, Line2D):
+                handle.set_marker(LONE_MARKER)
+
+
+def _plain_degenerate_axes(ax):
+    """One update on the x axis, or values equal to four digits (a norm clipped at its cutoff
+    every time), would get an axis of rounding noise (0.96 to 1.04, an offset of +1.814, ten
+    ticks all labelled 0.01): widen it to a plain range. Limits the panel chose are kept."""
+    for axis, (lo, hi), auto, set_lim in (
+            (ax.xaxis, ax.dataLim.intervalx, ax.get_autoscalex_on(), ax.set_xlim),
+            (ax.yaxis, ax.dataLim.intervaly, ax.get_autoscaley_on(), ax.set_ylim)):
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            continue
+        formatter = axis.get_major_formatter()
+        if isinstance(formatter, ScalarFormatter):
+            formatter.set_useOffset(False)
+        if not auto:
+            continue
+        if axis.get_scale() == "log":
+            if lo > 0 and hi <= lo * (1 + 1e-3):
+                set_lim(lo / 2, hi * 2)
+            continue
+        centre = (lo + hi) / 2
+        if hi - lo > (1e-3 * abs(centre) if centre else 0):
+            continue
+        if axis is ax.xaxis:        # an x axis of updates or steps: from 0 to past the point
+            set_lim(min(0.0, lo), hi + 0.04 * max(abs(hi), 1.0))
+        else:
+            half = 0.05 * abs(centre) if centre else 1.0
+            set_lim(centre - half, centre + half)
 
 
 def _check_edges(x):
@@ -298,10 +434,10 @@ def heat(ax, snap, q, label, ylim=None, hlines=()):
     with np.errstate(invalid="ignore", divide="ignore"):
         share = 100 * rows / rows.sum(axis=1, keepdims=True)
     masked = np.ma.masked_less_equal(share.T, 0)
-    vmin = max(float(masked.min()) if masked.count() else 1e-3, 1e-3)
+    vmax = float(masked.max()) if masked.count() else 100.0       # a share: at most 100 %
+    vmin = min(max(float(masked.min()) if masked.count() else 1e-3, 1e-3), vmax / 10)
     mesh = ax.pcolormesh(_check_edges(x), edges, masked, shading="flat", cmap="magma",
-                         norm=colors.LogNorm(vmin=vmin, vmax=max(float(masked.max()), vmin * 10)),
-                         rasterized=True)
+                         norm=colors.LogNorm(vmin=vmin, vmax=vmax), rasterized=True)
     ax.set_facecolor("#f4f4f4")
     cb = ax.get_figure(root=False).colorbar(mesh, ax=ax, pad=0.01)
     cb.set_label("share of the check's mass (% per bin, log scale)")
@@ -310,7 +446,7 @@ def heat(ax, snap, q, label, ylim=None, hlines=()):
     if ylim:
         ax.set_ylim(*ylim)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))   # the colour bar narrows the panel
-    ax.set_xlabel(snap.check_xlabel)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel(label)
 
 

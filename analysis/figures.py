@@ -4,7 +4,7 @@ panels, a panel left out when its data are absent, so no figure has empty axes.
     figure(snap, name)    the figure `name` of panels.FIGURES: training, grad_norm, grad_hist,
                           grad_time, horizon, saturation, gates, spectrum, omega, the theory's
                           jacobians, lyapunov, surface, groups, ...
-    figure_dashboard      all panels and the verdicts on one page
+    figure_dashboard      all panels and the verdicts, at a printed page's width
     plot_run              the dashboard and every figure as PNG files
 
 Every function returns a matplotlib Figure (Agg canvas, constrained layout) or None when the
@@ -19,7 +19,8 @@ import textwrap
 import numpy as np
 
 from . import stats, verdicts as V
-from .canvas import DPI, PANEL_H, PANEL_W, draw_row, loss_unit, new_figure, panel_figure, save, title
+from .canvas import (DPI, PAGE_W, PANEL_H, PRINT_COLS, draw_row, loss_unit, new_figure, pack_rows,
+                     panel_figure, save, title)
 from .panels import FIGURES, PANELS, seq2seq, transformer
 from .stats import fmt_num, fmt_pct
 
@@ -48,12 +49,12 @@ FIGURE_FUNCTIONS = {
 
 def summary_lines(snap):
     s = stats.summary(snap)
-    lines = [f"iterations done: {s['iterations']} ({s['checks']} checks)"]
+    lines = [f"updates done: {s['iterations']} ({s['checks']} check{'s' if s['checks'] != 1 else ''})"]
     if not s["iterations"] and not s["checks"]:
         lines.append("nothing recorded yet: no updates and no checks")
     if math.isfinite(s["final_valid_error"]):
         lines.append(f"valid error: final {s['final_valid_error']:.3g}%, best "
-                     f"{s['best_valid_error']:.3g}% at {int(s['best_valid_error_iter'])}")
+                     f"{s['best_valid_error']:.3g}% at update {int(s['best_valid_error_iter'])}")
     if math.isfinite(s["final_valid_loss"]):
         lines.append(f"valid loss: {s['final_valid_loss']:.4g} {loss_unit(snap)}")
     if math.isfinite(s["valid_ppl"]):
@@ -79,46 +80,46 @@ def _bullets(lines, width, max_chars=400):
     return "\n".join(out)
 
 
-def _pack(keys, ncols):
-    """Rows of panel keys, left to right, a panel that does not fit starting a new row."""
-    rows, row, used = [], [], 0
-    for k in keys:
-        span = min(PANELS[k].span, ncols)
-        if used + span > ncols:
-            rows.append(row)
-            row, used = [], 0
-        row.append(k)
-        used += span
-    if row:
-        rows.append(row)
-    return rows
-
-
-def dashboard_layout(snap, ncols=4):
+def dashboard_layout(snap, ncols=PRINT_COLS):
+    """Rows of the keys of the panels with data, in the order of FIGURES, `ncols` to a row."""
     keys = [k for _, ks in FIGURES.values() for k in ks]
-    return _pack(available_panels(snap, keys), ncols)
+    rows = pack_rows([PANELS[k] for k in available_panels(snap, keys)], ncols)
+    return [[p.key for p in row] for row in rows]
 
 
-def figure_dashboard(snap, ncols=4):
-    """All available panels on one page, with the summary numbers and the verdicts."""
-    rows = dashboard_layout(snap, ncols)
-    chars = int(PANEL_W * ncols / 2 * 9.5)        # characters that fit in half the page
-    summary = _bullets(summary_lines(snap), chars)
-    verdict_lines = _bullets([v.text for v in V.verdicts(snap)] or ["none"], chars)
-    n_text = max(summary.count("\n"), verdict_lines.count("\n")) + 1
-    text_h = 0.45 + 0.21 * n_text
-    width = PANEL_W * ncols
-    height = PANEL_H * len(rows) + text_h + 1.0
-    fig = new_figure(width, height)
-    subs = np.atleast_1d(fig.subfigures(len(rows) + 1, 1,
-                                        height_ratios=[PANEL_H] * len(rows) + [text_h], hspace=0.0))
+CHARS_PER_INCH = 9.5          # of 10-point text, with room to spare
+LINE_IN = 0.21                # inches per line of the text (10 points, line spacing 1.45)
+
+
+def figure_dashboard(snap, ncols=PRINT_COLS):
+    """All available panels at a printed page's width, `ncols` to a row so that no text is
+    shrunk, with the summary numbers and the verdicts: in the last row's free slot when it has
+    one (no slot stays empty), else in a row of their own below."""
+    rows = [[PANELS[k] for k in row] for row in dashboard_layout(snap, ncols)]
+    free = ncols - sum(min(p.span, ncols) for p in rows[-1]) if rows else 0
+    text_w = PAGE_W * free / ncols if free else PAGE_W / 2      # beside the panels, or half a row
+    chars = int(text_w * CHARS_PER_INCH)
+    parts = [("Final figures", _bullets(summary_lines(snap), chars)),
+             ("Verdicts", _bullets([v.text for v in V.verdicts(snap)] or ["none"], chars))]
+    lines = [text.count("\n") + 2 for _, text in parts]        # + the heading
+    heights = [PANEL_H] * len(rows)
+    if free:
+        heights[-1] = max(PANEL_H, 0.3 + LINE_IN * sum(lines))
+    else:
+        heights.append(0.3 + LINE_IN * max(lines))
+    fig = new_figure(PAGE_W, sum(heights) + 1.0)
+    subs = np.atleast_1d(fig.subfigures(len(heights), 1, height_ratios=heights, hspace=0.0))
+    slots = []
     for sub, row in zip(subs, rows):
-        draw_row(sub, snap, [PANELS[k] for k in row], ncols)
-    left, right = subs[-1].subfigures(1, 2, wspace=0.0)
-    for part, head, text in ((left, "Final figures", summary), (right, "Verdicts", verdict_lines)):
-        part.text(0.02, 0.98, head, fontweight="bold", va="top", ha="left")
-        part.text(0.02, 0.98, "\n" + text, va="top", ha="left", linespacing=1.45)
-    fig.suptitle(title(snap, "training dashboard", width), fontsize="x-large")
+        slots = draw_row(sub, snap, row, ncols)
+    if free:            # stacked in the free slot, each part as tall as its lines
+        places = slots[-1].subfigures(2, 1, height_ratios=lines, hspace=0.0)
+    else:
+        places = subs[-1].subfigures(1, 2, wspace=0.0)
+    for place, (head, text) in zip(places, parts):
+        place.text(0.02, 0.98, head, fontweight="bold", va="top", ha="left")
+        place.text(0.02, 0.98, "\n" + text, va="top", ha="left", linespacing=1.45)
+    fig.suptitle(title(snap, "training dashboard", PAGE_W), fontsize="x-large")
     return fig
 
 
