@@ -4,7 +4,7 @@ key config is in canvas.config_parts; its g_t, end-aligned, is labelled by canva
 import numpy as np
 from matplotlib import cm
 
-from ..canvas import Panel
+from ..canvas import Panel, check_label, percent_axis, x_limits
 
 
 def _classes(snap, K):
@@ -15,6 +15,10 @@ def _classes(snap, K):
 def _last(snap, name):
     rows = snap.arrays.get(name)
     return None if rows is None or len(rows) == 0 else rows[-1]
+
+
+CLASS_STYLES = ("-", "--", "-.", ":")
+CLASS_MARKERS = ("o", "s", "^", "v", "D")
 
 
 def _has_confusion(snap):
@@ -50,13 +54,16 @@ def draw_recall(ax, snap):
     x = snap.check_x[:len(recall)]
     names = _classes(snap, recall.shape[1])
     colors = cm.tab10(np.arange(len(names)) % 10)
-    for k, name in enumerate(names):
-        ax.plot(x, recall[:, k], color=colors[k], lw=1.3, label=f"{name}: {recall[-1, k]:.3g}%")
+    for k, name in enumerate(names):          # a style and a marker per class: recalls often cross
+        ax.plot(x, recall[:, k], color=colors[k], lw=1.3, ls=CLASS_STYLES[k % len(CLASS_STYLES)],
+                marker=CLASS_MARKERS[k % len(CLASS_MARKERS)], ms=4, markevery=max(1, len(x) // 10),
+                label=f"{name}: {recall[-1, k]:.3g}%")
     f1 = snap.check.get("macro_f1")
     if f1 is not None:
         ax.plot(x, f1[:len(x)], "k--", lw=1.6, label=f"macro-F1: {f1[len(x) - 1]:.3g}%")
-    ax.set_ylim(-2, 102)
-    ax.set_xlabel(snap.check_xlabel)
+    percent_axis(ax)
+    x_limits(ax, snap, x)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel("recall per class (%)")
     ax.legend(loc="lower right", fontsize="small", title="last check", title_fontsize="small")
     ax.set_title("Per-class recall over training")
@@ -74,7 +81,7 @@ def draw_attention(ax, snap):
     image = ax.imshow(np.ma.masked_invalid(weights), cmap="viridis", aspect="auto", vmin=0,
                       vmax=max(float(np.nanmax(weights)), 1e-9), interpolation="nearest")
     words = max(len(t) for t in tokens.ravel()) > 1
-    size = "x-small" if not words else ("xx-small" if T > 40 else "x-small")
+    size = 8                 # points, the least that reads in print; words are written upright
     for i in range(n):
         for t in range(T):
             if tokens[i, t]:

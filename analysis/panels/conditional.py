@@ -2,7 +2,7 @@
 novel samples over training."""
 import numpy as np
 
-from ..canvas import Panel
+from ..canvas import Panel, check_label, percent_axis, x_limits
 
 
 def has_generation(snap):
@@ -26,9 +26,9 @@ def draw_generation(ax, snap):
                    label=f"judge's accuracy on real data: {ceiling:.0f}%")
     chance = 100.0 / len(snap.attrs.get("classes", [0, 0]))
     ax.axhline(chance, color="grey", lw=0.8, ls="-.", label=f"chance: {chance:.0f}%")
-    ax.set_ylim(0, 105)
-    ax.set_xlim(0, None)
-    ax.set_xlabel(snap.check_xlabel)
+    percent_axis(ax)
+    x_limits(ax, snap, x)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel("share of the check's samples (%)")
     judge = snap.attrs.get("judge_name") or "none"
     ax.set_title(f"Conditional generation (judge: {judge})", fontsize="medium")
@@ -41,16 +41,19 @@ FIGURES = {}          # the panel joins the training curves (panels/training.py)
 
 def compare_controllability(ax, runs):
     """`dynamics compare`: controllability (solid) and novel samples (dotted) of each run."""
+    drawn = set()
     for s, color in runs:
         for key, ls in (("controllability", "-"), ("novel", ":")):
             y = s.check.get(key)
             if y is not None and np.isfinite(y).any():
                 ax.plot(s.check_x, y, color=color, ls=ls, lw=1.4)
-    ax.plot([], [], color="grey", ls="-", label="controllability")
-    ax.plot([], [], color="grey", ls=":", label="novel samples")
-    ax.set_ylim(0, 105)
+                drawn.add(key)
+    for key, ls, label in (("controllability", "-", "controllability"), ("novel", ":", "novel samples")):
+        if key in drawn:            # the legend names only what is drawn
+            ax.plot([], [], color="grey", ls=ls, label=label)
+    percent_axis(ax)
     ax.set_xlim(0, None)
-    ax.set_xlabel(runs[0][0].check_xlabel)
+    ax.set_xlabel(check_label(runs[0][0]))
     ax.set_ylabel("share of the check's samples (%)")
     ax.set_title("Conditional generation")
     ax.legend(loc="lower right", fontsize="small")

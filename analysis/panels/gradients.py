@@ -6,8 +6,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .. import stats, verdicts as V
-from ..canvas import (COLORS, Panel, at_check, finite, g_label, has_evolution,
-                      has_final, heat, readable_log_axis, spread, time_label, x_limits)
+from ..canvas import (COLORS, Panel, at_check, check_label, finite, g_label, has_evolution, has_final, heat,
+                      iter_label, legend_below, percent_axis, readable_log_axis, spread, time_label, x_limits)
 from ..stats import fmt_num, fmt_pct
 from . import theory
 
@@ -53,7 +53,8 @@ def _mark_clipped(ax, snap, win):
     gn = stats.grad_norm_stats(snap)
     clipped = snap.iter.get("clipped")
     g = snap.iter.get("grad_norm")
-    clip_label = f"clipped: {gn['n_clipped']} steps ({fmt_pct(gn['share_clipped'], 1)})"
+    updates = "update" if gn["n_clipped"] == 1 else "updates"
+    clip_label = f"clipped: {gn['n_clipped']} {updates} ({fmt_pct(gn['share_clipped'], 1)})"
     if clipped is not None and g is not None and 0 < gn["n_clipped"] <= MAX_CLIP_MARKERS:
         sel = (clipped > 0.5) & np.isfinite(g) & (g > 0)
         ax.plot(x[sel], g[sel], ls="none", marker="o", ms=2.5, mfc="none", mew=0.6,
@@ -65,8 +66,7 @@ def _mark_clipped(ax, snap, win):
         cwin = max(win, 10)
         twin.plot(*stats.envelope(x, 100 * stats.smooth(clipped, cwin)), color=COLORS["clip"],
                   lw=0.9, alpha=0.8)
-        twin.set_ylim(0, 100 / 0.74)
-        twin.set_yticks([0, 25, 50, 75, 100])
+        twin.set_ylim(0, 100)
         twin.set_ylabel(f"clipped updates (% of {cwin}, red)", color=COLORS["clip"])
         twin.tick_params(axis="y", colors=COLORS["clip"])
         ax.plot([], [], color=COLORS["clip"], lw=0.9, label=clip_label + ", share on right axis")
@@ -88,18 +88,17 @@ def _mark_nonfinite(ax, snap):
             ax.axvline(xb, color=COLORS["nonfinite"], lw=0.6, alpha=0.5)
         ax.plot(x[bad], np.full(bad.sum(), 1.0), ls="none", marker="v", ms=7,
                 color=COLORS["nonfinite"], transform=trans, clip_on=False,
-                label=f"non-finite gradient: {int(bad.sum())} steps (red lines)")
+                label=f"non-finite gradient: {int(bad.sum())} updates (red lines)")
 
 
 def _norm_limits(ax, vals):
-    """y limits around the norms, with headroom above for the three-column legend."""
+    """y limits around the norms (the legend is below the axes: no headroom for it)."""
     if not vals:
         return
     v = np.concatenate(vals)
     v = v[np.isfinite(v) & (v > 0)]
     if len(v):
-        lo, hi = np.log10(v.min() / 2), np.log10(v.max() * 2)
-        ax.set_ylim(10 ** lo, 10 ** (hi + 0.35 * max(hi - lo, 1)))
+        ax.set_ylim(v.min() / 2, v.max() * 2)
 
 
 def draw_grad_norm(ax, snap):
@@ -118,8 +117,8 @@ def draw_grad_norm(ax, snap):
     _norm_limits(ax, [pos for pos, _, _ in series])
     x_limits(ax, snap, x)
     readable_log_axis(ax)
-    ax.legend(loc="upper left", fontsize="small", ncols=3)
-    ax.set_xlabel(snap.iter_xlabel)
+    legend_below(ax, ncols=3)
+    ax.set_xlabel(iter_label(snap))
     ax.set_ylabel(r"global gradient norm $\|\nabla_\theta L\|_2$")
     ax.set_title("Gradient norm per update")
 
@@ -148,14 +147,14 @@ def draw_grad_hist(ax, snap):
     handles = [
         Patch(color=COLORS["band"], alpha=0.25,
               label=f"vanishing band [{lo_b:g}, {hi_b:g}): {fmt_pct(in_band, 1)}"),
-        Patch(color="none", label=f"below {V.VANISHING_LOG10:g}: {fmt_pct(below, 1)}"),
         Line2D([], [], color="k", lw=0.8, ls="--",
                label=f"above {V.GROWING_LOG10:g} (g_t > 1): {fmt_pct(above, 1)}"),
     ]
-    ax.legend(handles=handles, loc="best", fontsize="small",
-              title=f"share of mass, last check ({at_check(snap, k)})", title_fontsize="small")
+    ax.legend(handles=handles, loc="best", fontsize="small", title_fontsize="small",
+              title=f"share of mass, last check ({at_check(snap, k)})\n"
+                    f"below {V.VANISHING_LOG10:g}: {fmt_pct(below, 1)}")
     ax.set_xlim(*_grad_hist_range(counts, edges))
-    ax.set_ylim(0, share.max() * 1.45)
+    percent_axis(ax, share.max() * 1.45)
     ax.set_xlabel(r"$\log_{10} g_t$, " + g_label(snap) + " (every t and sequence)")
     ax.set_ylabel(f"share of (t, sequence) pairs\n(% per {edges[1] - edges[0]:g}-wide bin)")
     ax.set_title(r"$\log_{10} g_t$ at the end")
@@ -218,7 +217,7 @@ def draw_grad_time(ax, snap):
     if len(rows) > 1:
         sm = cm.ScalarMappable(norm=norm, cmap=cmap)
         cb = ax.get_figure(root=False).colorbar(sm, ax=ax, pad=0.01)
-        cb.set_label(f"{snap.check_xlabel} of the check")
+        cb.set_label(f"{check_label(snap)} of the check")
     ax.set_xlabel(time_label(snap))
     ax.set_ylabel(g_label(snap) + "\n(batch mean)")
     ax.set_title(f"Gradient through time, {len(rows)} checks" if len(rows) > 1

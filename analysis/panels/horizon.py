@@ -5,7 +5,7 @@ reaches every step of the batch."""
 import numpy as np
 
 from .. import stats
-from ..canvas import Panel, finite, x_limits
+from ..canvas import Panel, check_label, finite, x_limits
 
 COLORS = {"horizon_1e3": "#1f77b4", "horizon_1e6": "#d62728"}
 
@@ -41,7 +41,7 @@ def draw_horizon(ax, snap):
     x_limits(ax, snap, x)
     if len(x):   # the last bar whole
         ax.set_xlim(right=max(ax.get_xlim()[1], float(x[-1]) + width / 2))
-    ax.set_xlabel(snap.check_xlabel)
+    ax.set_xlabel(check_label(snap))
     back = "each sequence's last token" if snap.end_aligned else "the loss step"
     ax.set_ylabel(f"steps back from {back}")
     ax.legend(loc="upper left", fontsize="small")

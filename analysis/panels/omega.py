@@ -1,7 +1,7 @@
 """The regulariser Ω and the share of (t, sequence) pairs whose gradient it keeps ("steps in
 the past"), per update; recorded only by runs with Ω."""
 from .. import stats
-from ..canvas import Panel, finite, log_if_spans, readable_log_axis, x_limits
+from ..canvas import Panel, finite, iter_label, log_if_spans, percent_axis, readable_log_axis, x_limits
 
 
 def _has_omega(snap):
@@ -21,7 +21,7 @@ def _series(ax, snap, y, color, label):
     else:
         ax.plot(x, y, color=color, lw=1.0, marker=".", ms=3, label=label)
     x_limits(ax, snap, x)
-    ax.set_xlabel(snap.iter_xlabel)
+    ax.set_xlabel(iter_label(snap))
 
 
 def draw_omega(ax, snap):
@@ -38,7 +38,7 @@ def draw_omega(ax, snap):
 def draw_past(ax, snap):
     y = 100 * snap.iter["steps_in_past"]
     _series(ax, snap, y, "#bcbd22", "steps in the past")
-    ax.set_ylim(0, 105)
+    percent_axis(ax)
     ax.legend(loc="best", fontsize="small")
     ax.set_ylabel("steps in the past\n(% of (t, sequence) pairs kept by Ω)")
     ax.set_title("Steps in the past")

@@ -1,7 +1,8 @@
 """Saturation: the hidden units' distance from saturation d(h) and the gates' d(v), at the end and
 over training, and the saturated share of each over training."""
 from .. import stats, verdicts as V
-from ..canvas import COLORS, GATE_COLORS, Panel, at_check, has_evolution, has_final, heat
+from ..canvas import (COLORS, GATE_COLORS, GATE_STYLES, Panel, at_check, check_label, has_evolution, has_final,
+                      heat, percent_axis, x_limits)
 from ..stats import fmt_pct
 
 
@@ -27,7 +28,7 @@ def draw_saturation(ax, snap):
     ax.legend(loc="best", fontsize="small", title=f"last check ({at_check(snap, k)})",
               title_fontsize="small")
     _pad_x(ax, edges)
-    ax.set_ylim(0, share.max() * 1.3)
+    percent_axis(ax, share.max() * 1.3)
     ax.set_xlabel(_d_label(edges) + "  (0 = saturated)")
     ax.set_ylabel(f"share of unit activations\n(% per {edges[1] - edges[0]:g}-wide bin)")
     ax.set_title("Hidden saturation at the end")
@@ -55,11 +56,11 @@ def draw_gates(ax, snap):
         share = 100 * counts / counts.sum()
         top = max(top, share.max())
         s = stats.share_below(counts, edges, V.SATURATION_D)
-        ax.stairs(share, edges, color=GATE_COLORS[g], lw=1.6,
+        ax.stairs(share, edges, color=GATE_COLORS[g], lw=1.6, ls=GATE_STYLES[g][0],
                   label=f"gate {g}: {fmt_pct(s, 1)} below {V.SATURATION_D:g}")
     ax.axvspan(edges[0], V.SATURATION_D, color=COLORS["band"], alpha=0.12, lw=0)
     _pad_x(ax, edges)
-    ax.set_ylim(0, top * 1.35)
+    percent_axis(ax, top * 1.35)
     ax.legend(loc="best", fontsize="small", title="last check", title_fontsize="small")
     ax.set_xlabel(_d_label(edges, "v") + "  (0 = shut or fully open)")
     ax.set_ylabel(f"share of gate activations\n(% per {edges[1] - edges[0]:g}-wide bin)")
@@ -71,18 +72,21 @@ def _has_sat_evolution(snap):
 
 
 def draw_saturation_share(ax, snap):
-    series = [(f"gate {g}", f"gate_{g}", GATE_COLORS[g], "-") for g in snap.gates]
-    series.append(("hidden h", "saturation", "k", "--"))
-    for label, q, color, ls in series:
+    series = [(f"gate {g}", f"gate_{g}", GATE_COLORS[g], *GATE_STYLES[g]) for g in snap.gates]
+    series.append(("hidden h", "saturation", "k", (0, (6, 2)), "x"))
+    top = 5.0
+    for label, q, color, ls, marker in series:      # style and marker: the shares often coincide
         if q not in snap.hists:
             continue
         keep = stats.rows_with_data(snap.hists[q])
         y = [100 * stats.share_below(snap.hists[q][k], snap.edges[q], V.SATURATION_D) for k in keep]
-        ax.plot(snap.check_x[keep], y, color=color, ls=ls, marker="." if len(keep) < 60 else None,
-                label=label)
-    ax.set_ylim(0, max(5.0, ax.get_ylim()[1]))
+        ax.plot(snap.check_x[keep], y, color=color, ls=ls, marker=marker, ms=5, mfc="none",
+                markevery=max(1, len(keep) // 12), label=label)
+        top = max([top, *(1.1 * v for v in y)])
+    percent_axis(ax, top)
+    x_limits(ax, snap, snap.check_x)
     ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel(snap.check_xlabel)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel(f"share saturated, d < {V.SATURATION_D:g} (%)")
     ax.set_title("Saturation over training")
 

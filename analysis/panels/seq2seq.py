@@ -15,7 +15,8 @@ import numpy as np
 from matplotlib import cm, colors, patches
 from matplotlib.ticker import MaxNLocator
 
-from ..canvas import G_LABEL, PANEL_H, PANEL_W, new_figure, panel_figure, save, spread, title
+from ..canvas import (G_LABEL, PANEL_H, PANEL_W, finish, iter_label, new_figure, panel_figure, percent_axis, save,
+                      spread, title, x_limits)
 from . import transformer
 
 PANELS = []
@@ -31,11 +32,12 @@ def checks_with(snap, name):
     return [] if a is None else [k for k in range(len(a)) if np.isfinite(np.asarray(a[k], float)).any()]
 
 
-CELL = 0.14          # inches per source character and output step in the attention maps
+CELL = 0.16          # inches per source character and output step in the attention maps
+TICK_PT = 8          # points: a character per cell, the least that reads in print
 
 
 def _at(snap, k):
-    return f"iteration {int(snap.check_x[k])}"
+    return f"update {int(snap.check_x[k])}"
 
 
 # ----------------------------------------------------------------------------- attention
@@ -69,9 +71,9 @@ def figure_attention(snap):
             ax.set_xlim(-0.5, longest - 0.5)
             ax.set_ylim(tallest[e] - 0.5, -0.5)
             ax.set_anchor("NW")
-            ax.set_xticks(range(len(src)), list(src.replace(" ", "␣")), fontsize=7)
+            ax.set_xticks(range(len(src)), list(src.replace(" ", "␣")), fontsize=TICK_PT)
             ylabels = list(out.replace(" ", "␣"))[:m] + (["<eos>"] if len(out) + 1 <= maps.shape[2] else [])
-            ax.set_yticks(range(len(ylabels)), ylabels, fontsize=7)
+            ax.set_yticks(range(len(ylabels)), ylabels, fontsize=TICK_PT)
             ax.tick_params(length=2, pad=1)
             for spine in ax.spines.values():
                 spine.set_visible(False)
@@ -104,7 +106,7 @@ def draw_exact_by_length(ax, snap, color=None, label=None, all_checks=True):
         ax.plot(np.arange(len(y)), y, marker="o", ms=3, lw=2.0 if last else 1.0,
                 color=color or cm.viridis(0.85 * norm(snap.check_x[k])),
                 label=label if label else (_at(snap, k) if len(picks) <= 6 else None))
-    ax.set_ylim(-3, 103)
+    percent_axis(ax)
     ax.set_xlabel("source length (characters)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # lengths are whole characters
     ax.set_ylabel("greedy exact match (%)")
@@ -128,11 +130,11 @@ def figure_exact_length(snap):
         bars = axes[1].bar(range(len(formats)), y, color="#2ca02c")
         axes[1].bar_label(bars, fmt="%.1f", fontsize="small")
         axes[1].set_xticks(range(len(formats)), formats, rotation=20, fontsize="small")
-        axes[1].set_ylim(0, 105)
+        percent_axis(axes[1], 108)      # room for the labels on the bars, the axis to 100
         axes[1].set_ylabel("greedy exact match (%)")
         axes[1].set_title(f"Per input format, {_at(snap, k)}")
     fig.suptitle(title(snap, "exact match on the validation set", width), fontsize="large")
-    return fig
+    return finish(fig)
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -172,7 +174,7 @@ def figure_encoder_grad(snap):
     axes[0].legend(fontsize="small", title="check")
     what = "∂L/∂x_t of the residual stream after each block" if snap.cell == "transformer" else "∂L/∂h_t"
     fig.suptitle(title(snap, f"encoder {what} through source time", PANEL_W * len(parts)), fontsize="large")
-    return fig
+    return finish(fig)
 
 
 # ----------------------------------------------------------------------------- teacher forcing
@@ -187,26 +189,32 @@ def figure_teacher(snap):
     keep = np.isfinite(ratio)
     it = np.arange(1, keep.sum() + 1)
     left.plot(it, used[keep], lw=0.6, color="#1f77b4", alpha=0.6, label="target tokens fed (share)")
-    left.plot(it, ratio[keep], lw=2.0, color="k", label="scheduled ratio ε_i")
-    left.set_ylim(-0.03, 1.03)
-    left.set_xlabel("iteration (SGD update)")
+    left.plot(it, ratio[keep], lw=2.0, ls="--", color="k", label="scheduled ratio ε_i")
+    left.set_ylim(0, 1)
+    for line in left.lines:          # a ratio of 1 or 0 on the frame, drawn whole
+        line.set_clip_on(False)
+    x_limits(left, snap, it)
+    left.set_xlabel(iter_label(snap))
     left.set_ylabel("teacher-forcing ratio")
     left.set_title("Teacher forcing applied per update")
     left.legend(fontsize="small", loc="lower left")
-    for key, name, color in (("greedy_exact", "greedy exact match", "#2ca02c"), ("beam_exact", "beam exact match", "#9467bd"),
-                             ("greedy_token_acc", "greedy token accuracy", "#ff7f0e"),
-                             ("tf_token_acc", "teacher-forced token accuracy", "#7f7f7f")):
+    for key, name, color, ls, marker in (       # styles and markers: the curves meet near 100 %
+            ("greedy_exact", "greedy exact match", "#2ca02c", "-", "o"),
+            ("beam_exact", "beam exact match", "#9467bd", "--", "s"),
+            ("greedy_token_acc", "greedy token accuracy", "#ff7f0e", "-.", "^"),
+            ("tf_token_acc", "teacher-forced token accuracy", "#7f7f7f", ":", "v")):
         y = snap.check.get(key)
         if y is not None and len(y):
-            right.plot(snap.check_x, y, marker="o", ms=3, lw=1.4, color=color, label=name)
-    right.set_ylim(-3, 103)
-    right.set_xlabel("iteration (SGD update)")
+            right.plot(snap.check_x, y, marker=marker, ms=4, mfc="none", lw=1.4, ls=ls, color=color, label=name)
+    percent_axis(right)
+    x_limits(right, snap, snap.check_x)
+    right.set_xlabel(iter_label(snap))
     right.set_ylabel("validation (%)")
     right.set_title("Validation accuracy over training")
     right.legend(fontsize="small", loc="lower right")
     right.grid(alpha=0.3)
     fig.suptitle(title(snap, "teacher forcing and exact match", 2 * PANEL_W), fontsize="large")
-    return fig
+    return finish(fig)
 
 
 def figure_attention_entropy(snap):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from .. import stats
-from ..canvas import COLORS, Panel, finite, x_limits
+from ..canvas import COLORS, Panel, check_label, finite, x_limits
 from ..stats import fmt_num
 from . import theory
 
@@ -23,19 +23,20 @@ def _has_eigen(snap):
 def draw_rho(ax, snap):
     name = snap.recurrent_matrix
     x = snap.check_x
-    for key, color, label in (("rho", COLORS["rho"], f"spectral radius ρ({name})"),
-                              ("sigma_max", COLORS["sigma"], f"largest singular value σ_max({name})")):
+    for key, color, ls, label in (("rho", COLORS["rho"], "-", f"spectral radius ρ({name})"),
+                                  ("sigma_max", COLORS["sigma"], "-.", f"largest singular value σ_max({name})")):
         y = snap.check.get(key)
         if finite(y):
-            ax.plot(x, y, color=color, lw=1.5, marker="." if len(x) < 80 else None, label=label)
+            ax.plot(x, y, color=color, ls=ls, lw=1.5, marker="." if len(x) < 80 else None, label=label)
     start, end = stats.rho_start_end(snap)
     if name in snap.start_weights and math.isfinite(start):
-        ax.plot([0], [start], "o", color=COLORS["rho"], mfc="none", label=f"ρ before training: {start:.3g}")
+        ax.plot([0], [start], "o", color=COLORS["rho"], mfc="none", clip_on=False,   # whole on the frame
+                label=f"ρ before training: {start:.3g}")
     ax.axhline(1.0, color="k", ls="--", lw=0.9, label="ρ = 1")
     theory.draw_bounds(ax, snap)
     x_limits(ax, snap, x)
     ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel(snap.check_xlabel)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel(f"ρ and σ_max of {name} (dimensionless)")
     ax.set_title(f"{name}: ρ {fmt_num(start)} → {fmt_num(end)}")
 

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib import cm, colors
 
 from .. import stats, verdicts as V
-from ..canvas import Panel
+from ..canvas import BLOCK_MARKERS, Panel, check_label, iter_label, x_limits
 from ..stats import fmt_num
 
 GROUP_COLORS = {"W_hh": "#9467bd", "W_xh": "#2ca02c", "W_hy": "#ff7f0e"}
@@ -52,7 +52,7 @@ def _state(snap):
 def draw_jac_steps(ax, snap):
     J = snap.theory["jac_step_norm"]
     t = np.arange(1, J.shape[1] + 1)
-    _by_iteration(ax, snap, "jac_step_norm", lambda k, c: ax.plot(t, J[k], color=c, lw=1.2), snap.check_xlabel)
+    _by_iteration(ax, snap, "jac_step_norm", lambda k, c: ax.plot(t, J[k], color=c, lw=1.2), check_label(snap))
     ax.axhline(1.0, color="k", ls="--", lw=0.9, label="‖J_t‖ = 1")
     lg = snap.check.get("lambda1_gamma")
     if lg is not None and np.isfinite(lg[-1]):
@@ -62,7 +62,7 @@ def draw_jac_steps(ax, snap):
     ax.legend(loc="best", fontsize="small")
     ax.set_xlabel("step t of the probe sequences")
     s = _state(snap)
-    ax.set_ylabel(rf"$\|J_t\|_2 = \|\partial {s} / \partial {s.replace('_t', '_{{t-1}}')}\|_2$ (batch mean)")
+    ax.set_ylabel(rf"$\|J_t\|_2 = \|\partial {s} / \partial {s.replace('_t', '_{{t-1}}')}\|_2$" "\n(batch mean)")
     ax.set_title("Step Jacobians along the trajectory")
 
 
@@ -74,13 +74,13 @@ def _log_needed(a):
 def draw_jac_products(ax, snap):
     P = snap.theory["jac_prod_norm"]
     k = np.arange(1, P.shape[1] + 1)
-    _by_iteration(ax, snap, "jac_prod_norm", lambda r, c: ax.plot(k, P[r], color=c, lw=1.2), snap.check_xlabel)
+    _by_iteration(ax, snap, "jac_prod_norm", lambda r, c: ax.plot(k, P[r], color=c, lw=1.2), check_label(snap))
     ax.axhline(1.0, color="k", ls="--", lw=0.9, label="norm 1")
     ax.set_yscale("log")
     ax.legend(loc="best", fontsize="small")
     ax.set_xlabel("steps back k")
     s = "s" if snap.cell == "lstm" else "h"
-    ax.set_ylabel(rf"$\|\partial {s}_T/\partial {s}_{{T-k}}\|_2$ (geometric mean over the batch)")
+    ax.set_ylabel(rf"$\|\partial {s}_T/\partial {s}_{{T-k}}\|_2$" "\n(geometric mean over the batch)")
     ax.set_title(r"Products of Jacobians $J_T \cdots J_{T-k+1}$")
 
 
@@ -90,12 +90,14 @@ def draw_lyapunov(ax, snap):
     L = snap.theory["lyapunov"]
     x = snap.check_x
     cmap = cm.plasma
-    for i in range(L.shape[1]):
-        ax.plot(x, L[:, i], color=cmap(i / max(L.shape[1], 2)), lw=1.6 if i == 0 else 1.0,
-                marker="." if len(x) < 60 else None, label=f"λ_{i + 1}" + (" (leading)" if i == 0 else ""))
+    for i in range(L.shape[1]):             # a marker per exponent: close exponents overlap
+        ax.plot(x, L[:, i], color=cmap(i / max(L.shape[1], 2)), lw=1.6 if i == 0 else 1.0, ms=4,
+                marker=BLOCK_MARKERS[i % len(BLOCK_MARKERS)], markevery=max(1, len(x) // 10),
+                label=f"λ_{i + 1}" + (" (leading)" if i == 0 else ""))
     ax.axhline(0.0, color="k", ls="--", lw=0.9, label="0: perturbations neither grow nor shrink")
+    x_limits(ax, snap, x)
     ax.legend(loc="best", fontsize="small", ncols=2)
-    ax.set_xlabel(snap.check_xlabel)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel("Lyapunov exponent (natural log per step)")
     ax.set_title(f"Top {L.shape[1]} Lyapunov exponents of the recurrence")
 
@@ -117,8 +119,9 @@ def draw_sharpness(ax, snap):
     if lr and (snap.cfg("optimizer") in (None, "sgd")):
         ax.axhline(2 / float(lr), color="k", ls="--", lw=0.9, label=f"2/lr = {fmt_num(2 / float(lr))}")
     ax.set_yscale("log")
+    x_limits(ax, snap, x)
     ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel(snap.check_xlabel)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel("sharpness |λ_max(∇²L)| (loss per parameter²)")
     ax.set_title("Sharpness (power iteration on finite-difference HVPs)")
 
@@ -154,9 +157,9 @@ def draw_surface_line(ax, snap):
         s, L = _slice(sf, k)
         ax.plot(s, L, color="0.7", lw=0.8)
     if others:
-        ax.plot([], [], color="0.7", lw=0.8, label="iterations " + ", ".join(str(int(sf["iter"][k])) for k in others))
+        ax.plot([], [], color="0.7", lw=0.8, label=("update " if len(others) == 1 else "updates ") + ", ".join(str(int(sf["iter"][k])) for k in others))
     s, L = _slice(sf, r)
-    ax.plot(s, L, color="k", lw=1.6, marker=".", ms=3, label=f"iteration {int(sf['iter'][r])}, "
+    ax.plot(s, L, color="k", lw=1.6, marker=".", ms=3, label=f"update {int(sf['iter'][r])}, "
                                                            f"‖g‖ = {fmt_num(sf['grad_norm'][r])}")
     ax.axhline(sf["loss"][r][0], color="k", ls=":", lw=0.8, label=f"loss at s = 0: {fmt_num(sf['loss'][r][0])}")
     u, c = sf["step_taken"][r], sf["step_clipped"][r]
@@ -174,7 +177,7 @@ def draw_surface_line(ax, snap):
     finite = L[np.isfinite(L)]
     if len(finite) and finite.max() > 0 and finite.max() / max(finite.min(), 1e-300) > 30:
         ax.set_yscale("log")
-    ax.legend(loc="upper left", fontsize="x-small")
+    ax.legend(loc="upper left", fontsize="small")
     ax.set_xlabel("step length s along −g/‖g‖ (g before clipping)")
     ax.set_ylabel(f"training-batch loss ({'squared error' if snap.task in ('add', 'mul') else 'nats'})")
     ax.set_title("Error surface along the update direction" + (" (wall)" if w is not None else ""))
@@ -202,7 +205,7 @@ def draw_surface_plane(ax, snap):
     ax.legend(loc="lower left", fontsize="small", framealpha=0.85)
     ax.set_xlabel("step length s along −g/‖g‖")
     ax.set_ylabel("offset along a random orthogonal direction")
-    ax.set_title(f"2-D slice of the error surface, iteration {int(sf['iter'][r])}")
+    ax.set_title(f"2-D slice of the error surface, update {int(sf['iter'][r])}")
 
 
 # ----------------------------------------------------------------------------- groups
@@ -223,15 +226,19 @@ def _draw_groups(ax, snap, kind, ylabel, title):
         y = snap.iter[f"{kind}_{g}"]
         y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
         color = GROUP_COLORS.get(g.split("_l")[0], f"C{j}")
-        ls = "-" if "_l" not in g else "--"
+        ls = "-" if "_l" not in g else "--"         # layers by line style, groups by colour and marker
+        marker = BLOCK_MARKERS[j % len(BLOCK_MARKERS)]
         if len(x) > 300:
             ax.plot(*stats.envelope(x, y), color=color, lw=0.4, alpha=0.25, rasterized=True)
-            ax.plot(x, stats.smooth_log(y, win), color=color, lw=1.5, ls=ls, label=f"{g} (geometric mean of {win})")
+            ax.plot(x, stats.smooth_log(y, win), color=color, lw=1.5, ls=ls, marker=marker, ms=4,
+                    markevery=len(x) // 10, label=f"{g} (geometric mean of {win})")
         else:
-            ax.plot(x, y, color=color, lw=1.0, ls=ls, marker=".", ms=3, label=g)
+            ax.plot(x, y, color=color, lw=1.0, ls=ls, marker=marker, ms=3, markevery=max(1, len(x) // 10),
+                    label=g)
     ax.set_yscale("log")
     ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel(snap.iter_xlabel)
+    x_limits(ax, snap, x)
+    ax.set_xlabel(iter_label(snap))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
 

@@ -3,7 +3,8 @@ validation bits per character and perplexity."""
 import numpy as np
 
 from .. import stats, verdicts as V
-from ..canvas import COLORS, Panel, finite, log_if_spans, loss_unit, readable_log_axis, token, x_limits
+from ..canvas import (COLORS, Panel, check_label, finite, iter_label, log_if_spans, loss_unit, percent_axis,
+                      readable_log_axis, token, x_limits)
 
 
 def _has_error(snap):
@@ -22,18 +23,17 @@ def _has_lm(snap):
 def draw_valid_error(ax, snap):
     y = snap.check["valid_error"]
     x = snap.check_x
-    ax.plot(x, y, color=COLORS["valid"], marker="." if len(x) < 80 else None, lw=1.4,
-            label="validation error")
-    if np.any(np.isfinite(y)):
+    ok = np.isfinite(y)
+    label = f"validation error (final {y[ok][-1]:.3g}%)" if ok.any() else "validation error"
+    ax.plot(x, y, color=COLORS["valid"], marker="." if len(x) < 80 else None, lw=1.4, label=label)
+    if ok.any():
         i = int(np.nanargmin(y))
         ax.plot(x[i], y[i], "o", mfc="none", color="k", ms=8,
-                label=f"best {y[i]:.3g}% at {int(x[i])}")
-        f = y[np.isfinite(y)][-1]
-        ax.plot([], [], " ", label=f"final {f:.3g}%")
-    ax.set_ylim(0, max(5.0, float(np.nanmax(y)) * 1.08) if np.any(np.isfinite(y)) else None)
+                label=f"best {y[i]:.3g}% at update {int(x[i])}")
+    percent_axis(ax, max(5.0, float(np.nanmax(y)) * 1.08) if ok.any() else 100)
     x_limits(ax, snap, x)
     ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel(snap.check_xlabel)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel("validation error (%)")
     ax.set_title("Validation error")
 
@@ -64,8 +64,9 @@ def draw_loss(ax, snap):
         ax.axhline(chance, color="grey", ls="--", lw=0.9, label=f"chance, ln {n} = {chance:.3f}")
     if log_if_spans(ax, *arrays):
         readable_log_axis(ax)
+    x_limits(ax, snap, snap.iter_x if finite(raw) else snap.check_x)
     ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel(snap.iter_xlabel if finite(raw) else snap.check_xlabel)
+    ax.set_xlabel(iter_label(snap) if finite(raw) else check_label(snap))
     ax.set_ylabel(f"loss ({loss_unit(snap)})")
     ax.set_title("Training and validation loss")
 
@@ -87,7 +88,7 @@ def draw_lm(ax, snap):
         other.set_ylabel(f"validation perplexity per {token(snap)}")
     x_limits(ax, snap, x)
     ax.legend(handles=handles, loc="best", fontsize="small")
-    ax.set_xlabel(snap.check_xlabel)
+    ax.set_xlabel(check_label(snap))
     ax.set_title("Language model: validation bpc and perplexity", fontsize="medium")
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from matplotlib import cm, colors
 
 from .. import stats
-from ..canvas import Panel, new_figure, title
+from ..canvas import BLOCK_MARKERS, Panel, check_label, new_figure, title, x_limits
 
 
 def _has(name):
@@ -27,11 +27,12 @@ def draw_attn_entropy(ax, snap, name="attn_entropy", what="Attention entropy"):
     ent = snap.arrays[name]                        # (K, blocks, heads)
     x = snap.check_x[:len(ent)]
     blocks = _block_colors(ent.shape[1])
-    for l in range(ent.shape[1]):
+    for l in range(ent.shape[1]):          # a marker per block: the blocks' colours are shades of one map
         for h in range(ent.shape[2]):
-            ax.plot(x, ent[:, l, h], color=blocks[l], lw=1.2, alpha=0.85, marker="o", ms=3,
-                    label=f"block {l}" if h == 0 else None)
-    ax.set_xlabel(snap.check_xlabel)
+            ax.plot(x, ent[:, l, h], color=blocks[l], lw=1.2, alpha=0.85, ms=4,
+                    marker=BLOCK_MARKERS[l % len(BLOCK_MARKERS)], label=f"block {l}" if h == 0 else None)
+    x_limits(ax, snap, x)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel("attention entropy (nats, mean over\nvalid positions and sequences)")
     ax.set_title(f"{what}, {ent.shape[2]} heads per block", fontsize="medium")
     ax.set_ylim(bottom=0)
@@ -55,10 +56,11 @@ def draw_block_grad_norm(ax, snap):
     else:
         names, tints = [f"block {l}" for l in range(n)], _block_colors(n)
     for l in range(n):
-        ax.plot(x, np.where(norms[:, l] > 0, norms[:, l], np.nan), color=tints[l], lw=1.4, marker="o", ms=3,
-                label=names[l])
+        ax.plot(x, np.where(norms[:, l] > 0, norms[:, l], np.nan), color=tints[l], lw=1.4, ms=4,
+                marker=BLOCK_MARKERS[l % len(BLOCK_MARKERS)], label=names[l])
     ax.set_yscale("log")
-    ax.set_xlabel(snap.check_xlabel)
+    x_limits(ax, snap, x)
+    ax.set_xlabel(check_label(snap))
     ax.set_ylabel(r"$\|\partial L/\partial\theta_{block}\|_2$ (update of the check)")
     ax.set_title("Gradient norm per block")
     ax.legend(loc="best", fontsize="small")
@@ -88,7 +90,7 @@ def figure_attention(snap):
                 ax.set_ylabel("query position")
     fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight (square-root scale)")
     at = int(snap.check_x[k]) if len(snap.check_x) > k else k
-    fig.suptitle(title(snap, f"attention on the fixed example at iteration {at}", width), fontsize="medium")
+    fig.suptitle(title(snap, f"attention on the fixed example at update {at}", width), fontsize="medium")
     return fig
 
 
