@@ -3,9 +3,11 @@ final log10 g_t histograms and g_t against t at the last check, one colour per r
 import math
 
 import numpy as np
+from matplotlib.colors import to_hex
 
 from . import stats, verdicts as V
-from .canvas import G_LABEL, PANEL_H, PANEL_W, config_parts, new_figure, readable_log_axis, time_label
+from .canvas import (BLOCK_MARKERS, G_LABEL, PAGE_W, PANEL_H, PANEL_W, PRINT_COLS, check_label, config_parts, finish_axes, iter_label,
+                     new_figure, percent_axis, readable_log_axis, time_label)
 from .panels import conditional, seq2seq
 from .stats import fmt_num
 
@@ -50,9 +52,10 @@ def _valid_error(ax, runs):
         y = s.check.get("valid_error")
         if y is not None and len(y):
             ax.plot(s.check_x, y, color=color, lw=1.4, marker=_few(y))
-    ax.set_ylim(0, None)
+    percent_axis(ax, 1.08 * max(float(np.nanmax(s.check["valid_error"])) for s, _ in runs
+                                if _finite(s.check.get("valid_error"))))
     ax.set_xlim(0, None)
-    ax.set_xlabel(runs[0][0].check_xlabel)
+    ax.set_xlabel(check_label(runs[0][0]))
     ax.set_ylabel("validation error (%)")
     ax.set_title("Validation error")
 
@@ -61,6 +64,7 @@ def _grad_norm(key, what):
     def draw(ax, runs):
         n = max(len(s.iter_x) for s, _ in runs)
         win = max(1, n // 40)          # overlaid runs need heavier smoothing than one run
+        cutoffs = 0
         for s, color in runs:
             y = s.iter.get(key)
             if y is None or not len(y):
@@ -70,14 +74,15 @@ def _grad_norm(key, what):
             c = s.cfg("cutoff")
             if key == "grad_norm_clipped" and c and s.cfg("clip", "clipstyle") not in ("none", ""):
                 ax.axhline(float(c), color=color, ls=":", lw=1.0)
+                cutoffs += 1
         ax.set_yscale("log")
         readable_log_axis(ax)
         ax.set_xlim(0, None)
-        ax.set_xlabel(runs[0][0].iter_xlabel)
+        ax.set_xlabel(iter_label(runs[0][0]))
         ax.set_ylabel(r"global gradient norm $\|\nabla_\theta L\|_2$")
         ax.set_title(f"Gradient norm {what}" + (f", geometric mean of {win} updates" if win > 1 else ""),
                      fontsize="medium")
-        if key == "grad_norm_clipped":
+        if cutoffs:             # the legend names only what is drawn
             ax.plot([], [], color="grey", ls=":", lw=1.0, label="cutoff c (run colour)")
             ax.legend(loc="best", fontsize="small")
     return draw
@@ -91,7 +96,7 @@ def _rho(ax, runs):
     ax.axhline(1.0, color="k", ls="--", lw=0.9, label="ρ = 1")
     ax.legend(loc="best", fontsize="small")
     ax.set_xlim(0, None)
-    ax.set_xlabel(runs[0][0].check_xlabel)
+    ax.set_xlabel(check_label(runs[0][0]))
     ax.set_ylabel("spectral radius ρ of the recurrent matrix")
     ax.set_title("Spectral radius ρ(W_rec)")
 
@@ -110,7 +115,7 @@ def _grad_hist(ax, runs):
                label=f"vanishing band [{V.VANISHING_BAND[0]:g}, {V.VANISHING_BAND[1]:g})")
     ax.axvline(V.GROWING_LOG10, color="k", ls="--", lw=0.8, label="g_t = 1")
     ax.set_xlim(lo - 0.5, hi + 0.5)
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
+    percent_axis(ax, ax.get_ylim()[1] * 1.3)
     ax.legend(loc="upper left", fontsize="small")
     ax.set_xlabel(r"$\log_{10} g_t$ (last check, every t and sequence)")
     ax.set_ylabel("share of (t, sequence) pairs (% per bin)")
@@ -147,6 +152,23 @@ def _grad_time(ax, runs):
     ax.set_title("Gradient through time, last check")
 
 
+def run_marker(i):
+    return BLOCK_MARKERS[i % len(BLOCK_MARKERS)]
+
+
+def _mark_runs(ax, runs):
+    """A marker per run on its curves, beside its colour, so that overlapping runs stay apart in
+    print and for readers who do not tell the colours apart. The panels of several topics draw a
+    run in its colour, so a curve's run is found by its colour; lines across the axes (a cutoff)
+    keep their style."""
+    marker_of = {to_hex(c): run_marker(i) for i, (_, c) in enumerate(runs)}
+    for line in ax.lines:
+        marker = marker_of.get(to_hex(line.get_color()))
+        n = len(line.get_xdata())
+        if marker and n > 1 and line.get_marker() in (None, "None", "") and line.get_transform() == ax.transData:
+            line.set(marker=marker, ms=4, markevery=max(1, n // 8))
+
+
 def _any(runs, test):
     return any(test(s) for s, _ in runs)
 
@@ -168,7 +190,7 @@ PANELS = [
 ]
 
 
-def figure_compare(snaps, title=None, ncols=3):
+def figure_compare(snaps, title=None, ncols=PRINT_COLS):
     """One figure overlaying `snaps`; None when none of the panels has data."""
     runs = list(zip(snaps, run_colors(len(snaps))))
     panels = [(key, draw) for key, test, draw in PANELS if _any(runs, test)]
@@ -178,13 +200,15 @@ def figure_compare(snaps, title=None, ncols=3):
     nrows = math.ceil(len(panels) / ncols)
     names = labels(snaps)
     legend_rows = math.ceil(len(names) / 2)
-    width = max(PANEL_W * ncols, 11.0)
+    width = max(PANEL_W * ncols, PAGE_W)
     fig = new_figure(width, PANEL_H * nrows + 1.2 + 0.22 * legend_rows)
     for i, (key, draw) in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         draw(ax, runs)
+        _mark_runs(ax, runs)
+        finish_axes(ax)
     from matplotlib.lines import Line2D
-    handles = [Line2D([], [], color=c, lw=2) for _, c in runs]
+    handles = [Line2D([], [], color=c, lw=2, marker=run_marker(i)) for i, (_, c) in enumerate(runs)]
     fig.legend(handles, names, loc="outside lower center", ncols=2 if len(names) > 1 else 1,
                fontsize="medium", title="runs", title_fontsize="medium")
     common = common_config(snaps)

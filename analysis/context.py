@@ -14,6 +14,7 @@ import numpy as np
 from tasks.errors import InputError
 
 RECURRENT_COLORS = {"rnn": "#1f77b4", "gru": "#2ca02c", "lstm": "#d62728"}
+RECURRENT_STYLES = {"rnn": "--", "gru": "-.", "lstm": (0, (6, 2, 1, 2, 1, 2))}   # close losses: not colour alone
 
 
 def rows(snaps):
@@ -59,6 +60,7 @@ def figure_context(table):
         where = ("below every MLP" if win == W[0] else f"below the MLP from W = {win} on" if win else
                  "above an MLP at the largest W")
         ax.axhline(r["best"], color=RECURRENT_COLORS.get(r["cell"], "purple"), lw=1.4,
+                   ls=RECURRENT_STYLES.get(r["cell"], "-"),
                    label=f"{r['cell'].upper()} ({r['name']}): {r['best']:.3f}, {where}")
     H = [r["H1"] for r in mlp if math.isfinite(r["H1"])]
     if H:

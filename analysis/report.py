@@ -15,12 +15,12 @@ import pandas as pd
 
 from . import stats, verdicts as V
 from .compare import figure_compare, group_by_task
-from .canvas import config_parts, freeze, new_figure
+from .canvas import PAGE_H, PAGE_W, config_parts, freeze, new_figure
 from .figures import figure_dashboard
 from .stats import fmt_num, fmt_pct
 
 ROWS_PER_PAGE = 14                    # at most this many runs in one table page
-PAGE = (11.69, 8.27)                  # A4 landscape, inches
+PAGE = (PAGE_W, PAGE_H)               # A4 landscape, inches
 TABLE_FONT = 8.0                      # points
 LINE_H = 0.022                        # height of one text line in a table cell, axes fraction
 CELL_PAD = 0.012                      # extra height per table row, axes fraction
@@ -199,7 +199,7 @@ def _table_page(title, df, wrap, footnote=None):
             cell.set_facecolor("#e8e8e8")
     fig.suptitle(title, fontsize="large")
     if footnote:
-        fig.text(0.01, 0.01, footnote, fontsize=7, va="bottom", ha="left", wrap=True)
+        fig.text(0.01, 0.01, footnote, fontsize=8, va="bottom", ha="left", wrap=True)
     return fig
 
 
@@ -255,7 +255,8 @@ def write_report(snaps, pdf_path):
             if fig is None:
                 fig = new_figure(*PAGE)
                 fig.text(0.5, 0.5, f"{kind}: no data", ha="center")
-            fig.text(0.995, 0.003, f"page {page} of {n_pages}", ha="right", va="bottom", fontsize=7)
+            # the PDF's page only: a PNG of the same figure is never written from here
+            fig.text(0.995, 0.003, f"page {page} of {n_pages}", ha="right", va="bottom", fontsize=8)
             pdf.savefig(freeze(fig))
     df.drop(columns=["_tags"]).to_csv(csv_path, index=False)
     with open(md_path, "w", encoding="utf-8") as fh:

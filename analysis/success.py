@@ -190,20 +190,23 @@ def draw_column(top, bottom, init, data, lay, first):
     if not any(cells[L]["iters"] for m in present for cells in [data[(init, m)]] for L in cells):
         bottom.text(0.5, 0.5, "no run solved", transform=bottom.transAxes, ha="center", va="center", color="0.4")
     top.set_title(init if init[:3] in ("GRU", "LST", "LNL") else f"init: {init}")
-    top.set_ylim(-4, 104)
+    top.set_ylim(0, 100)             # a share: the markers at 0 or 100 % drawn whole over the frame
     top.grid(alpha=0.3)
     bottom.grid(alpha=0.3)
     if len(lay.max_iters) == 1:
         bottom.axhline(lay.max_iters[0], color="k", ls="--", lw=0.8)
-        bottom.text(lay.lengths[0], lay.max_iters[0], " iteration budget", va="bottom", ha="left", fontsize=8)
+        bottom.text(lay.lengths[0], lay.max_iters[0], " update budget", va="bottom", ha="left", fontsize=8)
         bottom.set_ylim(0, lay.max_iters[0] * 1.12)
     else:
         bottom.set_ylim(bottom=0)
     bottom.set_xlabel("sequence length (fixed per run)" if lay.fixed else "min_length (lengths up to max_length)")
     bottom.set_xticks(lay.lengths)
+    # half a step beside the outer lengths: the methods' offsets stay inside, and one length is not
+    # an axis of a tenth of a step
+    bottom.set_xlim(lay.lengths[0] - lay.step / 2, lay.lengths[-1] + lay.step / 2)
     if first:
         top.set_ylabel("success rate (% of seeds solved)")
-        bottom.set_ylabel("iterations to solve\n(median and quartiles; dots: runs)")
+        bottom.set_ylabel("updates to solve\n(median and quartiles; dots: runs)")
 
 
 def draw_rate(ax, cells, shift, color, label):
@@ -213,8 +216,10 @@ def draw_rate(ax, cells, shift, color, label):
     n = np.array([cells[L]["n"] for L in sorted(cells)])
     low, high = wilson(k, n)
     rate = k / n
-    ax.errorbar(xs + shift, 100 * rate, yerr=[100 * (rate - low), 100 * (high - rate)], color=color,
-                marker="o", ms=5, lw=1.6, capsize=3, elinewidth=1, label=label)
+    bars = ax.errorbar(xs + shift, 100 * rate, yerr=[100 * (rate - low), 100 * (high - rate)], color=color,
+                       marker="o", ms=5, lw=1.6, capsize=3, elinewidth=1, label=label)
+    for artist in bars.get_children():      # a rate of 0 or 100 % sits on the frame: draw it whole
+        artist.set_clip_on(False)
 
 
 def draw_iterations(ax, cells, shift, color, label):
@@ -244,7 +249,7 @@ def add_legend(fig, top_axes):
 def title(name, lay):
     per_point = f"{lay.seeds[0]}" if len(lay.seeds) == 1 else f"{lay.seeds[0]}–{lay.seeds[-1]}"
     seeds = "seed" if per_point == "1" else "seeds"
-    text = f"{name}: {lay.task} solved within {lay.max_iters[-1]} iterations ({per_point} {seeds} per point, " \
+    text = f"{name}: {lay.task} solved within {lay.max_iters[-1]} updates ({per_point} {seeds} per point, " \
            f"95% Wilson intervals)"
     if lay.not_ended:
         text += "\nleft out, not ended: " + ", ".join(f"{v} {k}" for k, v in sorted(lay.not_ended.items()))
