@@ -50,19 +50,23 @@ runs: $(RUNS)
 report:
 	$(BIN)/dynamics report $(wildcard runs/*.h5) -o report/report.pdf
 
-# The lab study (README, "The lab study"): four sweeps, then its chapter report/lab.pdf (+ .csv,
-# .md, lab_figures/). A rerun skips finished runs and resumes interrupted ones.
-LAB_PARTS   := lm classify seq2seq presets
+# The lab study (README, "The lab study"): five sweeps, then its chapter report/lab.pdf (+ .csv,
+# .md, lab_figures/). A rerun skips finished runs and resumes interrupted ones. The conditional
+# generators are judged by a classifier trained first (runs/lab-quick/judge/judge.h5).
+LAB_PARTS   ?= presets lm classify seq2seq conditional
 LAB_SPECS   ?= runs/sweeps
 LAB_DIR     ?= runs/lab-quick
 LAB_PDF     ?= report/lab.pdf
 LAB_WORKERS ?= 2
 
-lab:
+lab: runs/lab-quick/judge/judge.h5
 	@for p in $(LAB_PARTS); do \
 	  $(BIN)/dynamics sweep $(LAB_SPECS)/lab-quick-$$p.toml --workers $(LAB_WORKERS) --out-dir $(LAB_DIR)/$$p \
 	    || exit $$?; done
 	$(BIN)/dynamics report $(LAB_DIR)/ -o $(LAB_PDF)
+
+runs/lab-quick/judge/judge.h5:
+	$(BIN)/dynamics train runs/G0.toml --name judge --out-dir runs/lab-quick/judge
 
 fig7-quick:
 	$(BIN)/dynamics sweep runs/sweeps/fig7-quick.toml --workers 2

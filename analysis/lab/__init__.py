@@ -1,8 +1,8 @@
 """The lab study: the run files of `make lab` turned into one chapter of answers.
 
-A study folder (runs/lab-quick/) holds four sweeps: `lm/` (the language-model grid and the
-window MLPs), `classify/` and `seq2seq/` (the families' comparisons) and `presets/` (A1–A5,
-B1–B2, C0–C1), every compared setting at three seeds. Each question is one module with one function that
+A study folder (runs/lab-quick/) holds five sweeps: `lm/` (the language-model grid and the
+window MLPs), `classify/`, `seq2seq/` and `conditional/` (the families' comparisons) and
+`presets/` (A1–A5, B1–B2, C0–C1), every compared setting at three seeds. Each question is one module with one function that
 takes the loaded runs and returns an `Answer`: sentences generated from the numbers, the table they
 come from, and a figure. Nothing here is written by hand about a result: where the numbers turn,
 the words turn.
@@ -21,6 +21,7 @@ The questions, in the chapter's order (`QUESTIONS`), one module each:
 10. q10_tying.py          weight tying: parameters and perplexity
 11. q11_learning_rate.py  GRU and LSTM against the RNN, each at its best learning rate
 12. q12_sampling.py       temperature, top-k and top-p against diversity and coherence
+13. q13_conditional.py    conditional generation: the class at the first step or at every step
 
 common.py holds what they share: the `Answer`, how a question finds its runs (`series`, `cells`),
 numbers over seeds (`over_seeds`, `per_seed`), the labels that name a run, a run's parameter
@@ -43,13 +44,14 @@ from .q9_seq2seq import q9
 from .q10_tying import q10
 from .q11_learning_rate import q11
 from .q12_sampling import q12
+from .q13_conditional import q13
 
 __all__ = ["Answer", "PARTS", "QUESTIONS", "answers", "cpu_seconds", "depth_rows", "is_study",
            "load_study", "one_line", "position_loss", "preset_name", "q1", "q2", "q3", "q4", "q5", "q6", "q7",
-           "q8", "q9", "q10", "q11", "q12",
+           "q8", "q9", "q10", "q11", "q12", "q13",
            "series", "useful_context"]
 
-PARTS = ("lm", "classify", "seq2seq", "presets")   # the study's folders, one sweep each
+PARTS = ("lm", "classify", "seq2seq", "presets", "conditional")   # the study's folders, one sweep each
 
 #: the chapter: each question with what it reads, in order. "lm", "families" and "presets" are
 #: load_study's runs; "curves" the loss by position and "sampling" the samples' table when given
@@ -65,7 +67,8 @@ QUESTIONS = ((q1, ("lm",)),
              (q9, ("families",)),
              (q10, ("lm",)),
              (q11, ("lm",)),
-             (q12, ("lm", "sampling")))
+             (q12, ("lm", "sampling")),
+             (q13, ("families",)))
 
 
 def is_study(folder):
