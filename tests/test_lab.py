@@ -286,14 +286,19 @@ def test_preset_paragraphs_carry_their_numbers_and_turn(tmp_path):
     seeds = (52, 53, 54)
     a = lab.q7(presets(tmp_path / "a", (0.1, 0.2, 0.3), seeds=seeds))
     mem = a.text[0]
-    assert mem.startswith("Memorization (A1, A2, A3; 3 seeds each, at most 200 updates): solved in 0 of 9 runs.")
-    assert "A1 error 100 [100, 100] (n = 3)% (at)" in mem
-    assert mem.endswith("No run's error is below the input-blind predictor's: mem is unsolved in all 3 presets.")
+    assert mem.startswith("Memorization (A1, A2, A3; 3 seeds each; at most 200 updates): solved in 0 of 9 runs. "
+                          "The input-blind predictor's validation error is 100%")
+    assert "Validation error at the end (%): A1 100 [100, 100] (n = 3); A2 100 [100, 100] (n = 3)" in mem
+    assert "A3 0.301 [0.3, 0.302] (n = 3) (below it)" in mem           # the input-blind loss at 20 steps: 0.402
+    assert mem.endswith("memorization is unsolved in all of A1, A2 and A3.")
     clip = next(t for t in a.text if t.startswith("Clipping regimes"))
-    assert "A1 explodes in 3 of 3 seeds, A2 explodes in 0 of 3 seeds" in clip
+    assert "A1 explodes in 3 of 3 seeds, A2 explodes in 0 of 3 seeds, A3 explodes in 0 of 3 seeds (the norm before " \
+           "clipping ≥ 100× its median)" in clip
     assert "Final validation loss, A2 against A1: A2 0.201 [0.2, 0.202] (n = 3) against A1 0.101 [0.1, 0.102] (n = 3): A1 lower, the intervals apart." in clip
     assert any(t.startswith("A1's largest blow-up (seed 52): the gradient norm reaches 60 at update") for t in a.text)
     c = a.text[-1]
+    torder = a.text[1]
+    assert "solved in 3 of 6 runs" in torder and "unsolved" not in torder
     assert c.startswith("C1 against C0 (temporal order, the same budget, at most 200 updates): solved in 3 of 3 against 0 of 3")
     assert "C1 0 [0, 0] (n = 3) against C0 70 [70, 70] (n = 3): C1 lower, the intervals apart" in c
     b = lab.q7(presets(tmp_path / "b", (0.3, 0.2, 0.1), c1_status="finished"))

@@ -76,6 +76,7 @@ def dyn_row(s):
     row = {"run": preset_name(s), "seed": s.config.get("seed"), "task": s.task, "cell": cell_name(s),
            "clip": clipping(s), "status": s.status, "updates": sm["iterations"],
            "final_valid_error": sm["final_valid_error"], "baseline_error": error0,
+           "eval_sequences": int(s.config.get("eval_batch_size") or 1000),
            "final_valid_loss": sm["final_valid_loss"], "baseline_loss": loss0,
            "max_grad_norm": sm["max_grad_norm"], "median_grad_norm": sm["median_grad_norm"],
            "norm_ratio": sm["max_grad_norm"] / sm["median_grad_norm"] if sm["median_grad_norm"] > 0 else math.nan,
@@ -101,24 +102,43 @@ def pct(e):
 
 # --------------------------------------------------------------------------- the outcomes
 
+def below_baseline(g):
+    """The runs of `g` whose final error is below the input-blind predictor's by more than two
+    standard errors of a share counted on their validation set (eval_batch_size sequences)."""
+    p = g["baseline_error"] / 100
+    se = 100 * np.sqrt(p * (1 - p) / g["eval_sequences"])
+    return g[g["final_valid_error"] < g["baseline_error"] - 2 * se]
+
+
+def listing(names):
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def outcome_sentence(rows, task, runs):
     """The presets of one task against its input-blind predictor: solved, error and loss."""
     g = rows[rows["run"].isin(runs)]
     loss0, error0 = g["baseline_loss"].iloc[0], g["baseline_error"].iloc[0]
     solved = int((g["status"] == "solved").sum())
-    budget = sorted(set(int(u) for u in g["updates"]))
-    parts = []
-    for r in runs:
-        e, l = est(g, r, "final_valid_error"), est(g, r, "final_valid_loss")
-        parts.append(f"{r} error {e.text(3)}% ({against(e, error0)}), loss {l.text(3)} ({against(l, loss0)})")
     seeds = sorted(set(int(n) for n in g.groupby("run").size()))
-    head = (f"{TASK_NAMES.get(task, task)} ({', '.join(runs)}; {'/'.join(map(str, seeds))} seeds each, at most "
-            f"{budget[-1]} updates): solved in {solved} of {len(g)} runs. Against the input-blind predictor "
-            f"(validation error {fmt_num(error0, 3)}%, loss {fmt_num(loss0, 3)}): ")
-    worse = all(against(est(g, r, "final_valid_error"), error0) != "below" for r in runs)
-    tail = (f" No run's error is below the input-blind predictor's: {task} is unsolved in all {len(runs)} presets."
-            if worse and not solved else "")
-    return head + "; ".join(parts) + "." + tail
+    words = {"below": "below it", "above": "above it", "at": "within noise of it", "n/a": "n/a"}
+    loss = [f"{r} {est(g, r, 'final_valid_loss').text(3)} ({words[against(est(g, r, 'final_valid_loss'), loss0)]})"
+            for r in runs]
+    out = (f"{TASK_NAMES.get(task, task)} ({', '.join(runs)}; {'/'.join(map(str, seeds))} seeds each; at most "
+           f"{int(g['updates'].max())} updates): solved in {solved} of {len(g)} runs. The input-blind predictor's "
+           f"validation error is {fmt_num(error0, 3)}%, its loss {fmt_num(loss0, 3)}. Validation error at the end (%): "
+           + "; ".join(f"{r} {est(g, r, 'final_valid_error').text(3)}" for r in runs)
+           + ". Validation loss: " + "; ".join(loss) + ".")
+    below = below_baseline(g)
+    if solved:
+        return out
+    if not len(below):
+        return (out + f" No run ends with an error below the input-blind predictor's by more than two standard "
+                      f"errors of its validation count: {TASK_NAMES.get(task, task).lower()} is unsolved in "
+                      f"{'both' if len(runs) == 2 else 'all'} of {listing(runs)}.")
+    return (out + f" Below the input-blind predictor's error by more than two standard errors of the validation "
+                  f"count: {len(below)} of {len(g)} runs ("
+            + ", ".join(f"{r.run} seed {r.seed}: {fmt_num(r.final_valid_error, 3)}%" for r in below.itertuples())
+            + ").")
 
 
 def outcome_sentences(rows):
@@ -142,7 +162,7 @@ def clipping_paragraph(rows):
     s = ["Clipping regimes (" + ", ".join(f"{n} clip {cut[n]}" for n in have) + "): the largest gradient norm is "
          + ", ".join(f"{n} {est(rows, n, 'max_grad_norm').text(2)}" for n in have) + "; "
          + ", ".join(explosions(rows, n) for n in have)
-         + f" (max ≥ {V.EXPLODING_NORM_RATIO:g}× median). Clipped updates (%): "
+         + f" (the norm before clipping ≥ {V.EXPLODING_NORM_RATIO:g}× its median). Clipped updates (%): "
          + ", ".join(f"{n} {pct(est(rows, n, 'clipped')).text(2)}" for n in have) + "."]
     for a, b in zip(have, have[1:]):
         s.append(f"Final validation loss, {b} against {a}: "
@@ -249,8 +269,8 @@ def c_paragraph(rows):
             + est(rows, "C0", "decay_per_step").text(3) + " in C0; ρ at the end "
             + est(rows, "C1", "rho_end").text(3) + " against " + est(rows, "C0", "rho_end").text(3)
             + "; largest gradient norm " + est(rows, "C1", "max_grad_norm").text(2) + " against "
-            + est(rows, "C0", "max_grad_norm").text(2) + ", with " + pct(est(rows, "C1", "clipped")).text(2)
-            + "% of C1's updates clipped.")
+            + est(rows, "C0", "max_grad_norm").text(2) + "; C1's updates clipped (%): "
+            + pct(est(rows, "C1", "clipped")).text(2) + ".")
 
 
 def q7_text(rows, snaps):
