@@ -17,15 +17,22 @@ from tasks.names import Names
 from .read import load
 
 
-def report(path):
-    s = load(path)
+def bayes(s):
+    """{rule: (accuracy, macro-F1, per-class recall), percent} of the Bayes decisions on the names
+    run `s`'s own validation set: "prior" (the highest accuracy possible) and "uniform prior"."""
     c = s.cfg
     task = Names(c("n_classes") or 5, c("class_balance") or None)
     valid = task.generate(c("eval_batch_size"), np.random.default_rng([c("seed"), 1]))
     likelihood = np.array([task.likelihood(task.text(t)) for t in valid.tokens])
+    return {rule: scores(confusion_matrix(valid.labels, (likelihood * prior).argmax(1), task.n_classes))
+            for rule, prior in (("prior", task.balance), ("uniform prior", np.ones(task.n_classes)))}
+
+
+def report(path):
+    s = load(path)
     lines = []
-    for rule, prior in (("Bayes (prior)", task.balance), ("Bayes (uniform prior)", np.ones(task.n_classes))):
-        accuracy, f1, recall = scores(confusion_matrix(valid.labels, (likelihood * prior).argmax(1), task.n_classes))
+    for rule, (accuracy, f1, recall) in bayes(s).items():
+        rule = f"Bayes ({rule})"
         lines.append(f"{s.name}: {rule}: accuracy {accuracy:.1f}%, macro-F1 {f1:.1f}%, "
                      f"recall {np.round(recall, 1).tolist()}")
     acc, recall = s.check["accuracy"], s.arrays["recall"]
@@ -33,7 +40,8 @@ def report(path):
                  f"{int(s.check['iter'][acc.argmax()])}), macro-F1 {s.check['macro_f1'][-1]:.1f}%, "
                  f"recall {np.round(recall[-1], 1).tolist()}, mean of the last 5 checks "
                  f"{np.round(recall[-5:].mean(0), 1).tolist()}")
-    lines.append(f"{s.name}: confusion at the last check (rows true {', '.join(task.classes)}): "
+    classes = [str(c) for c in s.static.get("classes", [])]
+    lines.append(f"{s.name}: confusion at the last check (rows true {', '.join(classes)}): "
                  f"{s.arrays['confusion'][-1].tolist()}")
     return lines
 

@@ -512,3 +512,28 @@ def test_conditional_generation_first_against_every_step(tmp_path):
                          "real validation names at 91.5%: the most a controllability here can show.")
     assert a.text[1].startswith("Distinct names (%): class at every step 90 [90, 90] (n = 3) against class at the first "
                                 "step 90 [90, 90] (n = 3): a tie; novel names")
+
+
+def test_cell_answer_gives_chance_and_the_bayes_rate_for_scale(tmp_path):
+    from analysis.names_bayes import bayes
+    out = [run(tmp_path / f"{cell}{seed}.h5", task="names", cell=cell, seed=seed, n_classes=5, eval_batch_size=500,
+               pooling="last", checks={"accuracy": np.full(K, a + seed)})
+           for cell, a in (("rnn", 80.0), ("gru", 85.0)) for seed in (1, 2, 3)]
+    a = lab.q4([], out)
+    rate = bayes(out[0])["prior"][0]
+    assert 85 < rate < 100
+    assert a.text[0].endswith(f"For scale: chance is 20% (5 balanced classes), the Bayes-optimal accuracy on this "
+                              f"validation set {rate:.3g}%.")
+
+
+def test_hidden_saturation_is_the_histogram_mass_below_the_bound(tmp_path):
+    from analysis.lab.q7_dynamics import hidden_saturation
+    s = presets(tmp_path, (0.1, 0.2, 0.3))[0]
+    hist = s.layers[0].hists["saturation"]
+    edges = s.layers[0].edges["saturation"]
+    k = max(i for i in range(len(hist)) if hist[i].sum() > 0)
+    assert np.allclose(edges[:4], [0, 0.02, 0.04, 0.06])      # 0.05 halves the third bin
+    below = (hist[k][:2].sum() + 0.5 * hist[k][2]) / hist[k].sum()
+    assert hidden_saturation(s) == pytest.approx(below)
+    text = next(t for t in lab.q7([s]).text if t.startswith("Hidden units saturated at the end"))
+    assert f"A1 {100 * below:.2g} (one seed)" in text or f"A1 {100 * below:.3g} (one seed)" in text

@@ -23,7 +23,12 @@ def test_preset_is_a_valid_config(preset):
 
 @pytest.mark.parametrize("spec", sorted((RUNS / "sweeps").glob("*.toml")), ids=lambda p: p.stem)
 def test_sweep_spec_expands(spec, tmp_path):
-    points = sw.expand(sw.load_spec(spec), tmp_path)
+    try:
+        points = sw.expand(sw.load_spec(spec), tmp_path)
+    except InputError as e:
+        # a judged sweep names the classifier run that `make lab` trains first (Makefile)
+        assert "judge=" in str(e) and "no such file" in str(e), str(e)
+        return
     assert points and len({p.name for p in points}) == len(points)
 
 

@@ -2,6 +2,8 @@
 classification and seq2seq: per task the runs that differ only in the cell (`cells`), one metric
 per task over seeds with its interval, each model's parameter count beside it, and the best
 against the next in the words the intervals allow."""
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -69,10 +71,39 @@ def task_sentence(task, g):
             + (f". Then {rest}." if rest else "."))
 
 
-def q4_text(rows):
+def ceiling(task, s):
+    """What the task's numbers are measured against, from one of its runs: a uniform guess and the
+    bigram floor of the text; chance and the Bayes-optimal accuracy of the names; nothing for seq2seq."""
+    if task == "character LM":
+        vocab = s.static.get("vocab")
+        bigram = float(s.attrs.get("train_bigram_entropy", math.nan)) / math.log(2)
+        parts = [f"a uniform guess over the {len(vocab)} characters costs {fmt_num(math.log2(len(vocab)), 3)} bits/char"
+                 ] if vocab is not None else []
+        if math.isfinite(bigram):
+            parts.append(f"the training text's bigram entropy (the best from one previous character) is "
+                         f"{fmt_num(bigram, 3)}")
+        return "; ".join(parts)
+    if task == "classification":
+        K = int(s.config.get("n_classes") or 5)
+        text = f"chance is {fmt_num(100 / K, 3)}% ({K} balanced classes)"
+        if s.task == "names" and s.config.get("eval_batch_size"):
+            from ..names_bayes import bayes
+            text += f", the Bayes-optimal accuracy on this validation set {fmt_num(bayes(s)['prior'][0], 3)}%"
+        return text
+    return ""
+
+
+def q4_text(rows, groups=None):
     if not len(rows):
         return [NONE]
-    out = [task_sentence(task, g) for task, g in rows.groupby("task", sort=False) if g["model"].nunique() >= 2]
+    out = []
+    for task, g in rows.groupby("task", sort=False):
+        if g["model"].nunique() < 2:
+            continue
+        text = task_sentence(task, g)
+        first = next(iter(groups[task].values()))[0] if groups else None
+        limit = ceiling(task, first) if first is not None else ""
+        out.append(text + (f" For scale: {limit}." if limit else ""))
     return out or [NONE]
 
 
@@ -111,5 +142,5 @@ def q4(lm, families):
     rows = cell_rows(groups)
     values = (rows.assign(setting=rows["task"] + ": " + rows["model"], metric=rows["metric"])
               [["setting", "seed", "metric", "value"]] if len(rows) else None)
-    return Answer(4, TITLE, q4_text(rows), model_table(rows) if len(rows) else rows,
+    return Answer(4, TITLE, q4_text(rows, groups), model_table(rows) if len(rows) else rows,
                   (lambda fig: draw(fig, rows, groups)) if len(rows) else None, values=values)

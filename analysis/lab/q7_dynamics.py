@@ -67,6 +67,12 @@ def gate_shares(s, name):
     return (stats.share_above(counts, edges, 0.5 - NEAR_HALF), stats.share_below(counts, edges, V.SATURATION_D))
 
 
+def hidden_saturation(s):
+    """The share of hidden activations with 1 − |h| below the saturation bound at the last check."""
+    fh = stats.final_hist(s, "saturation")
+    return stats.share_below(fh[0], fh[1], V.SATURATION_D) if fh is not None else math.nan
+
+
 def dyn_row(s):
     sm = stats.summary(s)
     vs = {v.kind: v for v in V.verdicts(s)}
@@ -84,7 +90,7 @@ def dyn_row(s):
            "vanishing": vs["vanishing"].value if "vanishing" in vs else 0.0,
            "decay_per_step": 10 ** (-decay.value) if decay is not None else math.nan,
            "horizon_1e3": horizon[0] if horizon else math.nan, "horizon_steps": horizon[2] if horizon else math.nan,
-           "hidden_saturated": vs["saturated"].value if "saturated" in vs else 0.0,
+           "hidden_saturated": hidden_saturation(s),
            "exploding": "exploding" in vs, "stalled": "stalled" in vs}
     for g in s.gates:
         row[f"gate_{g}_half"], row[f"gate_{g}_saturated"] = gate_shares(s, g)
@@ -273,14 +279,31 @@ def c_paragraph(rows):
             + pct(est(rows, "C1", "clipped")).text(2) + ".")
 
 
+def saturation_sentence(rows):
+    """Hidden saturation at the end for every preset, the largest named."""
+    have = list(dict.fromkeys(rows["run"]))
+    est_ = {r: pct(est(rows, r, "hidden_saturated")) for r in have}
+    est_ = {r: e for r, e in est_.items() if e.n}
+    if not est_:
+        return None
+    top = max(est_, key=lambda r: est_[r].mean)
+    head = (f"Hidden units saturated at the end (% of activations with 1 − |h| < {V.SATURATION_D:g}): "
+            + "; ".join(f"{r} {e.text(2)}" for r, e in est_.items()) + ". ")
+    if est_[top].mean >= 100 * V.SATURATED_MIN_SHARE:
+        return head + (f"The most: {top}, where that share of the units passes almost no gradient back "
+                       f"(tanh′ = 1 − h² ≈ 0).")
+    return head + (f"None reaches {100 * V.SATURATED_MIN_SHARE:g}%: saturated units do not explain these "
+                   f"outcomes.")
+
+
 def q7_text(rows, snaps):
     if not len(rows):
         return ["No preset runs."]
     a1 = [s for s in snaps if preset_name(s) == "A1"]
     blowup = blowup_sentence(max(a1, key=lambda s: stats.grad_norm_stats(s)["max"])) if a1 else None
     found = (outcome_sentences(rows)
-             + [p for p in (clipping_paragraph(rows), blowup, cell_paragraph(rows), reach_paragraph(rows),
-                            c_paragraph(rows)) if p])
+             + [p for p in (clipping_paragraph(rows), blowup, saturation_sentence(rows), cell_paragraph(rows),
+                            reach_paragraph(rows), c_paragraph(rows)) if p])
     return found
 
 
@@ -317,7 +340,7 @@ def draw(fig, snaps):
         row[0].set(yscale="log", xlabel="update", ylabel="gradient norm (geometric moving mean of 50)")
         row[1].axhline(1.0, color="grey", lw=0.8)
         row[1].set(xlabel="update", ylabel="spectral radius ρ of the recurrent matrix")
-        row[2].set(yscale="log", xlabel="steps back from the loss (last check)", ylabel="batch-mean g_t")
+        row[2].set(yscale="log", xlabel="steps back from the last step (last check)", ylabel="batch-mean g_t = ‖∂L/∂h_t‖")
         row[0].legend(fontsize="x-small")
     fig.suptitle("The presets overlaid (first seed of each)", fontsize="medium")
 
