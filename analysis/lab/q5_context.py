@@ -82,18 +82,19 @@ def _has_model(s):
 
 
 def position_curves(lm):
-    """{model: its seeds' position_loss, (seeds, 2, T)} of the recurrent cells compared in question
-    4 whose runs kept a model (the Transformer has no state: nothing is carried past its window)."""
-    curves = {}
+    """({model: its seeds' position_loss, (seeds, 2, T)}, {model: those seeds}) of the recurrent
+    cells compared in question 4 whose runs kept a model (the Transformer has no state: nothing is
+    carried past its window)."""
+    curves, seeds = {}, {}
     for cell, runs in cells([s for s in lm if s.config.get("cell") != "mlp"]).items():
         if cell == "transformer":
             continue
-        found = [position_loss(s) for s in runs if _has_model(s)]
-        if found:
-            n = min(len(c) for c in found)
-            curves[f"{CELL_NAMES.get(cell, cell)} (T {runs[0].config.get('min_length')})"] = \
-                np.stack([c[:n] for c in found])
-    return curves
+        kept = [s for s in runs if _has_model(s)]
+        if kept:
+            model = f"{CELL_NAMES.get(cell, cell)} (T {runs[0].config.get('min_length')})"
+            curves[model] = np.stack([position_loss(s) for s in kept])
+            seeds[model] = [s.config.get("seed") for s in kept]
+    return curves, seeds
 
 
 # ----------------------------------------------------------------------------- the answer
@@ -228,11 +229,13 @@ def q5(lm, curves=None):
     """`curves` {model: position_loss}: given (the tests), or None to read each model from its checkpoint."""
     windows = window_rows(series([s for s in lm if s.config.get("cell") == "mlp"], ("window",)))
     if curves is None:
-        curves = position_curves(lm)
+        curves, seeds = position_curves(lm)
+    else:                                  # given curves: their seeds in order
+        seeds = {model: list(range(1, len(seeds_of(c)) + 1)) for model, c in curves.items()}
     table = context_table(windows, curves)
-    reached = pd.DataFrame([{"setting": model, "seed": i + 1, "metric": "useful_context",
+    reached = pd.DataFrame([{"setting": model, "seed": seed, "metric": "useful_context",
                              "value": float(useful_context(c) or np.nan)}
-                            for model, curve in curves.items() for i, c in enumerate(seeds_of(curve))])
+                            for model, curve in curves.items() for seed, c in zip(seeds[model], seeds_of(curve))])
     values = pd.concat([per_seed(windows, "model", ("best_valid_loss",)), reached], ignore_index=True)
     return Answer(5, TITLE, q5_text(windows, curves), table,
                   (lambda fig: draw(fig, windows, curves)) if len(windows) or curves else None, values=values)
