@@ -118,6 +118,31 @@ def over_seeds(rows, by, col):
     return {k: estimate(g[col]) for k, g in rows.groupby(by, sort=False)}
 
 
+# ------------------------------------------------------------------------- drawing an Estimate
+
+def draw_estimate(ax, at, e, color, across=False):
+    """One Estimate at position `at` of a dot plot: each seed a dot, the mean a tick, the 95 %
+    interval a band. The values run along x (rows of settings), or along y with `across`."""
+    if e.n == 0:
+        return
+    spot = [at] * e.n
+    band, tick, dots = (([at, at], [e.low, e.high]), ([at], [e.mean]), (spot, e.values)) if across else \
+        (([e.low, e.high], [at, at]), ([e.mean], [at]), (e.values, spot))
+    if e.n > 1:
+        ax.plot(*band, color=color, lw=5, alpha=0.45, solid_capstyle="butt")
+    ax.plot(*tick, "_" if across else "|", color=color, ms=14, mew=2)
+    ax.plot(*dots, "k.", ms=4)
+
+
+def error_bars(estimates):
+    """(means, [below, above]) of Estimates for errorbar: the distance to each interval's ends (0
+    for a single seed)."""
+    mean = np.array([e.mean for e in estimates])
+    low = np.array([e.low if e.n > 1 else e.mean for e in estimates])
+    high = np.array([e.high if e.n > 1 else e.mean for e in estimates])
+    return mean, [mean - low, high - mean]
+
+
 # ------------------------------------------------------------------------------ a run's columns
 
 def column(s, key):

@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import Answer, lm_label, lm_rows, parameters, per_seed, series
+from .common import Answer, draw_estimate, lm_label, lm_rows, parameters, per_seed, series
 
 TITLE = "Weight tying: parameters and perplexity"
 
@@ -39,11 +39,7 @@ def q10_text(rows, runs):
 def draw(fig, rows):
     ax = fig.subplots()
     for i, k in enumerate(("untied", "tied")):
-        e = estimate(rows.loc[rows["setting"] == k, "best_valid_ppl"])
-        if e.n > 1:
-            ax.plot([i, i], [e.low, e.high], color="#9467bd", lw=5, alpha=0.5, solid_capstyle="butt")
-        ax.plot([i], [e.mean], "_", color="#9467bd", ms=16, mew=2)
-        ax.plot([i] * e.n, e.values, "k.", ms=5)
+        draw_estimate(ax, i, estimate(rows.loc[rows["setting"] == k, "best_valid_ppl"]), "#9467bd", across=True)
     p = {k: rows.loc[rows["setting"] == k, "parameters"].median() for k in ("untied", "tied")}
     ax.set_xticks([0, 1], [f"{k}\n{fmt_num(p[k], 4)} parameters" for k in ("untied", "tied")])
     ax.set_xlim(-0.6, 1.6)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import CELL_NAMES, Answer, lm_rows, parameters, per_seed, series
+from .common import CELL_NAMES, Answer, error_bars, lm_rows, parameters, per_seed, series
 
 TITLE = "GRU and LSTM against the RNN, each at its best learning rate"
 
@@ -64,11 +64,9 @@ def draw(fig, rows):
     for k, (model, g) in enumerate(rows.groupby("model", sort=False)):
         rates = sorted(g["lr"].unique())
         est = [estimate(g.loc[g["lr"] == r, "best_valid_bpc"]) for r in rates]
-        mean = np.array([e.mean for e in est])
-        low = np.array([e.low if e.n > 1 else e.mean for e in est])
-        high = np.array([e.high if e.n > 1 else e.mean for e in est])
+        mean, err = error_bars(est)
         x = np.array(rates) * (1 + 0.04 * (k - 1))            # a little apart, so that the bars do not hide
-        ax.errorbar(x, mean, [mean - low, high - mean], fmt="-" + "osd^"[k % 4], color=f"C{k}", capsize=3,
+        ax.errorbar(x, mean, err, fmt="osd^"[k % 4], color=f"C{k}", capsize=3,
                     ls=("-", "--", "-.", ":")[k % 4], label=model)
         for xi, e in zip(x, est):
             ax.plot([xi] * e.n, e.values, ".", color=f"C{k}", ms=3, alpha=0.6)

@@ -5,7 +5,6 @@ n-grams among all of them; coherence is the model's own loss on what it wrote (n
 is what the model itself expects). Each setting is drawn with three generator seeds."""
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..intervals import estimate, sentence

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import Answer, column, last_finite, per_seed, series
+from .common import Answer, column, draw_estimate, last_finite, per_seed, series
 
 TITLE = "Conditional generation: the class at the first step against at every step"
 METRICS = ("controllability", "distinct", "novel", "final_valid_loss")
@@ -50,11 +50,7 @@ def draw(fig, rows):
     for ax, metric, label in zip(axes, ("controllability", "distinct", "novel"),
                                  ("controllability (%)", "distinct names (%)", "novel names (%)")):
         for i, name in enumerate(settings):
-            e = estimate(rows.loc[rows["setting"] == name, metric])
-            if e.n > 1:
-                ax.plot([i, i], [e.low, e.high], color="#17becf", lw=5, alpha=0.5, solid_capstyle="butt")
-            ax.plot([i], [e.mean], "_", color="#17becf", ms=16, mew=2)
-            ax.plot([i] * e.n, e.values, "k.", ms=5)
+            draw_estimate(ax, i, estimate(rows.loc[rows["setting"] == name, metric]), "#17becf", across=True)
         ax.set_xticks(range(len(settings)), [s.replace(" at ", "\nat ") for s in settings])
         ax.set_xlim(-0.6, len(settings) - 0.4)
         lo, hi = ax.get_ylim()

@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import Answer, lm_rows, one_line, over_seeds, per_seed
+from .common import Answer, draw_estimate, lm_rows, one_line, over_seeds, per_seed
 
 TITLE = "Configuration → validation perplexity"
 METRICS = ("best_valid_ppl", "best_valid_bpc")
@@ -57,11 +57,8 @@ def draw(fig, rows):
     """A dot plot: per setting its seeds (dots) and its mean with the interval (bar), best at the top."""
     ax = fig.subplots()
     by = ranked(rows)
-    for i, (name, e) in enumerate(by.items()):
-        if e.n > 1:
-            ax.plot([e.low, e.high], [i, i], color="#1f77b4", lw=3, alpha=0.5, solid_capstyle="butt")
-        ax.plot([e.mean], [i], "|", color="#1f77b4", ms=10, mew=2)
-        ax.plot(e.values, [i] * e.n, "k.", ms=5)
+    for i, e in enumerate(by.values()):
+        draw_estimate(ax, i, e, "#1f77b4")
     ax.set_yticks(np.arange(len(by)), list(by), fontsize=7 if len(by) <= 20 else 6)
     ax.invert_yaxis()
     ax.set_xlabel("best validation perplexity per character (dots: seeds; tick: mean; band: 95 % interval)")

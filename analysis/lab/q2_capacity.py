@@ -1,11 +1,10 @@
 """Question 2: capacity against generalisation. The runs that differ only in hidden size (and the
 embedding that goes with it): validation perplexity and the train–validation gap by size, and the
 runs whose validation loss turned up (overfitting)."""
-import numpy as np
 
 from ..stats import fmt_num
 from ..intervals import sentence
-from .common import OVERFIT_RISE, Answer, column, lm_label, lm_rows, over_seeds, per_seed, series
+from .common import OVERFIT_RISE, Answer, column, error_bars, lm_label, lm_rows, over_seeds, per_seed, series
 
 TITLE = "Capacity against generalisation"
 FREE = ("n_hidden", "embedding")       # what the question varies
@@ -60,10 +59,8 @@ def q2_text(rows):
 def errorbars(ax, est, color):
     """Means with their 95 % intervals against hidden size, and the seeds as dots."""
     H = list(est)
-    mean = np.array([est[h].mean for h in H])
-    low = np.array([est[h].low if est[h].n > 1 else est[h].mean for h in H])
-    high = np.array([est[h].high if est[h].n > 1 else est[h].mean for h in H])
-    ax.errorbar(H, mean, [mean - low, high - mean], fmt="o-", color=color, capsize=3)
+    mean, err = error_bars(est.values())
+    ax.errorbar(H, mean, err, fmt="o-", color=color, capsize=3)
     for h in H:
         ax.plot([h] * est[h].n, est[h].values, ".", color="black", ms=4)
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import (CELL_NAMES, CLASSIFY_TASKS, SEQ2SEQ_TASKS, Answer, cells, column, last_finite, min_finite,
+from .common import (CELL_NAMES, CLASSIFY_TASKS, SEQ2SEQ_TASKS, Answer, cells, column, draw_estimate, last_finite, min_finite,
                      parameters, setup_label)
 
 TITLE = "Cell choice: RNN, GRU, LSTM, LN-LSTM, Transformer"
@@ -113,11 +113,7 @@ def draw_task(ax, task, g, setup):
     est = {m: estimate(gm["value"]) for m, gm in g.groupby("model", sort=False)}
     order = sorted(est, key=lambda m: est[m].mean, reverse=higher)
     for i, m in enumerate(order):
-        e = est[m]
-        if e.n > 1:
-            ax.plot([i, i], [e.low, e.high], color="#4c9a2a", lw=4, alpha=0.5, solid_capstyle="butt")
-        ax.plot([i], [e.mean], "_", color="#4c9a2a", ms=14, mew=2)
-        ax.plot([i] * e.n, e.values, "k.", ms=5)
+        draw_estimate(ax, i, est[m], "#4c9a2a", across=True)
     ax.set_xticks(range(len(order)), order, rotation=20)
     ax.set_xlim(-0.6, len(order) - 0.4)
     ax.set_ylabel(METRICS[task][1])

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..intervals import compare, estimate, sentence
 from ..stats import fmt_num
-from .common import CELL_NAMES, Answer, cells, column, min_finite, over_seeds, per_seed, series
+from .common import CELL_NAMES, Answer, cells, column, error_bars, min_finite, over_seeds, per_seed, series
 
 TITLE = "Sequence length: how far useful context extends"
 #: positions (characters) whose loss is within this many nats of the window's end are "no better"
@@ -123,7 +123,7 @@ def window_sentences(windows):
         out.append(f"W={best} is the best, against the next narrower: "
                    + sentence(f"W={best}", est[best], f"W={before}", est[before], True, 4) + ".")
     if ws[-1] != best:
-        out.append(f"The widest window against the best: "
+        out.append("The widest window against the best: "
                    + sentence(f"W={ws[-1]}", est[ws[-1]], f"W={best}", est[best], True, 4)
                    + f"; as a fixed window, about {enough} characters of context are useful.")
     elif enough != best:
@@ -186,10 +186,8 @@ def draw_windows(ax, windows):
     if len(windows):
         est = dict(sorted(over_seeds(windows, "window", "best_valid_loss").items()))
         W = np.array(list(est))
-        mean = np.array([e.mean for e in est.values()])
-        low = np.array([e.low if e.n > 1 else e.mean for e in est.values()])
-        high = np.array([e.high if e.n > 1 else e.mean for e in est.values()])
-        ax.errorbar(W, mean, [mean - low, high - mean], fmt="o-", color="black", capsize=3)
+        mean, err = error_bars(est.values())
+        ax.errorbar(W, mean, err, fmt="o-", color="black", capsize=3)
         for w, e in est.items():
             ax.plot([w] * e.n, e.values, ".", color="grey", ms=4)
         ax.set_xscale("log", base=2)

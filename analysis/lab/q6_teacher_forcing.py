@@ -11,7 +11,8 @@ import pandas as pd
 from .. import stats
 from ..stats import fmt_num
 from ..intervals import better, estimate, sentence
-from .common import SEQ2SEQ_TASKS, Answer, column, last_finite, over_seeds, per_seed, series, setup_label
+from .common import (SEQ2SEQ_TASKS, Answer, column, error_bars, last_finite, over_seeds, per_seed, series,
+                     setup_label)
 
 TITLE = "Teacher forcing: stability against exposure bias"
 FREE = ("teacher_forcing", "tf_schedule", "tf_k")     # what the question varies
@@ -103,17 +104,14 @@ def draw_sweep(ax, rows):
                                          ("exposure_bias", "#d62728", "s", "exposure bias (points)")):
         ratios = sorted(g["ratio"].unique())
         est = [estimate(g.loc[g["ratio"] == r, metric]) for r in ratios]
-        mean = np.array([e.mean for e in est])
-        low = np.array([e.low if e.n > 1 else e.mean for e in est])
-        high = np.array([e.high if e.n > 1 else e.mean for e in est])
-        ax.errorbar(ratios, mean, [mean - low, high - mean], fmt=marker + "-", color=color, capsize=3, label=label)
+        mean, err = error_bars(est)
+        ax.errorbar(ratios, mean, err, fmt=marker + "-", color=color, capsize=3, label=label)
         for r, e in zip(ratios, est):
             ax.plot([r] * e.n, e.values, ".", color=color, ms=3, alpha=0.6)
         for k, (name, d) in enumerate(rows[rows["ratio"].isna()].groupby("schedule", sort=False)):
             e = estimate(d[metric])
             x = 1.15 + 0.1 * k
-            ax.errorbar([x], [e.mean], [[e.mean - (e.low if e.n > 1 else e.mean)], [(e.high if e.n > 1 else e.mean) - e.mean]],
-                        fmt=marker, mfc="white", color=color, capsize=3)
+            ax.errorbar([x], *error_bars([e]), fmt=marker, mfc="white", color=color, capsize=3)
             if metric == "greedy_exact":
                 ax.annotate(name, (x, e.mean), textcoords="offset points", xytext=(4, 6), fontsize=7)
     ax.set_xlabel("constant teacher-forcing ratio (open markers: the decaying schedule)")

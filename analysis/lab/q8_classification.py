@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import CLASSIFY_TASKS, Answer, column, last_finite, per_seed, series
+from .common import CLASSIFY_TASKS, Answer, column, draw_estimate, last_finite, per_seed, series
 
 TITLE = "Classification: pooling, bidirectional reading, truncation, class imbalance"
 #: each choice: its config key, the reference value, how a value is named
@@ -75,7 +75,7 @@ def imbalance_sentences(rows):
         out.append(f"Class imbalance, {skewed} against the {uniform}: macro-F1, "
                    + sentence(skewed, est["macro_f1"][skewed], uniform, est["macro_f1"][uniform], False) + ".")
     if skewed and weighted:
-        out.append(f"The balanced loss on the skewed prior: recall of the rarest class, "
+        out.append("The balanced loss on the skewed prior: recall of the rarest class, "
                    + sentence("balanced", est["rarest_recall"][weighted], "unweighted",
                               est["rarest_recall"][skewed], False)
                    + "; accuracy, " + sentence("balanced", est["accuracy"][weighted], "unweighted",
@@ -100,11 +100,7 @@ def draw(fig, rows, confusions):
     axes = fig.subplots(1, 2 + n_conf, width_ratios=[2, 2] + [1.3] * n_conf)
     for ax, metric in zip(axes[:2], ("accuracy", "macro_f1")):
         for i, name in enumerate(settings):
-            e = estimate(rows.loc[rows["setting"] == name, metric])
-            if e.n > 1:
-                ax.plot([e.low, e.high], [i, i], color="#1f77b4", lw=4, alpha=0.5, solid_capstyle="butt")
-            ax.plot([e.mean], [i], "|", color="#1f77b4", ms=10, mew=2)
-            ax.plot(e.values, [i] * e.n, "k.", ms=4)
+            draw_estimate(ax, i, estimate(rows.loc[rows["setting"] == name, metric]), "#1f77b4")
         ax.set_yticks(range(len(settings)), settings if ax is axes[0] else [""] * len(settings), fontsize=7)
         ax.invert_yaxis()
         lo, hi = ax.get_xlim()

@@ -1,12 +1,10 @@
 """Question 9: sequence to sequence, the GRU encoder–decoder on copy, reversal and dates: attention
 against none on each task, and beam search against greedy decoding of the same models (every check
 decodes its strings both ways, so the difference is paired run by run)."""
-import numpy as np
 import pandas as pd
 
 from ..intervals import against, estimate, sentence
-from ..stats import fmt_num
-from .common import SEQ2SEQ_TASKS, Answer, column, last_finite, per_seed, series
+from .common import SEQ2SEQ_TASKS, Answer, column, draw_estimate, last_finite, per_seed, series
 
 TITLE = "Seq2seq: attention on copy, reversal and dates; beam search against greedy"
 TASKS = {"copy": "Copy", "reverse": "Reversal", "date": "Dates"}
@@ -72,11 +70,7 @@ def draw(fig, rows):
     for ax, metric, label in ((a1, "greedy_exact", "greedy exact match (%)"),
                               (a2, "beam_gain", "beam − greedy exact match (points, same model)")):
         for i, name in enumerate(settings):
-            e = estimate(rows.loc[rows["setting"] == name, metric])
-            if e.n > 1:
-                ax.plot([e.low, e.high], [i, i], color="#8c564b", lw=4, alpha=0.5, solid_capstyle="butt")
-            ax.plot([e.mean], [i], "|", color="#8c564b", ms=10, mew=2)
-            ax.plot(e.values, [i] * e.n, "k.", ms=4)
+            draw_estimate(ax, i, estimate(rows.loc[rows["setting"] == name, metric]), "#8c564b")
         ax.set_yticks(range(len(settings)), settings if ax is a1 else [""] * len(settings), fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(label)
