@@ -25,6 +25,7 @@ CLIPPING = ("A1", "A2", "A3")                                        # the same 
 CELL_PAIRS = (("A1", "A4"), ("A2", "A5"), ("B1", "B2"))              # RNN against GRU
 TASK_NAMES = {"mem": "Memorization", "mul": "Multiplication", "add": "Addition", "torder": "Temporal order",
               "torder3": "3-bit temporal order", "perm": "Random permutation"}
+SOFTMAX_TASKS = ("mem", "torder", "torder3", "perm")                 # a class per sequence or per step
 #: a gate value within this distance of 0.5 neither passes nor blocks: the gate is not used
 NEAR_HALF = 0.1
 BASELINE_SEQUENCES = 2000              # per length, for the input-blind predictor
@@ -80,6 +81,7 @@ def dyn_row(s):
     horizon = stats.last_horizon(s)
     loss0, error0 = run_baseline(s)
     row = {"run": preset_name(s), "seed": s.config.get("seed"), "task": s.task, "cell": cell_name(s),
+           "min_length": s.config.get("min_length"), "max_length": s.config.get("max_length"),
            "clip": clipping(s), "status": s.status, "updates": sm["iterations"],
            "final_valid_error": sm["final_valid_error"], "baseline_error": error0,
            "eval_sequences": int(s.config.get("eval_batch_size") or 1000),
@@ -134,6 +136,12 @@ def outcome_sentence(rows, task, runs):
            f"validation error is {fmt_num(error0, 3)}%, its loss {fmt_num(loss0, 3)}. Validation error at the end (%): "
            + "; ".join(f"{r} {est(g, r, 'final_valid_error').text(3)}" for r in runs)
            + ". Validation loss: " + "; ".join(loss) + ".")
+    above = [r for r in runs if against(est(g, r, "final_valid_loss"), loss0) == "above"]
+    if above:
+        out += (f" {listing(above)} end{'s' if len(above) == 1 else ''} with a loss above the input-blind "
+                f"predictor's: {'its' if len(above) == 1 else 'their'} outputs are further from the targets than "
+                f"the class frequencies alone." if g["task"].iloc[0] in SOFTMAX_TASKS else
+                f" {listing(above)} end{'s' if len(above) == 1 else ''} with a loss above the mean predictor's.")
     below = below_baseline(g)
     if solved:
         return out
@@ -166,10 +174,10 @@ def clipping_paragraph(rows):
         return None
     cut = {n: rows.loc[rows["run"] == n, "clip"].iloc[0] for n in have}
     s = ["Clipping regimes (" + ", ".join(f"{n} clip {cut[n]}" for n in have) + "): the largest gradient norm is "
-         + ", ".join(f"{n} {est(rows, n, 'max_grad_norm').text(2)}" for n in have) + "; "
+         + ", ".join(f"{n} {est(rows, n, 'max_grad_norm').text(3)}" for n in have) + "; "
          + ", ".join(explosions(rows, n) for n in have)
          + f" (the norm before clipping ≥ {V.EXPLODING_NORM_RATIO:g}× its median). Clipped updates (%): "
-         + ", ".join(f"{n} {pct(est(rows, n, 'clipped')).text(2)}" for n in have) + "."]
+         + ", ".join(f"{n} {pct(est(rows, n, 'clipped')).text(3)}" for n in have) + "."]
     for a, b in zip(have, have[1:]):
         s.append(f"Final validation loss, {b} against {a}: "
                  + sentence(b, est(rows, b, "final_valid_loss"), a, est(rows, a, "final_valid_loss"), True) + ".")
@@ -204,26 +212,27 @@ def blowup_sentence(s):
 # ----------------------------------------------------------------------------- RNN against GRU
 
 def gate_words(rows, run):
-    """What the GRU's gates do at the end: the share near 0.5 (unused) and saturated, per gate."""
+    """What the GRU's gates do at the end: per gate the share of values near 0.5 (where a gate
+    neither passes nor blocks: unused) and the share saturated."""
     g = rows[rows["run"] == run]
     gates = [c[5:-5] for c in g.columns if c.startswith("gate_") and c.endswith("_half") and g[c].notna().any()]
     if not gates:
         return ""
-    parts = []
-    for name in gates:
-        half, sat = pct(estimate(g[f"gate_{name}_half"])), pct(estimate(g[f"gate_{name}_saturated"]))
-        use = ("mostly unused: most values sit within 0.1 of 0.5, where it neither passes nor blocks" if half.mean > 50
-               else "in use")
-        parts.append(f"gate {name}: {half.text(2)}% of values within {NEAR_HALF:g} of 0.5, {sat.text(2)}% "
-                     f"saturated ({use})")
-    return f" {run}'s gates at the end: " + "; ".join(parts) + "."
+    half = {n: pct(estimate(g[f"gate_{n}_half"])) for n in gates}
+    sat = {n: pct(estimate(g[f"gate_{n}_saturated"])) for n in gates}
+    unused = [n for n in gates if half[n].mean > 50]
+    verdict = (f"{' and '.join(unused)} mostly unused, {'they sit' if len(unused) > 1 else 'it sits'} near 0.5"
+               if unused else "in use: most values away from 0.5")
+    return (f" {run}'s gates at the end, % of values within {NEAR_HALF:g} of 0.5 (a gate there neither passes nor "
+            f"blocks) and % saturated: " + "; ".join(f"{n} {half[n].text(3)} and {sat[n].text(3)}" for n in gates)
+            + f": {verdict}.")
 
 
 def cell_sentences(rows, a, b):
     """Preset `a` (the RNN) against `b` (the GRU) on the same task and clipping."""
     task, clip = rows.loc[rows["run"] == a, "task"].iloc[0], rows.loc[rows["run"] == a, "clip"].iloc[0]
     return (f"{a} against {b} ({task}, clip {clip}), the largest gradient norm over its median: "
-            + sentence(b, est(rows, b, "norm_ratio"), a, est(rows, a, "norm_ratio"), True, 2)
+            + sentence(b, est(rows, b, "norm_ratio"), a, est(rows, a, "norm_ratio"), True, 3)
             + "; final validation loss: "
             + sentence(b, est(rows, b, "final_valid_loss"), a, est(rows, a, "final_valid_loss"), True)
             + "." + gate_words(rows, b))
@@ -248,13 +257,19 @@ def reach_paragraph(rows, runs=("B1", "B2")):
         g = rows[rows["run"] == r]
         steps = estimate(g["horizon_steps"])
         parts.append(f"{r}: g_t changes ×{est(rows, r, 'decay_per_step').text(3)} per step back, "
-                     f"{pct(est(rows, r, 'vanishing')).text(2)}% of the log10 g_t mass lies below "
+                     f"{pct(est(rows, r, 'vanishing')).text(3)}% of the log10 g_t mass lies below "
                      f"{V.VANISHING_LOG10:g}, the gradient falls below 10⁻³ of its value at the loss "
                      f"{est(rows, r, 'horizon_1e3').text(3)} steps back (of {fmt_num(steps.mean, 3)}), "
                      f"ρ at the end {est(rows, r, 'rho_end').text(3)}")
-    return ("Why " + " and ".join(have) + " do not learn more: " + "; ".join(parts)
-            + ". A factor below 1 per step compounds over the 50–200 steps between a marked input and the loss: "
-              "the gradient that would tie the output to the inputs is gone long before it reaches them.")
+    g = rows[rows["run"].isin(have)]
+    lo, hi = int(g["min_length"].min()), int(g["max_length"].max())
+    short = all(est(rows, r, "horizon_1e3").mean < 0.5 * est(rows, r, "horizon_steps").mean for r in have)
+    why = (f" In every one the gradient falls a thousandfold within half of the {lo}–{hi} steps of a sequence, "
+           f"along which the marked inputs lie: the loss hardly tells the weights how to read the inputs far "
+           f"from the end." if short else
+           " The gradient reaches at least half of the sequence in some of them: vanishing alone does not explain "
+           "how they end.")
+    return f"How far the gradient reaches in {listing(have)}: " + "; ".join(parts) + "." + why
 
 
 # ------------------------------------------------------------------------------ C1 against C0
@@ -274,9 +289,9 @@ def c_paragraph(rows):
             + ". Per step back g_t changes ×" + est(rows, "C1", "decay_per_step").text(3) + " in C1 against ×"
             + est(rows, "C0", "decay_per_step").text(3) + " in C0; ρ at the end "
             + est(rows, "C1", "rho_end").text(3) + " against " + est(rows, "C0", "rho_end").text(3)
-            + "; largest gradient norm " + est(rows, "C1", "max_grad_norm").text(2) + " against "
-            + est(rows, "C0", "max_grad_norm").text(2) + "; C1's updates clipped (%): "
-            + pct(est(rows, "C1", "clipped")).text(2) + ".")
+            + "; largest gradient norm " + est(rows, "C1", "max_grad_norm").text(3) + " against "
+            + est(rows, "C0", "max_grad_norm").text(3) + "; C1's updates clipped (%): "
+            + pct(est(rows, "C1", "clipped")).text(3) + ".")
 
 
 def saturation_sentence(rows):
@@ -288,7 +303,7 @@ def saturation_sentence(rows):
         return None
     top = max(est_, key=lambda r: est_[r].mean)
     head = (f"Hidden units saturated at the end (% of activations with 1 − |h| < {V.SATURATION_D:g}): "
-            + "; ".join(f"{r} {e.text(2)}" for r, e in est_.items()) + ". ")
+            + "; ".join(f"{r} {e.text(3)}" for r, e in est_.items()) + ". ")
     if est_[top].mean >= 100 * V.SATURATED_MIN_SHARE:
         return head + (f"The most: {top}, where that share of the units passes almost no gradient back "
                        f"(tanh′ = 1 − h² ≈ 0).")
