@@ -537,3 +537,17 @@ def test_hidden_saturation_is_the_histogram_mass_below_the_bound(tmp_path):
     assert hidden_saturation(s) == pytest.approx(below)
     text = next(t for t in lab.q7([s]).text if t.startswith("Hidden units saturated at the end"))
     assert f"A1 {100 * below:.2g} (one seed)" in text or f"A1 {100 * below:.3g} (one seed)" in text
+
+
+@pytest.mark.parametrize("horizon, short", [(20.0, True), (120.0, False)])
+def test_vanishing_explains_only_where_the_horizon_is_short(tmp_path, horizon, short):
+    out = [run(tmp_path / f"{name}{seed}.h5", task="mul", name=f"preset={name},seed={seed}", seed=seed,
+               cell=cell, min_length=50, max_length=200,
+               checks={"horizon_1e3": np.full(K, horizon + seed - 52), "horizon_1e6": np.full(K, 140.0),
+                       "horizon_steps": np.full(K, 140.0)})
+           for name, cell in (("B1", "rnn"), ("B2", "gru")) for seed in (52, 53)]
+    text = next(t for t in lab.q7(out).text if t.startswith("How far the gradient reaches in B1 and B2"))
+    assert f"the gradient falls below 10⁻³ of its value at the loss {horizon + 0.5:g} [{horizon:g}, " \
+           f"{horizon + 1:g}] (n = 2) steps back (of 140)" in text
+    assert ("falls a thousandfold within half of the 50–200 steps" in text) == short
+    assert ("vanishing alone does not explain" in text) == (not short)
