@@ -547,7 +547,8 @@ def test_vanishing_explains_only_where_the_horizon_is_short(tmp_path, horizon, s
                        "horizon_steps": np.full(K, 140.0)})
            for name, cell in (("B1", "rnn"), ("B2", "gru")) for seed in (52, 53)]
     text = next(t for t in lab.q7(out).text if t.startswith("How far the gradient reaches in B1 and B2"))
-    assert f"the gradient falls below 10⁻³ of its value at the loss {horizon + 0.5:g} [{horizon:g}, " \
-           f"{horizon + 1:g}] (n = 2) steps back (of 140)" in text
+    from analysis.intervals import estimate
+    assert f"the gradient falls below 10⁻³ of its value at the loss {estimate([horizon, horizon + 1]).text(3)} " \
+           f"steps back (of 140)" in text
     assert ("falls a thousandfold within half of the 50–200 steps" in text) == short
     assert ("vanishing alone does not explain" in text) == (not short)
