@@ -5,6 +5,7 @@ panels, a panel left out when its data are absent, so no figure has empty axes.
                           grad_time, horizon, saturation, gates, spectrum, omega, the theory's
                           jacobians, lyapunov, surface, groups, ...
     figure_dashboard      all panels and the verdicts, at a printed page's width
+    dashboard_pages       the same cut into printed pages, PAGE_ROWS panel rows each
     plot_run              the dashboard and every figure as PNG files
 
 Every function returns a matplotlib Figure (Agg canvas, constrained layout) or None when the
@@ -91,36 +92,58 @@ CHARS_PER_INCH = 9.5          # of 10-point text, with room to spare
 LINE_IN = 0.21                # inches per line of the text (10 points, line spacing 1.45)
 
 
-def figure_dashboard(snap, ncols=PRINT_COLS):
+#: panel rows on one printed page of a dashboard (A4 landscape's width; about its height)
+PAGE_ROWS = 2
+
+
+def figure_dashboard(snap, ncols=PRINT_COLS, rows=None):
     """All available panels at a printed page's width, `ncols` to a row so that no text is
     shrunk, with the summary numbers and the verdicts: in the last row's free slot when it has
-    one (no slot stays empty), else in a row of their own below."""
-    rows = [[PANELS[k] for k in row] for row in dashboard_layout(snap, ncols)]
-    free = ncols - sum(min(p.span, ncols) for p in rows[-1]) if rows else 0
+    one (no slot stays empty), else in a row of their own below. `rows` (start, stop): only those
+    panel rows, one page of `dashboard_pages`; the summary and verdicts come with the last."""
+    layout = dashboard_layout(snap, ncols)
+    start, stop = rows or (0, len(layout))
+    panels = [[PANELS[k] for k in row] for row in layout[start:stop]]
+    last = stop >= len(layout)
+    free = ncols - sum(min(p.span, ncols) for p in panels[-1]) if panels and last else 0
     text_w = PAGE_W * free / ncols if free else PAGE_W / 2      # beside the panels, or half a row
     chars = int(text_w * CHARS_PER_INCH)
     parts = [("Final figures", _bullets(summary_lines(snap), chars)),
-             ("Verdicts", _bullets([v.text for v in V.verdicts(snap)] or ["none"], chars))]
+             ("Verdicts", _bullets([v.text for v in V.verdicts(snap)] or ["none"], chars))] if last else []
     lines = [text.count("\n") + 2 for _, text in parts]        # + the heading
-    heights = [PANEL_H] * len(rows)
+    heights = [PANEL_H] * len(panels)
     if free:
         heights[-1] = max(PANEL_H, 0.3 + LINE_IN * sum(lines))
-    else:
+    elif last:
         heights.append(0.3 + LINE_IN * max(lines))
     fig = new_figure(PAGE_W, sum(heights) + 1.0)
     subs = np.atleast_1d(fig.subfigures(len(heights), 1, height_ratios=heights, hspace=0.0))
     slots = []
-    for sub, row in zip(subs, rows):
+    for sub, row in zip(subs, panels):
         slots = draw_row(sub, snap, row, ncols)
-    if free:            # stacked in the free slot, each part as tall as its lines
-        places = slots[-1].subfigures(2, 1, height_ratios=lines, hspace=0.0)
-    else:
-        places = subs[-1].subfigures(1, 2, wspace=0.0)
-    for place, (head, text) in zip(places, parts):
-        place.text(0.02, 0.98, head, fontweight="bold", va="top", ha="left")
-        place.text(0.02, 0.98, "\n" + text, va="top", ha="left", linespacing=1.45)
-    fig.suptitle(title(snap, "training dashboard", PAGE_W), fontsize="x-large")
+    if parts:
+        if free:        # stacked in the free slot, each part as tall as its lines
+            places = slots[-1].subfigures(2, 1, height_ratios=lines, hspace=0.0)
+        else:
+            places = subs[-1].subfigures(1, 2, wspace=0.0)
+        for place, (head, text) in zip(places, parts):
+            place.text(0.02, 0.98, head, fontweight="bold", va="top", ha="left")
+            place.text(0.02, 0.98, "\n" + text, va="top", ha="left", linespacing=1.45)
+    pages = max(1, math.ceil(len(layout) / PAGE_ROWS))
+    part = f" (page {start // PAGE_ROWS + 1} of {pages})" if rows and pages > 1 else ""
+    fig.suptitle(title(snap, "training dashboard" + part, PAGE_W), fontsize="x-large")
     return fig
+
+
+def dashboard_pages(snap, ncols=PRINT_COLS):
+    """The dashboard for print: PAGE_ROWS panel rows to a page, the summary and verdicts on the
+    last; a list of figures (one when the dashboard fits a page)."""
+    n = len(dashboard_layout(snap, ncols))
+    return [figure_dashboard(snap, ncols, (a, min(a + PAGE_ROWS, n))) for a in range(0, max(n, 1), PAGE_ROWS)]
+
+
+def n_dashboard_pages(snap, ncols=PRINT_COLS):
+    return max(1, math.ceil(len(dashboard_layout(snap, ncols)) / PAGE_ROWS))
 
 
 def plot_run(snap, out_dir, dpi=DPI):

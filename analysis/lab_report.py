@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import lab
 from .canvas import freeze, new_figure
-from .figures import figure_dashboard
+from .figures import PAGE_ROWS, figure_dashboard, n_dashboard_pages
 from .report import PAGE, _md_table, _table_page, table_pages
 from .stats import fmt_num
 
@@ -112,7 +112,7 @@ def plan(answers, presets):
         if len(a.table):
             for start, stop in table_pages(shown(a.table, a.number), TABLE_WRAP):
                 pages.append(("table", (a, start, stop)))
-    pages += [("dashboard", s) for s in presets]
+    pages += [("dashboard", (s, k)) for s in presets for k in range(n_dashboard_pages(s))]
     return pages
 
 
@@ -181,12 +181,12 @@ def write_lab(folder, pdf_path, curves=None):
                 fig = _table_page(f"{a.number}. {a.title}: the numbers{part}",
                                   shown(a.table, a.number).iloc[start:stop], TABLE_WRAP)
             else:
-                fig = figure_dashboard(payload)
-            if kind == "dashboard":                # the PNG before the page's stamp goes on
-                name = f"{lab.preset_name(payload)}_dashboard.png"
-                freeze(fig)
-                fig.savefig(os.path.join(figdir, name), dpi=PNG_DPI)
-                pngs[lab.preset_name(payload)] = name
+                s, k = payload
+                fig = figure_dashboard(s, rows=(k * PAGE_ROWS, (k + 1) * PAGE_ROWS))
+            if kind == "dashboard" and payload[1] == 0:     # the Markdown's PNG: the whole dashboard, no page text
+                name = f"{lab.preset_name(payload[0])}_dashboard.png"
+                freeze(figure_dashboard(payload[0])).savefig(os.path.join(figdir, name), dpi=PNG_DPI)
+                pngs[lab.preset_name(payload[0])] = name
             elif kind in ("answer", "figure") and payload.number not in pngs:
                 name = f"q{payload.number}.png"
                 freeze(figure_page(payload)).savefig(os.path.join(figdir, name), dpi=PNG_DPI)

@@ -2,7 +2,7 @@
 
 Pages, in order (`report_plan` lists them):
   1. the summary table, ROWS_PER_PAGE runs a page;
-  2. each run's dashboard, one page a run;
+  2. each run's dashboard, cut into pages of figures.PAGE_ROWS panel rows;
   3. one comparison page per task that has at least two runs;
   4. for language-model runs (task "text"): the experiment table (perplexity, bpc, a sample).
 """
@@ -16,7 +16,7 @@ import pandas as pd
 from . import stats, verdicts as V
 from .compare import figure_compare, group_by_task
 from .canvas import PAGE_H, PAGE_W, config_parts, freeze, new_figure
-from .figures import figure_dashboard
+from .figures import PAGE_ROWS, figure_dashboard, n_dashboard_pages
 from .stats import fmt_num, fmt_pct
 
 ROWS_PER_PAGE = 14                    # at most this many runs in one table page
@@ -217,7 +217,7 @@ def report_plan(snaps):
     """[(kind, payload)] for every page of the PDF, in order."""
     shown = display_table(summary_table(snaps))
     pages = [("summary", ab) for ab in table_pages(shown, SUMMARY_WRAP)]
-    pages += [("dashboard", s) for s in snaps]
+    pages += [("dashboard", (s, k)) for s in snaps for k in range(n_dashboard_pages(s))]
     for task, group in group_by_task(snaps).items():
         if len(group) >= 2:
             pages.append(("compare", (task, group)))
@@ -245,7 +245,8 @@ def write_report(snaps, pdf_path):
                 fig = _table_page(f"Summary of {len(snaps)} run{'s' if len(snaps) != 1 else ''}{part}",
                                   shown.iloc[a:b], SUMMARY_WRAP, footnote=_verdict_key())
             elif kind == "dashboard":
-                fig = figure_dashboard(payload)
+                s, k = payload
+                fig = figure_dashboard(s, rows=(k * PAGE_ROWS, (k + 1) * PAGE_ROWS))
             elif kind == "compare":
                 task, group = payload
                 fig = figure_compare(group, title=f"Task {task}: {len(group)} runs compared")

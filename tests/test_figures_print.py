@@ -170,3 +170,16 @@ def test_report_pdf_pages_keep_their_page_text(runs, tmp_path):
     from analysis.report import write_report
     pdf, _, _ = write_report([runs["rnn"], runs["gru"]], str(tmp_path / "r.pdf"))
     assert open(pdf, "rb").read(4) == b"%PDF"
+
+
+def test_dashboard_pages_hold_every_panel_once_at_about_a_printed_page(tmp_path):
+    from analysis.figures import PAGE_ROWS, dashboard_layout, dashboard_pages, figure_dashboard
+    from analysis.read import load
+    from analysis.synthetic import write_run
+    s = load(write_run(tmp_path / "g.h5", cell="gru"))
+    pages = dashboard_pages(s)
+    assert len(pages) == -(-len(dashboard_layout(s)) // PAGE_ROWS) > 1
+    titles = sorted(a.get_title() for f in pages for a in f.get_axes() if a.get_title())
+    assert titles == sorted(a.get_title() for a in figure_dashboard(s).get_axes() if a.get_title())   # none lost
+    assert all(f.get_size_inches()[1] <= 9.0 + 1e-9 for f in pages)
+    assert "page 1 of" in pages[0].get_suptitle()
