@@ -120,7 +120,9 @@ HOW_TO_READ = ("How to read the numbers: a number over seeds is written mean [95
                "interval a percentile bootstrap of the mean over the seeds (with three seeds it is their range); "
                "one run is \"one seed\" and is not compared. Two settings are called different only where their "
                "intervals are apart; where they overlap the text says \"within noise\", where the means are equal "
-               "\"a tie\". The per-seed numbers are in lab.csv.")
+               "\"a tie\". The per-seed numbers are in lab.csv. Where three seeds leave a comparison within "
+               "noise, more seeds decide it: runs/sweeps/lab-lm.toml is the language-model grid at five seeds, "
+               "for a cluster (`dynamics sweep ... --scheduler`).")
 
 
 def budgets(study):
