@@ -22,8 +22,9 @@ from .stats import fmt_num
 TEXT_WIDTH = 170                       # characters of answer text per line on a page
 TABLE_WRAP = {"setting": 40, "sample": 34, "metric": 24, "model": 26, "schedule": 22}
 PNG_DPI = 80
-SUMMARY_SENTENCES = 3                  # of each answer on the first page; all of them on its own page
+SUMMARY_SENTENCES = 2                  # of each answer on the first pages; all of them on its own
 MAX_LINES_ABOVE_FIGURE = 20            # a longer answer gets a page of its own before its figure
+PAGE_LINES = 50                        # lines of 8.5-point text on a page below its title
 
 
 def cell_text(v):
@@ -64,14 +65,30 @@ def shown(df, number=None):
     return df.map(cell_text) if len(df) else df
 
 
-def text_page(title, paragraphs, footer=None):
+def paginate(paragraphs, lines=PAGE_LINES):
+    """The paragraphs wrapped to TEXT_WIDTH and cut into pages of at most `lines` lines (a blank
+    line between paragraphs); a paragraph longer than a page continues on the next."""
+    pages, page, used = [], [], 0
+    for p in paragraphs:
+        wrapped = textwrap.wrap(p, TEXT_WIDTH) or [""]
+        while wrapped:
+            room = lines - used - (1 if page else 0)
+            if room <= 0:
+                pages.append(page)
+                page, used = [], 0
+                continue
+            take, wrapped = wrapped[:room], wrapped[room:]
+            page.append("\n".join(take))
+            used += len(take) + (1 if len(page) > 1 else 0)
+    return pages + [page] if page else pages
+
+
+def text_page(title, blocks):
+    """A page of text: `blocks` are paginate's wrapped paragraphs of one page."""
     fig = new_figure(*PAGE)
     fig.set_layout_engine(None)                # text only: nothing to lay out
     fig.suptitle(title, fontsize="large")
-    body = "\n\n".join(textwrap.fill(p, TEXT_WIDTH) for p in paragraphs)
-    fig.text(0.03, 0.93, body, va="top", ha="left", fontsize=8.5, family="DejaVu Sans")
-    if footer:
-        fig.text(0.03, 0.02, textwrap.fill(footer, TEXT_WIDTH + 20), fontsize=7, va="bottom")
+    fig.text(0.03, 0.93, "\n\n".join(blocks), va="top", ha="left", fontsize=8.5, family="DejaVu Sans")
     return fig
 
 
@@ -99,14 +116,23 @@ def figure_page(a):
     return fig
 
 
-def plan(answers, presets):
+def text_pages(title, paragraphs):
+    """[("text", (title, blocks))] of the paragraphs over as many pages as they need."""
+    chunks = paginate(paragraphs)
+    return [("text", (title + (f" ({i} of {len(chunks)})" if len(chunks) > 1 else ""), blocks))
+            for i, blocks in enumerate(chunks, 1)]
+
+
+def plan(answers, presets, head=""):
     """[(kind, payload)] of every page, in order."""
-    pages = [("summary", answers)]
+    pages = text_pages("The lab study: the answers", [head] + [
+        f"{a.number}. {a.title}. " + " ".join(a.text[:SUMMARY_SENTENCES])
+        + (" …" if len(a.text) > SUMMARY_SENTENCES else "") for a in answers])
     for a in answers:
-        if a.draw is None:
-            pages.append(("text", a))
-        elif text_lines(a) > MAX_LINES_ABOVE_FIGURE:
-            pages += [("text", a), ("figure", a)]
+        if a.draw is None or text_lines(a) > MAX_LINES_ABOVE_FIGURE:
+            pages += text_pages(f"{a.number}. {a.title}", a.text)
+            if a.draw is not None:
+                pages.append(("figure", a))
         else:
             pages.append(("answer", a))
         if len(a.table):
@@ -163,20 +189,16 @@ def write_lab(folder, pdf_path, curves=None):
     figdir = stem + "_figures"
     os.makedirs(figdir, exist_ok=True)
     head = header(folder, study)
-    pages = plan(answers, answers[6].notes)
+    pages = plan(answers, answers[6].notes, head)
     pngs = {}
     with PdfPages(pdf_path, metadata={"Title": "dynamics: the lab study", "Creator": "dynamics"}) as pdf:
         for i, (kind, payload) in enumerate(pages, 1):
-            if kind == "summary":
-                fig = text_page("The lab study: the answers", [head] + [
-                    f"{a.number}. {a.title}. " + " ".join(a.text[:SUMMARY_SENTENCES])
-                    + (" …" if len(a.text) > SUMMARY_SENTENCES else "") for a in payload])
-            elif kind == "answer":
+            if kind == "answer":
                 fig = answer_page(payload)
             elif kind == "figure":
                 fig = figure_page(payload)
             elif kind == "text":
-                fig = text_page(f"{payload.number}. {payload.title}", payload.text)
+                fig = text_page(*payload)
             elif kind == "table":
                 a, start, stop = payload
                 part = f" (rows {start + 1}–{stop} of {len(a.table)})" if (start, stop) != (0, len(a.table)) else ""

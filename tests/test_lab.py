@@ -552,3 +552,14 @@ def test_vanishing_explains_only_where_the_horizon_is_short(tmp_path, horizon, s
            f"steps back (of 140)" in text
     assert ("falls a thousandfold within half of the 50–200 steps" in text) == short
     assert ("vanishing alone does not explain" in text) == (not short)
+
+
+def test_long_text_is_cut_into_pages_without_losing_a_word():
+    from analysis.lab_report import PAGE_LINES, TEXT_WIDTH, paginate
+    paragraphs = [" ".join(f"w{i}-{j}" for j in range(40 * i + 10)) for i in range(1, 12)]
+    pages = paginate(paragraphs)
+    assert len(pages) > 1
+    for blocks in pages:
+        lines = "\n\n".join(blocks).split("\n")
+        assert len(lines) <= PAGE_LINES and max(map(len, lines)) <= TEXT_WIDTH
+    assert " ".join(" ".join(b.split()) for page in pages for b in page).split() == " ".join(paragraphs).split()
