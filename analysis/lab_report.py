@@ -163,6 +163,11 @@ def budgets(study):
     return "; ".join(out)
 
 
+def some(names, most=8):
+    """The names, at most `most` of them and how many more."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def header(folder, study):
     """The chapter's first paragraph: what was run, for how long, how to read it, and what is missing."""
     seconds, n = lab.cpu_seconds(study)
@@ -173,10 +178,10 @@ def header(folder, study):
     waiting = [s.name for s in study.get("unfinished", [])]
     missing = study.get("missing", [])
     if waiting:
-        text += (f" Not finished and left out ({len(waiting)}): {', '.join(waiting)}; `make lab` completes them.")
+        text += (f" Not finished and left out ({len(waiting)}): {some(waiting)}; `make lab` completes them.")
     gone = [m for m in missing if m.split("/", 1)[1].split(" (")[0] not in waiting]
     if gone:
-        text += f" Planned but without a run file ({len(gone)}): {', '.join(gone)}."
+        text += f" Planned but without a run file ({len(gone)}): {some(gone)}."
     return text
 
 
