@@ -214,11 +214,11 @@ def write_lab(folder, pdf_path, curves=None):
                 fig = figure_dashboard(s, rows=(k * PAGE_ROWS, (k + 1) * PAGE_ROWS))
             if kind == "dashboard" and payload[1] == 0:     # the Markdown's PNG: the whole dashboard, no page text
                 name = f"{lab.preset_name(payload[0])}_dashboard.png"
-                freeze(figure_dashboard(payload[0])).savefig(os.path.join(figdir, name), dpi=PNG_DPI)
+                freeze(figure_dashboard(payload[0]), PNG_DPI).savefig(os.path.join(figdir, name), dpi=PNG_DPI)
                 pngs[lab.preset_name(payload[0])] = name
             elif kind in ("answer", "figure") and payload.number not in pngs:
                 name = f"q{payload.number}.png"
-                freeze(figure_page(payload)).savefig(os.path.join(figdir, name), dpi=PNG_DPI)
+                freeze(figure_page(payload), PNG_DPI).savefig(os.path.join(figdir, name), dpi=PNG_DPI)
                 pngs[payload.number] = name
             fig.text(0.995, 0.995, f"page {i} of {len(pages)}", ha="right", va="top", fontsize=7)
             freeze(fig)

@@ -563,3 +563,29 @@ def test_long_text_is_cut_into_pages_without_losing_a_word():
         lines = "\n\n".join(blocks).split("\n")
         assert len(lines) <= PAGE_LINES and max(map(len, lines)) <= TEXT_WIDTH
     assert " ".join(" ".join(b.split()) for page in pages for b in page).split() == " ".join(paragraphs).split()
+
+
+def test_every_answer_figure_keeps_its_text_at_8_points_and_inside_the_page(tmp_path):
+    from matplotlib.text import Text
+    from analysis.canvas import freeze
+    from analysis.lab_report import figure_page
+    runs = (capacity(tmp_path / "c", (2.0, 1.8, 1.6), seeds=(1, 2, 3), jitter=0.01)
+            + cell_runs(tmp_path / "cells", {"rnn": (2.4, 2.5, 2.6), "gru": (2.0, 2.05, 2.1)}))
+    families = classify_runs(tmp_path / "k", {("pooling", "last"): 80.0, ("pooling", "mean"): 85.0})
+    drawn = [a for a in lab.answers({"lm": runs, "families": families, "presets": presets(tmp_path / "p", (0.1, 0.2, 0.3))})
+             if a.draw is not None]
+    assert {a.number for a in drawn} >= {1, 2, 4, 7, 8}
+    for a in drawn:
+        fig = freeze(figure_page(a))
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        page = fig.bbox
+        hidden = {id(lab_) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)       # ticks outside the view
+                  for tick in axis.get_major_ticks() if tick not in axis._update_ticks()
+                  for lab_ in (tick.label1, tick.label2)}
+        for t in fig.findobj(Text):
+            if not (t.get_visible() and t.get_text().strip()) or id(t) in hidden:
+                continue
+            assert t.get_fontsize() >= 8, (a.number, t.get_text()[:40], t.get_fontsize())
+            box = t.get_window_extent(renderer)
+            assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1, (a.number, t.get_text()[:40])

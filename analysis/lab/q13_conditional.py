@@ -60,7 +60,7 @@ def draw(fig, rows):
     if len(judge):
         axes[0].axhline(judge.iloc[0], color="grey", ls="--", lw=0.8)
         axes[0].annotate("the judge on real names", (0, judge.iloc[0]), textcoords="offset points", xytext=(0, 3),
-                         fontsize=7, color="grey")
+                         fontsize=8, color="grey")
     fig.suptitle(TITLE + " (dots: seeds; bar: mean; band: 95 % interval)", fontsize="medium")
 
 

@@ -59,7 +59,7 @@ def draw(fig, rows):
     by = ranked(rows)
     for i, e in enumerate(by.values()):
         draw_estimate(ax, i, e, "#1f77b4")
-    ax.set_yticks(np.arange(len(by)), list(by), fontsize=7 if len(by) <= 20 else 6)
+    ax.set_yticks(np.arange(len(by)), list(by), fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("best validation perplexity per character (dots: seeds; tick: mean; band: 95 % interval)")
     ax.grid(axis="x", lw=0.3)

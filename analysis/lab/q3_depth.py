@@ -121,7 +121,7 @@ def draw_gt(ax, first):
     ax.set_yscale("log")
     ax.set_xlabel("step t within the training window (last check)")
     ax.set_ylabel("batch-mean g_t = ‖∂L/∂h_t‖")
-    ax.legend(fontsize="x-small")
+    ax.legend(fontsize=8)
 
 
 def draw_norms(ax, first):
@@ -134,7 +134,7 @@ def draw_norms(ax, first):
     ax.set_yscale("log")
     ax.set_xlabel("update")
     ax.set_ylabel("gradient norm before clipping (moving mean of 25)")
-    ax.legend(fontsize="x-small")
+    ax.legend(fontsize=8)
 
 
 def draw(fig, runs):

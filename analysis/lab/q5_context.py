@@ -213,7 +213,7 @@ def draw_positions(ax, curves):
     ax.set_title("By position from the zero state (solid); the same characters with the whole past (dotted)",
                  fontsize="small")
     if curves:
-        ax.legend(fontsize="x-small")
+        ax.legend(fontsize=8)
 
 
 def draw(fig, windows, curves):

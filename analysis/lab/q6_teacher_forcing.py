@@ -113,7 +113,7 @@ def draw_sweep(ax, rows):
             x = 1.15 + 0.1 * k
             ax.errorbar([x], *error_bars([e]), fmt=marker, mfc="white", color=color, capsize=3)
             if metric == "greedy_exact":
-                ax.annotate(name, (x, e.mean), textcoords="offset points", xytext=(4, 6), fontsize=7)
+                ax.annotate(name, (x, e.mean), textcoords="offset points", xytext=(4, 6), fontsize=8)
     ax.set_xlabel("constant teacher-forcing ratio (open markers: the decaying schedule)")
     ax.set_ylabel("percent / points (mean, 95 % interval, seeds)")
     ax.legend(fontsize="small")

@@ -356,7 +356,7 @@ def draw(fig, snaps):
         row[1].axhline(1.0, color="grey", lw=0.8)
         row[1].set(xlabel="update", ylabel="spectral radius ρ of the recurrent matrix")
         row[2].set(yscale="log", xlabel="steps back from the last step (last check)", ylabel="batch-mean g_t = ‖∂L/∂h_t‖")
-        row[0].legend(fontsize="x-small")
+        row[0].legend(fontsize=8)
     fig.suptitle("The presets overlaid (first seed of each)", fontsize="medium")
 
 

@@ -101,7 +101,7 @@ def draw(fig, rows, confusions):
     for ax, metric in zip(axes[:2], ("accuracy", "macro_f1")):
         for i, name in enumerate(settings):
             draw_estimate(ax, i, estimate(rows.loc[rows["setting"] == name, metric]), "#1f77b4")
-        ax.set_yticks(range(len(settings)), settings if ax is axes[0] else [""] * len(settings), fontsize=7)
+        ax.set_yticks(range(len(settings)), settings if ax is axes[0] else [""] * len(settings), fontsize=8)
         ax.invert_yaxis()
         lo, hi = ax.get_xlim()
         ax.set_xlim(max(lo, 0), min(hi, 100))
@@ -112,10 +112,10 @@ def draw(fig, rows, confusions):
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(C)):
             for j in range(len(C)):
-                ax.text(j, i, f"{int(C[i, j])}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{int(C[i, j])}", ha="center", va="center", fontsize=8,
                         color="white" if share[i, j] > 0.6 else "black")
-        ax.set_xticks(range(len(C)), classes, rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(range(len(C)), classes, fontsize=7)
+        ax.set_xticks(range(len(C)), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(C)), classes, fontsize=8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(name, fontsize="small")
