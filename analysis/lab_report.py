@@ -20,7 +20,8 @@ from .report import PAGE, _md_table, _table_page, table_pages
 from .stats import fmt_num
 
 TEXT_WIDTH = 170                       # characters of answer text per line on a page
-TABLE_WRAP = {"setting": 40, "sample": 34, "metric": 24, "model": 26, "schedule": 22}
+TABLE_WRAP = {"setting": 34, "sample": 34, "sample (first seed)": 34, "metric": 24, "model": 26,
+              "schedule": 22, "best valid ppl": 16, "per seed": 14}
 PNG_DPI = 80
 SUMMARY_SENTENCES = 2                  # of each answer on the first pages; all of them on its own
 MAX_LINES_ABOVE_FIGURE = 20            # a longer answer gets a page of its own before its figure
@@ -45,6 +46,8 @@ def cell_text(v):
 #: the PDF's and the Markdown's columns of a question's table, renamed short so that a page holds
 #: them; questions not listed show all
 SHOWN = {
+    1: {"setting": "setting", "seeds": "seeds", "best valid ppl": "best valid ppl", "per seed": "per seed",
+        "sample (first seed)": "sample (first seed)"},
     3: {"n_layers": "layers", "dropout": "dropout", "clip": "clip", "seed": "seed", "best_valid_ppl": "best ppl",
         "max_grad_norm": "max ‖g‖", "median_grad_norm": "median ‖g‖", "norm_ratio": "max / median",
         "clipped": "clipped", "exploding": "exploding", "layer0_span": "g_T / g_1 layer 0",
@@ -54,6 +57,8 @@ SHOWN = {
         "max_grad_norm": "max ‖g‖", "norm_ratio": "max / median ‖g‖", "clipped": "clipped", "rho_end": "ρ end",
         "vanishing": "log10 g_t < −8", "decay_per_step": "g_t × per step back", "horizon_1e3": "horizon 10⁻³",
         "gate_z_half": "z near 0.5", "gate_r_half": "r near 0.5"},
+    9: {"setting": "setting", "seed": "seed", "greedy_exact": "greedy exact %", "beam_exact": "beam exact %",
+        "beam_gain": "beam − greedy"},
 }
 
 
