@@ -233,18 +233,21 @@ def lm_row(s):
 
 
 @functools.lru_cache(maxsize=None)
-def _count(checkpoint):
+def _count(checkpoint, unused=()):
     import torch
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
     shared = {(v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape)): v.numel()
-              for v in state.values()}                          # tied weights counted once
+              for k, v in state.items() if k not in unused}            # tied weights counted once
     return sum(shared.values())
 
 
 def parameters(s):
-    """The run's number of trained parameters, counted in its checkpoint; NaN without one."""
+    """The run's number of trained parameters, counted in its checkpoint; NaN without one. A
+    tied language model keeps its output matrix W_hy but reads the embedding's transpose instead
+    (dynamics/models/recurrent.py): W_hy is not counted."""
     checkpoint = Path(s.path).with_name(f"{s.config.get('name', s.name)}_checkpoint.pt")
-    return float(_count(str(checkpoint))) if checkpoint.is_file() else math.nan
+    unused = ("W_hy",) if s.config.get("tie_weights") and s.config.get("cell") != "transformer" else ()
+    return float(_count(str(checkpoint), unused)) if checkpoint.is_file() else math.nan
 
 
 def lm_rows(snaps):
