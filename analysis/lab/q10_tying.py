@@ -28,8 +28,8 @@ def q10_text(rows, runs):
     est = {k: estimate(rows.loc[rows["setting"] == k, "best_valid_ppl"]) for k in ("tied", "untied")}
     p = {k: rows.loc[rows["setting"] == k, "parameters"].median() for k in ("tied", "untied")}
     where = lm_label(runs[0]).split(" · ", 1)[1]
-    size = (f"Tying shares the {fmt_num(p['untied'] - p['tied'], 4)} weights of the output matrix with the embedding: "
-            f"{fmt_num(p['tied'], 4)} parameters against {fmt_num(p['untied'], 4)} "
+    size = (f"Tying shares the {p['untied'] - p['tied']:,.0f} weights of the output matrix with the embedding: "
+            f"{p['tied']:,.0f} parameters against {p['untied']:,.0f} "
             f"({fmt_num(100 * (p['untied'] - p['tied']) / p['untied'], 3)}% fewer)." if np.isfinite(p["tied"]) else
             "The runs keep no checkpoint to count their parameters.")
     return [size, f"Best validation perplexity ({where}): " + sentence("tied", est["tied"], "untied", est["untied"],
@@ -41,7 +41,7 @@ def draw(fig, rows):
     for i, k in enumerate(("untied", "tied")):
         draw_estimate(ax, i, estimate(rows.loc[rows["setting"] == k, "best_valid_ppl"]), "#9467bd", across=True)
     p = {k: rows.loc[rows["setting"] == k, "parameters"].median() for k in ("untied", "tied")}
-    ax.set_xticks([0, 1], [f"{k}\n{fmt_num(p[k], 4)} parameters" for k in ("untied", "tied")])
+    ax.set_xticks([0, 1], [f"{k}\n{p[k]:,.0f} parameters" if np.isfinite(p[k]) else k for k in ("untied", "tied")])
     ax.set_xlim(-0.6, 1.6)
     ax.set_ylabel("best validation perplexity (dots: seeds; bar: mean; band: 95 % interval)")
     ax.set_title(TITLE, fontsize="medium")
