@@ -486,13 +486,14 @@ def test_sampling_answer_reads_its_table():
                                                     ("T 1", 50, 80, 1.5), ("top-p 0.9", 45, 79.5, 1.3))
                          for seed in (0, 1, 2)])
     a = lab.q12([], rows=rows)
-    assert a.text[1] == ("Temperature 1.2 against 0.5: distinct word pairs (%), T 1.2 91 [90, 92] (n = 3) against "
-                         "T 0.5 31 [30, 32] (n = 3): T 1.2 higher, the intervals apart; the model's own loss "
+    assert a.text[1] == ("Temperature 1.2 against 0.5: distinct words (%), T 1.2 61 [60, 62] (n = 3) against "
+                         "T 0.5 21 [20, 22] (n = 3): T 1.2 higher, the intervals apart; the model's own loss "
                          "(nats/char), T 1.2 2.01 [2, 2.02] (n = 3) against T 0.5 0.81 [0.8, 0.82] (n = 3): "
                          "T 0.5 lower, the intervals apart.")
     assert a.text[2] == ("top-p 0.9 against plain sampling at T 1: own loss, top-p 0.9 1.31 [1.3, 1.32] (n = 3) "
-                         "against T 1 1.51 [1.5, 1.52] (n = 3): top-p 0.9 lower, the intervals apart; distinct word "
-                         "pairs (%), top-p 0.9 80.5 [79.5, 81.5] (n = 3) against T 1 81 [80, 82] (n = 3): within noise.")
+                         "against T 1 1.51 [1.5, 1.52] (n = 3): top-p 0.9 lower, the intervals apart; distinct words "
+                         "(%), top-p 0.9 46 [45, 47] (n = 3) against T 1 51 [50, 52] (n = 3): T 1 higher, the "
+                         "intervals apart.")
 
 
 def test_conditional_generation_first_against_every_step(tmp_path):
