@@ -117,6 +117,7 @@ def draw_gt(ax, first):
             if not len(g):
                 continue
             ax.plot(np.arange(len(g)), g, color=color, ls=("-", "--", ":")[layer % 3], lw=1.4,
+                    marker="x" if key[2] == "off" else None, markevery=6, ms=5,      # clipped or not may coincide
                     label=f"{setting_label(*key)}: layer {layer}")
     ax.set_yscale("log")
     ax.set_xlabel("step t within the training window (last check)")
