@@ -158,13 +158,15 @@ HOW_TO_READ = ("How to read the numbers: a number over seeds is written mean [95
 
 def budgets(study):
     """"language models 1000 updates; …": what each part of the study trained for."""
-    parts = {"language models": study.get("lm", []), "classification and seq2seq": study.get("families", []),
+    parts = {"language models": study.get("lm", []),
+             "classification, seq2seq and conditional generation": study.get("families", []),
              "presets": study.get("presets", [])}
     out = []
     for name, runs in parts.items():
         limits = sorted({int(s.config.get("max_iters", 0)) for s in runs})
         if limits:
-            out.append(f"{name} {' or '.join(f'{u:,}' for u in limits)} updates per run")
+            out.append(f"{name} {', '.join(f'{u:,}' for u in limits[:-1])}{' or ' if len(limits) > 1 else ''}"
+                       f"{limits[-1]:,} updates per run")
     return "; ".join(out)
 
 

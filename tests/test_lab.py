@@ -511,7 +511,7 @@ def test_conditional_generation_first_against_every_step(tmp_path):
                          "class asked for): class at every step 82 [81, 83] (n = 3) against class at the first step "
                          "62 [61, 63] (n = 3): class at every step higher, the intervals apart. The judge classifies "
                          "real validation names at 91.5 [91.5, 91.5] (n = 3)%: the most a controllability here can "
-                         "show; against it, class at every step: class at every step 82 [81, 83] (n = 3) against the "
+                         "show. Against it: class at every step 82 [81, 83] (n = 3) against the "
                          "judge on real names 91.5 [91.5, 91.5] (n = 3): the judge on real names higher, the "
                          "intervals apart.")
     assert a.text[1].startswith("Distinct names (%): class at every step 90 [90, 90] (n = 3) against class at the first "

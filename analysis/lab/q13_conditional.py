@@ -32,7 +32,7 @@ def q13_text(rows):
     a, b = NAMES["every"], NAMES["first"]
     judge = estimate(rows.loc[rows["setting"] == a, "judge_accuracy"])      # each seed's own validation names
     ceiling = (f" The judge classifies real validation names at {judge.text(3)}%: the most a controllability "
-               f"here can show; against it, {a}: "
+               f"here can show. Against it: "
                + sentence(a, est["controllability"][a], "the judge on real names", judge, False) + "."
                if judge.n else " No judge: controllability not measured.")
     out = [f"Controllability at the last check ({int(rows['updates'].max())} updates; % of generated names the judge "

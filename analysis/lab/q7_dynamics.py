@@ -139,8 +139,8 @@ def outcome_sentence(rows, task, runs):
     above = [r for r in runs if against(est(g, r, "final_valid_loss"), loss0) == "above"]
     if above:
         out += (f" {listing(above)} end{'s' if len(above) == 1 else ''} with a loss above the input-blind "
-                f"predictor's: {'its' if len(above) == 1 else 'their'} outputs are further from the targets than "
-                f"the class frequencies alone." if g["task"].iloc[0] in SOFTMAX_TASKS else
+                f"predictor's: {'its' if len(above) == 1 else 'their'} predicted probabilities fit the targets worse "
+                f"than the class frequencies alone." if g["task"].iloc[0] in SOFTMAX_TASKS else
                 f" {listing(above)} end{'s' if len(above) == 1 else ''} with a loss above the mean predictor's.")
     below = below_baseline(g)
     if solved:
