@@ -96,9 +96,9 @@ def draw(fig, rows, confusions):
     """Accuracy and macro-F1 per setting (dots: seeds, bar: mean with interval); the confusion
     matrices of the skewed prior, unweighted and balanced (first seed)."""
     settings = list(dict.fromkeys(rows["setting"]))
-    n_conf = len(confusions)
-    axes = fig.subplots(1, 2 + n_conf, width_ratios=[2, 2] + [1.3] * n_conf)
-    for ax, metric in zip(axes[:2], ("accuracy", "macro_f1")):
+    left, right = fig.subfigures(1, 2, width_ratios=[2.2, 1]) if confusions else (fig, None)
+    axes = left.subplots(1, 2)
+    for ax, metric in zip(axes, ("accuracy", "macro_f1")):
         for i, name in enumerate(settings):
             draw_estimate(ax, i, estimate(rows.loc[rows["setting"] == name, metric]), "#1f77b4")
         ax.set_yticks(range(len(settings)), settings if ax is axes[0] else [""] * len(settings), fontsize=8)
@@ -107,7 +107,8 @@ def draw(fig, rows, confusions):
         ax.set_xlim(max(lo, 0), min(hi, 100))
         ax.set_xlabel(NAMES[metric])
         ax.grid(axis="x", lw=0.3)
-    for ax, (name, C, classes) in zip(axes[2:], confusions):
+    for ax, (name, C, classes) in zip(np.atleast_1d(right.subplots(len(confusions), 1)) if confusions else [],
+                                      confusions):
         share = C / np.maximum(C.sum(axis=1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(C)):
@@ -118,7 +119,7 @@ def draw(fig, rows, confusions):
         ax.set_yticks(range(len(C)), classes, fontsize=8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(name, fontsize="small")
+        ax.set_title(name.replace(", ", "\n"), fontsize="small")
     fig.suptitle(TITLE + " (dots: seeds; bar: mean; band: 95 % interval)", fontsize="medium")
 
 
@@ -134,7 +135,8 @@ def confusions_of(families):
         if C is not None and len(C):
             names = s.static.get("classes")
             classes = [str(c) for c in names] if names is not None else [str(k) for k in range(len(C[-1]))]
-            out.append((prior_name(balance, weighting), np.asarray(C[-1], dtype=float), classes))
+            name = prior_name(balance, weighting) + ("" if weighting == "balanced" else ", unweighted loss")
+            out.append((f"{name} (seed {s.config.get('seed')})", np.asarray(C[-1], dtype=float), classes))
     return out
 
 
