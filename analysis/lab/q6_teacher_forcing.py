@@ -17,7 +17,6 @@ from .common import (SEQ2SEQ_TASKS, Answer, column, error_bars, last_finite, ove
 TITLE = "Teacher forcing: stability against exposure bias"
 FREE = ("teacher_forcing", "tf_schedule", "tf_k")     # what the question varies
 COMPARED = ("exposure_bias", "greedy_exact", "loss_noise", "max_grad_norm")
-SCHEDULE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
 def loss_noise(s, window=50, share=0.3):
@@ -129,8 +128,8 @@ def draw(fig, runs, rows):
         first.setdefault(schedule_label(s), s)
     for k, (lab, s) in enumerate(first.items()):
         loss = np.asarray(s.iter.get("loss", []), dtype=float)
-        a2.plot(s.iter_x, stats.smooth(loss, 25) if len(loss) > 50 else loss, color=SCHEDULE_COLORS[k % 4],
-                ls=("-", "--", "-.", ":")[k // 4 % 4], lw=1.0, label=lab)
+        a2.plot(s.iter_x, stats.smooth(loss, 25) if len(loss) > 50 else loss, color=f"C{k}",
+                ls=("-", "--", "-.", ":")[k % 4], lw=1.1, label=lab)
     a2.set_xlabel("update")
     a2.set_ylabel("training loss (nats/token, moving mean of 25; first seed)")
     a2.set_yscale("log")
