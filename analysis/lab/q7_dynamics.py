@@ -328,12 +328,12 @@ STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)))
 
 
 def draw(fig, snaps):
-    """The presets overlaid, first seed of each: gradient norm, ρ and g_t by steps back; A1–A5 in
-    the top row, B1–B2 and C0–C1 below."""
+    """The presets overlaid, first seed of each: gradient norm, ρ and g_t by steps back; a row per
+    task (A1–A5, B1–B2, C0–C1), so that each row shares its length of training."""
     first = {}
     for s in sorted(snaps, key=lambda s: s.config.get("seed") or 0):
         first.setdefault(preset_name(s), s)
-    groups = [[n for n in PRESETS[:5] if n in first], [n for n in PRESETS[5:] if n in first]]
+    groups = [[n for n in names if n in first] for names in (PRESETS[:5], PRESETS[5:7], PRESETS[7:])]
     groups = [g for g in groups if g]
     axes = np.atleast_2d(fig.subplots(len(groups), 3))
     for row, names in zip(axes, groups):
@@ -352,10 +352,10 @@ def draw(fig, snaps):
                 g = s.grad_time[k_last]
                 g = g[np.isfinite(g)][::-1]                      # steps back from the loss
                 row[2].plot(np.arange(len(g)), np.where(g > 0, g, np.nan), **style)
-        row[0].set(yscale="log", xlabel="update", ylabel="gradient norm (geometric moving mean of 50)")
+        row[0].set(yscale="log", xlabel="update", ylabel="‖∇L‖ (geometric mean of 50)")
         row[1].axhline(1.0, color="grey", lw=0.8)
-        row[1].set(xlabel="update", ylabel="spectral radius ρ of the recurrent matrix")
-        row[2].set(yscale="log", xlabel="steps back from the last step (last check)", ylabel="batch-mean g_t = ‖∂L/∂h_t‖")
+        row[1].set(xlabel="update", ylabel="ρ of the recurrent matrix")
+        row[2].set(yscale="log", xlabel="steps back from the last step (last check)", ylabel="g_t = ‖∂L/∂h_t‖ (batch mean)")
         row[0].legend(fontsize=8)
     fig.suptitle("The presets overlaid (first seed of each)", fontsize="medium")
 
