@@ -1,5 +1,7 @@
 """The regulariser Ω and the share of (t, sequence) pairs whose gradient it keeps ("steps in
 the past"), per update; recorded only by runs with Ω."""
+import numpy as np
+
 from .. import stats
 from ..canvas import Panel, finite, iter_label, log_if_spans, percent_axis, readable_log_axis, x_limits
 
@@ -39,6 +41,12 @@ def draw_past(ax, snap):
     y = 100 * snap.iter["steps_in_past"]
     _series(ax, snap, y, "#bcbd22", "steps in the past")
     percent_axis(ax)
+    for line in ax.lines:                 # a share of 0 or 100 % lies on the frame: draw it over it
+        line.set_clip_on(False)
+        line.set_zorder(3)
+    ok = y[np.isfinite(y)]
+    if len(ok) and ok.min() == ok.max():
+        ax.text(0.5, 0.5, f"{ok[0]:.3g}% at every update", transform=ax.transAxes, ha="center", va="center")
     ax.legend(loc="best", fontsize="small")
     ax.set_ylabel("steps in the past\n(% of (t, sequence) pairs kept by Ω)")
     ax.set_title("Steps in the past")
