@@ -99,8 +99,7 @@ def text_page(title, blocks):
 def answer_page(a):
     """The answer's sentences above its figure."""
     fig = new_figure(*PAGE)
-    lines = sum(len(textwrap.wrap(t, TEXT_WIDTH)) for t in a.text) + len(a.text)
-    text_h = min(0.5, 0.05 + 0.021 * lines)
+    text_h = min(0.5, 0.05 + 0.021 * text_lines(a))
     top, bottom = fig.subfigures(2, 1, height_ratios=[text_h, 1 - text_h])
     top.suptitle(f"{a.number}. {a.title}", fontsize="large")
     top.text(0.02, 0.80 if text_h > 0.2 else 0.7, "\n".join(textwrap.fill(t, TEXT_WIDTH) for t in a.text),

@@ -241,6 +241,12 @@ def _count(checkpoint, unused=()):
     return sum(shared.values())
 
 
+def has_model(s):
+    """Whether the run kept a model beside its file: its best checkpoint or its last."""
+    p = Path(s.path)
+    return p.with_name(f"{s.name}_best.pt").is_file() or p.with_name(f"{s.name}_checkpoint.pt").is_file()
+
+
 def parameters(s):
     """The run's number of trained parameters, counted in its checkpoint; NaN without one. A
     tied language model keeps its output matrix W_hy but reads the embedding's transpose instead

@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import Answer, draw_estimate, lm_label, lm_rows, parameters, per_seed, series
+from .common import Answer, draw_estimate, lm_label, lm_rows, over_seeds, parameters, per_seed, series
 
 TITLE = "Weight tying: parameters and perplexity"
 
@@ -25,7 +25,7 @@ def tying_rows(lm):
 def q10_text(rows, runs):
     if not len(rows) or rows["tied"].nunique() < 2:
         return ["No language-model runs that differ only in weight tying."]
-    est = {k: estimate(rows.loc[rows["setting"] == k, "best_valid_ppl"]) for k in ("tied", "untied")}
+    est = over_seeds(rows, "setting", "best_valid_ppl")
     p = {k: rows.loc[rows["setting"] == k, "parameters"].median() for k in ("tied", "untied")}
     where = lm_label(runs[0]).split(" · ", 1)[1]
     size = (f"Tying shares the {p['untied'] - p['tied']:,.0f} weights of the output matrix with the embedding: "

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import CELL_NAMES, Answer, error_bars, lm_rows, parameters, per_seed, series
+from .common import CELL_NAMES, Answer, error_bars, lm_rows, over_seeds, parameters, per_seed, series
 
 TITLE = "GRU and LSTM against the RNN, each at its best learning rate"
 
@@ -15,13 +15,11 @@ TITLE = "GRU and LSTM against the RNN, each at its best learning rate"
 def grid_rows(lm):
     """One row per run of the cells × learning-rate grid (runs equal but for cell and rate)."""
     by = series([s for s in lm if s.config.get("cell") not in ("mlp", "transformer")], ("cell", "lr"))
-    runs = [s for v in by.values() for s in v]
+    order = list(CELL_NAMES)                     # the cells in the chapter's order: RNN, GRU, LSTM, ...
+    runs = sorted((s for v in by.values() for s in v),
+                  key=lambda s: order.index(s.config.get("cell")) if s.config.get("cell") in order else len(order))
     rows = lm_rows(runs)
     if len(rows):
-        order = list(CELL_NAMES)
-        rows = rows.assign(_order=[order.index(c) if c in order else len(order) for c in rows["cell"]])
-        runs = [s for _, s in sorted(zip(rows["_order"], runs), key=lambda p: p[0])]
-        rows = rows.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
         rows["model"] = [CELL_NAMES.get(c, c) for c in rows["cell"]]
         rows["parameters"] = [parameters(s) for s in runs]
         rows["setting"] = [f"{m} lr {fmt_num(lr)}" for m, lr in zip(rows["model"], rows["lr"])]
@@ -32,7 +30,7 @@ def best_rates(rows):
     """{model: (best rate, Estimate there)} over the rates with at least two seeds."""
     out = {}
     for model, g in rows.groupby("model", sort=False):
-        est = {lr: estimate(gl["best_valid_bpc"]) for lr, gl in g.groupby("lr")}
+        est = over_seeds(g, "lr", "best_valid_bpc")
         est = {lr: e for lr, e in est.items() if e.n > 1} or est
         lr = min(est, key=lambda k: est[k].mean)
         out[model] = (lr, est[lr])

@@ -3,13 +3,11 @@ of question 4's GRU) continues the same prompts at several temperatures, and at 
 with top-k and top-p (nucleus) truncation. Diversity is distinct-n, the share of distinct word
 n-grams among all of them (words: distinct pairs are near 100 % from temperature 1 on); coherence is the model's own loss on what it wrote (nats/char: low
 is what the model itself expects). Each setting is drawn with three generator seeds."""
-from pathlib import Path
-
 import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import Answer, cells, lm_label, one_line, per_seed
+from .common import Answer, cells, has_model, lm_label, one_line, over_seeds, per_seed
 
 TITLE = "Sampling: temperature, top-k and top-p against diversity and coherence"
 SETTINGS = ({"temperature": 0.5}, {"temperature": 0.8}, {"temperature": 1.0}, {"temperature": 1.2},
@@ -42,19 +40,14 @@ def sampled(run_path, settings=SETTINGS, seeds=SEEDS):
 def model_run(lm):
     """The first seed of question 4's GRU (else of its first cell) that kept a model."""
     by = cells([s for s in lm if s.config.get("cell") != "mlp"])
-    for cell in ("gru",) + tuple(by):
-        runs = sorted(by.get(cell, []), key=lambda s: s.config.get("seed") or 0)
-        for s in runs:
-            p = Path(s.path)
-            if p.with_name(f"{s.name}_best.pt").is_file() or p.with_name(f"{s.name}_checkpoint.pt").is_file():
-                return s
-    return None
+    return next((s for cell in ("gru",) + tuple(by)
+                 for s in sorted(by.get(cell, []), key=lambda s: s.config.get("seed") or 0) if has_model(s)), None)
 
 
 def q12_text(rows, label):
     if not len(rows):
         return ["No language-model run with a model to sample from."]
-    est = {m: {n: estimate(g[m]) for n, g in rows.groupby("setting", sort=False)} for m in METRICS}
+    est = {m: over_seeds(rows, "setting", m) for m in METRICS}
     names = list(est["own_loss"])
     temps = sorted((n for n in names if n.startswith("T ")), key=lambda n: float(n[2:]))
     out = [f"{label}; {SAMPLES} samples of {CHARS} characters per setting and generator seed ({len(SEEDS)} seeds)."]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..intervals import estimate, sentence
-from .common import Answer, column, draw_estimate, last_finite, per_seed, series
+from .common import Answer, column, draw_estimate, last_finite, over_seeds, per_seed, series
 
 TITLE = "Conditional generation: the class at the first step against at every step"
 METRICS = ("controllability", "distinct", "novel", "final_valid_loss")
@@ -28,7 +28,7 @@ def rows_of(families):
 def q13_text(rows):
     if not len(rows) or rows["setting"].nunique() < 2:
         return ["No conditional generators that differ only in where the class enters."]
-    est = {m: {k: estimate(g[m]) for k, g in rows.groupby("setting", sort=False)} for m in METRICS}
+    est = {m: over_seeds(rows, "setting", m) for m in METRICS}
     a, b = NAMES["every"], NAMES["first"]
     judge = estimate(rows.loc[rows["setting"] == a, "judge_accuracy"])      # each seed's own validation names
     ceiling = (f" The judge classifies real validation names at {judge.text(3)}%: the most a controllability "

@@ -10,7 +10,7 @@ import pandas as pd
 from .. import stats, verdicts as V
 from ..stats import fmt_num
 from ..intervals import estimate, sentence
-from .common import Answer, clipping, column, min_finite, per_seed, series
+from .common import Answer, clipping, column, min_finite, over_seeds, per_seed, series
 
 TITLE = "Depth, vanishing and exploding gradients"
 FREE = ("n_layers", "dropout", "clip", "cutoff")     # what the question varies
@@ -62,7 +62,7 @@ def pair_sentence(rows, a, b):
                      for i, (k, v) in enumerate(zip(AXES, a)) if i != changed)
     word = ("Depth", "Dropout", "Clipping")[changed]
     name = lambda x: (f"{x[0]} layer{'s' if x[0] > 1 else ''}", f"dropout {fmt_num(x[1])}", f"clip {x[2]}")[changed]
-    ppl = {k: estimate(g["best_valid_ppl"]) for k, g in rows.groupby(list(AXES))}
+    ppl = over_seeds(rows, list(AXES), "best_valid_ppl")
     return (f"{word} ({kept}), best validation perplexity: "
             + sentence(name(b), ppl[b], name(a), ppl[a], lower_is_better=True, digits=4) + ".")
 

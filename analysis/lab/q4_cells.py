@@ -10,7 +10,7 @@ import pandas as pd
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
 from .common import (CELL_NAMES, CLASSIFY_TASKS, SEQ2SEQ_TASKS, Answer, cells, column, draw_estimate, last_finite, min_finite,
-                     parameters, setup_label)
+                     over_seeds, parameters, setup_label)
 
 TITLE = "Cell choice: RNN, GRU, LSTM, LN-LSTM, Transformer"
 NONE = "No runs that differ only in the cell."
@@ -61,7 +61,7 @@ def named(model, g):
 def task_sentence(task, g):
     """The best model of one task against the next, then the others, each over its seeds."""
     higher = METRICS[task][2]
-    est = {m: estimate(gm["value"]) for m, gm in g.groupby("model", sort=False)}
+    est = over_seeds(g, "model", "value")
     order = sorted(est, key=lambda m: est[m].mean, reverse=higher)
     first, second = order[:2]
     names = {m: named(m, g[g["model"] == m]) for m in order}
@@ -110,7 +110,7 @@ def q4_text(rows, groups=None):
 def draw_task(ax, task, g, setup):
     """One task as a dot plot: per model its seeds (dots) and its mean with the 95 % interval."""
     higher = METRICS[task][2]
-    est = {m: estimate(gm["value"]) for m, gm in g.groupby("model", sort=False)}
+    est = over_seeds(g, "model", "value")
     order = sorted(est, key=lambda m: est[m].mean, reverse=higher)
     for i, m in enumerate(order):
         draw_estimate(ax, i, est[m], "#4c9a2a", across=True)

@@ -1,14 +1,12 @@
 """Question 5: how far useful context extends. Two readings: the window MLP's validation loss by
 the width of its window, and each recurrent model's loss by position in its window from the zero
 state, paired with the same characters read with the whole past (from its best checkpoint)."""
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from ..intervals import compare, estimate, sentence
 from ..stats import fmt_num
-from .common import CELL_NAMES, Answer, cells, column, error_bars, min_finite, over_seeds, per_seed, series
+from .common import CELL_NAMES, Answer, cells, column, error_bars, has_model, min_finite, over_seeds, per_seed, series
 
 TITLE = "Sequence length: how far useful context extends"
 #: positions (characters) whose loss is within this many nats of the window's end are "no better"
@@ -76,11 +74,6 @@ def useful_context(curve, tol=POSITION_TOL):
     return int(near[0]) + 1 if len(near) else None
 
 
-def _has_model(s):
-    p = Path(s.path)
-    return p.with_name(f"{s.name}_best.pt").is_file() or p.with_name(f"{s.name}_checkpoint.pt").is_file()
-
-
 def position_curves(lm):
     """({model: its seeds' position_loss, (seeds, 2, T)}, {model: those seeds}) of the recurrent
     cells compared in question 4 whose runs kept a model (the Transformer has no state: nothing is
@@ -89,7 +82,7 @@ def position_curves(lm):
     for cell, runs in cells([s for s in lm if s.config.get("cell") != "mlp"]).items():
         if cell == "transformer":
             continue
-        kept = [s for s in runs if _has_model(s)]
+        kept = [s for s in runs if has_model(s)]
         if kept:
             model = f"{CELL_NAMES.get(cell, cell)} (T {runs[0].config.get('min_length')})"
             curves[model] = np.stack([position_loss(s) for s in kept])

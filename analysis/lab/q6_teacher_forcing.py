@@ -74,8 +74,7 @@ def ratio_sentences(rows):
     ratios = sorted(g["ratio"].unique())
     if len(ratios) < 3:
         return []
-    exact = {r: estimate(g.loc[g["ratio"] == r, "greedy_exact"]) for r in ratios}
-    bias = {r: estimate(g.loc[g["ratio"] == r, "exposure_bias"]) for r in ratios}
+    exact, bias = over_seeds(g, "ratio", "greedy_exact"), over_seeds(g, "ratio", "exposure_bias")
     out = [f"Constant teacher-forcing ratio from {fmt_num(ratios[0])} to {fmt_num(ratios[-1])}: greedy exact match (%) "
            + "; ".join(f"{fmt_num(r)}: {exact[r].text(3)}" for r in ratios) + ". Exposure bias (points) "
            + "; ".join(f"{fmt_num(r)}: {bias[r].text(3)}" for r in ratios) + "."]

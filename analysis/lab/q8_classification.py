@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..intervals import estimate, sentence
 from ..stats import fmt_num
-from .common import CLASSIFY_TASKS, Answer, column, draw_estimate, last_finite, per_seed, series
+from .common import CLASSIFY_TASKS, Answer, column, draw_estimate, last_finite, over_seeds, per_seed, series
 
 TITLE = "Classification: pooling, bidirectional reading, truncation, class imbalance"
 #: each choice: its config key, the reference value, how a value is named
@@ -54,7 +54,7 @@ def choice_sentence(rows, key, reference):
     names = list(dict.fromkeys(g["setting"]))
     if reference not in names or len(names) < 2:
         return None
-    est = {m: {n: estimate(g.loc[g["setting"] == n, m]) for n in names} for m in ("accuracy", "macro_f1")}
+    est = {m: over_seeds(g, "setting", m) for m in ("accuracy", "macro_f1")}
     parts = [f"{other}: accuracy, " + sentence(other, est["accuracy"][other], reference, est["accuracy"][reference],
                                                False)
              + "; macro-F1, " + sentence(other, est["macro_f1"][other], reference, est["macro_f1"][reference], False)
@@ -69,7 +69,7 @@ def imbalance_sentences(rows):
     uniform = next((n for n in names if n.startswith("uniform")), None)
     skewed = next((n for n in names if not n.startswith("uniform") and "balanced" not in n), None)
     weighted = next((n for n in names if "balanced" in n), None)
-    est = {m: {n: estimate(g.loc[g["setting"] == n, m]) for n in names} for m in METRICS}
+    est = {m: over_seeds(g, "setting", m) for m in METRICS}
     out = []
     if uniform and skewed:
         out.append(f"Class imbalance, {skewed} against the {uniform}: macro-F1, "

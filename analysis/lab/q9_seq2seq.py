@@ -4,7 +4,7 @@ decodes its strings both ways, so the difference is paired run by run)."""
 import pandas as pd
 
 from ..intervals import against, estimate, sentence
-from .common import SEQ2SEQ_TASKS, Answer, column, draw_estimate, last_finite, per_seed, series
+from .common import SEQ2SEQ_TASKS, Answer, column, draw_estimate, last_finite, over_seeds, per_seed, series
 
 TITLE = "Seq2seq: attention on copy, reversal and dates; beam search against greedy"
 TASKS = {"copy": "Copy", "reverse": "Reversal", "date": "Dates"}
@@ -38,7 +38,7 @@ def attention_sentence(g):
     if "no attention" not in names or len(names) < 2:
         return None
     other = next(n for n in names if n != "no attention")
-    est = {n: estimate(g.loc[g["attention"] == n, "greedy_exact"]) for n in names}
+    est = over_seeds(g, "attention", "greedy_exact")
     return (f"{TASKS[task]} ({int(g['updates'].max())} updates), greedy exact match (%): "
             + sentence(other, est[other], "no attention", est["no attention"], False) + ".")
 
