@@ -334,11 +334,11 @@ def x_limits(ax, snap, x):
 
 def percent_axis(ax, top=100.0):
     """An accuracy or share (%) axis from 0 to `top` (room above the highest value), never above
-    100; markers at 0 or 100 drawn whole over the frame instead of cut by it."""
+    100; lines and markers at 0 or 100 drawn whole over the frame instead of cut or hidden by it."""
     ax.set_ylim(0, min(100.0, float(top)))
     for line in ax.lines:
-        if line.get_marker() not in (None, "None", "", " "):
-            line.set_clip_on(False)
+        line.set_clip_on(False)
+        line.set_zorder(max(line.get_zorder(), 3))        # above the spines (2.5)
 
 
 def legend_below(ax, ncols=2, **kwargs):

@@ -41,9 +41,6 @@ def draw_past(ax, snap):
     y = 100 * snap.iter["steps_in_past"]
     _series(ax, snap, y, "#bcbd22", "steps in the past")
     percent_axis(ax)
-    for line in ax.lines:                 # a share of 0 or 100 % lies on the frame: draw it over it
-        line.set_clip_on(False)
-        line.set_zorder(3)
     ok = y[np.isfinite(y)]
     if len(ok) and ok.min() == ok.max():
         ax.text(0.5, 0.5, f"{ok[0]:.3g}% at every update", transform=ax.transAxes, ha="center", va="center")
