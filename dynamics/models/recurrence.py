@@ -274,3 +274,61 @@ class LSTMRecurrence(torch.autograd.Function):
             else:
                 torch.mm(DA[0], W_t, out=dh0)
         return d, da, dh0, dc_carry
+
+
+class TorchGRURecurrence(torch.autograd.Function):
+    """The GRU in torch.nn.GRU's form (columns r, z, n), with the reset gate applied after the
+    recurrent matmul and a recurrent bias b_h:
+        gh = h_{t-1} W_h + b_h;  [r z] = σ(xp_rz + gh_rz);  n = tanh(xp_n + r ⊙ gh_n);
+        h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}      (z is the share *kept*, the opposite of GRURecurrence's).
+    Returns h_t (T, B, H) and the gates [r z] (T, B, 2H, not differentiable)."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, W_h, b_h, sink):
+        T, B, H3 = xp.shape
+        H = H3 // 3
+        states = with_initial(h0, T)
+        rz, n, gh_n = xp.new_empty(T, B, 2 * H), xp.new_empty(T, B, H), xp.new_empty(T, B, H)
+        gh = xp.new_empty(B, H3)
+        h = h0
+        for t in range(T):
+            torch.addmm(b_h, h, W_h, out=gh)
+            torch.add(xp[t, :, :2 * H], gh[:, :2 * H], out=rz[t]).sigmoid_()
+            gh_n[t] = gh[:, 2 * H:]
+            torch.addcmul(xp[t, :, 2 * H:], rz[t, :, :H], gh_n[t], out=n[t]).tanh_()
+            torch.lerp(n[t], h, rz[t, :, H:], out=states[t + 1])   # n + z ⊙ (h − n)
+            h = states[t + 1]
+        ctx.save_for_backward(states, rz, n, gh_n, W_h)
+        ctx.sink = sink
+        ctx.mark_non_differentiable(rz)
+        ctx.set_materialize_grads(False)
+        return states[1:], rz
+
+    @staticmethod
+    def backward(ctx, grad_hs, _grad_rz):
+        states, rz, n, gh_n, W_h = ctx.saved_tensors
+        hs, hp = states[1:], states[:-1]
+        grad_hs = materialise(grad_hs, hs)
+        T, B, H = hs.shape
+        r, z = rz[..., :H], rz[..., H:]
+        # Step-independent factors: ∂L/∂a = d_t ⊙ (these), a the pre-activations.
+        k_n = (1 - z) * (1 - n * n)           # through n
+        k_z = (hp - n) * z * (1 - z)          # through z
+        k_r = gh_n * r * (1 - r)              # through r, times ∂L/∂a_n
+        d = torch.empty_like(hs)              # d_t = ∂L/∂h_t, total
+        dxp = hs.new_empty(T, B, 3 * H)       # ∂L/∂a: [r z n]
+        dgh = hs.new_empty(T, B, 3 * H)       # ∂L/∂gh: [r z] as dxp, n times r
+        dh0 = hs.new_empty(B, H)
+        d[-1] = grad_hs[-1]
+        W_t = W_h.t()
+        for t in range(T - 1, -1, -1):
+            torch.mul(d[t], k_n[t], out=dxp[t, :, 2 * H:])
+            torch.mul(dxp[t, :, 2 * H:], k_r[t], out=dxp[t, :, :H])
+            torch.mul(d[t], k_z[t], out=dxp[t, :, H:2 * H])
+            dgh[t, :, :2 * H] = dxp[t, :, :2 * H]
+            torch.mul(dxp[t, :, 2 * H:], r[t], out=dgh[t, :, 2 * H:])
+            # d_{t-1} = g_{t-1} + d_t ⊙ z + ∂L/∂gh W_hᵀ
+            out = torch.addcmul(grad_hs[t - 1], d[t], z[t], out=d[t - 1]) if t > 0 else torch.mul(d[0], z[0], out=dh0)
+            out.addmm_(dgh[t], W_t)
+        ctx.sink.hidden_grad = d
+        return dxp, dh0, outer_sum(hp, dgh), dgh.sum((0, 1)), None
