@@ -1,12 +1,22 @@
-"""dynamics: a diagnostics-first research harness for the training dynamics of recurrent networks."""
+"""dynamics: a diagnostics-first research harness for the training dynamics of recurrent networks.
+
+For a model of your own: `dynamics.nn` (drop-in RNN, GRU and LSTM with exact ∂L/∂h_t),
+`dynamics.Recorder` (records any training loop into a run file) and `dynamics.open` (a run file
+as pandas tables and figures, for a notebook).
+"""
 __version__ = "0.1.0"
-__all__ = ["Model", "Output", "build_model", "spectral_radius", "__version__"]
+__all__ = ["Model", "Output", "build_model", "spectral_radius", "Recorder", "open", "__version__"]
+
+# where each name lives; imported on first use, so that commands which only read run files start
+# without loading torch
+_HOMES = {"Model": "models.recurrent", "Output": "models.recurrent", "build_model": "models.recurrent",
+          "spectral_radius": "models.recurrent", "Recorder": "recorder", "open": "notebook"}
 
 
 def __getattr__(name):
-    """The model is imported on first use, so that commands which only read run files start
-    without loading torch."""
-    if name in __all__:
-        from .models import recurrent
-        return getattr(recurrent, name)
+    import importlib
+    if name == "nn":
+        return importlib.import_module(".nn", __name__)
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
     raise AttributeError(f"module 'dynamics' has no attribute {name!r}")
