@@ -37,6 +37,8 @@ def info_text(snap):
                      f"{int(s['best_valid_error_iter'])})"))
     if math.isfinite(s["final_valid_loss"]):
         rows.append(("valid loss", fmt_num(s["final_valid_loss"], 4)))
+    if not (math.isfinite(s["final_valid_error"]) or math.isfinite(s["final_valid_loss"])):
+        rows.append(("validation", "none recorded"))
     if math.isfinite(s["valid_ppl"]):
         rows.append(("valid perplexity", fmt_num(s["valid_ppl"], 4)))
     if math.isfinite(s["valid_bpc"]):

@@ -169,6 +169,12 @@ class RunFile:
                 append_rows(group["hist"][q], counts[None, :])
         self.f.flush()
 
+    def amend_check(self, row):
+        """Write values into the last check's row (a column of it that is still NaN, say)."""
+        for name, value in row.items():
+            self.f["check"][name][-1] = value
+        self.f.flush()
+
     def counts(self):
         return self.f["iter/loss"].shape[0], self.f["check/iter"].shape[0]
 

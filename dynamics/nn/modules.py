@@ -16,8 +16,9 @@ weight_hh.t(), views without a copy, and autograd maps the gradients back.
     lstm.gates(0)["f"]                        # the forget gate (T, B, H)
     lstm.rho(0)                               # spectral radius of the recurrent matrix
 
-What a forward and its backward leave is kept for the last forward only: a module called twice
-per update shows the second call.
+What a forward and its backward leave is kept for the last forward with gradients enabled: a
+module called twice per update shows the second call; an evaluation under torch.no_grad() leaves
+the training pass's alone.
 """
 import torch
 import torch.nn.functional as F
@@ -87,16 +88,16 @@ class DropIn:
         states = self._initial(x, hx)
         if lengths is not None:
             lengths = lengths.to(x.device)
-        self._lengths = lengths
-        self._traces = []
-        finals = []
+        traces, finals = [], []
         directions = 2 if self.bidirectional else 1
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(directions):
                 k = layer * directions + direction
                 seq = x if direction == 0 else reverse_within(x, lengths)
-                hs, final = self._direction(seq, [s[k] for s in states], self._weights(layer, direction), lengths)
+                hs, final, trace = self._direction(seq, [s[k] for s in states], self._weights(layer, direction),
+                                                   lengths)
+                traces.append(trace)
                 outputs.append(hs if direction == 0 else reverse_within(hs, lengths))
                 finals.append(final)
             x = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]
@@ -104,6 +105,8 @@ class DropIn:
                 x = x * (torch.arange(x.shape[0], device=x.device)[:, None] < lengths[None, :]).unsqueeze(2)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
+        if torch.is_grad_enabled():   # an evaluation without gradients leaves the training pass's diagnostics
+            self._traces, self._lengths = traces, lengths
         h_n = tuple(torch.stack(f) for f in zip(*finals))
         if packed is not None:
             output = PackedSequence(pack_padded_sequence(x[:, packed.sorted_indices], lengths[packed.sorted_indices].cpu())
@@ -165,8 +168,7 @@ class DropIn:
                 hs = RNNRecurrence.apply(xp, state[0], w_hh.t(), ACTIVATION[self.mode], sink)
             final = (last_step(hs, lengths),)
         sink.hidden = hs
-        self._traces.append(sink)
-        return hs, final
+        return hs, final, sink
 
     # -- what the last forward and backward left ---------------------------------------------
     def _trace(self, layer, reverse):
