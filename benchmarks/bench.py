@@ -4,7 +4,7 @@ The LayerNorm LSTM is timed against our own LSTM (rows "lnlstm/lstm": ours_ms is
 torch_ms our LSTM).
 
 Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
-                                  [--clock wall|cpu] [--probes-only] [--startup]
+                                  [--clock wall|cpu] [--probes-only] [--own-model] [--startup]
 Both sides run interleaved in one process, so the ratio is measured under the same load. Then
 the cost of diagnostics_level = full against basic (one update, one check, one error surface).
 CPU threads default to 1, as in training (config key `threads`). On a machine shared with other
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import dynamics
+import dynamics.nn as dnn
 import tasks.synthetic as tasks
 from dynamics import probes
 
@@ -191,6 +192,63 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20)
     return out
 
 
+def bench_dropin(cell, B, H, T, device, repeats):
+    """One SGD step of torch.nn's model with its recurrence swapped for dynamics.nn's (exact
+    ∂L/∂h_t kept per layer) against the same model on torch.nn."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, N_IN, device=device)
+    y = torch.randint(N_OUT, (B,), device=device)
+    ref = TorchModel(cell, H).to(device)
+    ours = dnn.convert(TorchModel(cell, H).to(device))
+    steps = {"ours": step_fn(ours, x, y, False), "torch": step_fn(ref, x, y, False)}
+    for s in steps.values():
+        for _ in range(3):
+            s()
+    assert ours.rnn.hidden_grad() is not None
+    times = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, s in steps.items():
+            times[k].append(timed(s, device))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_recorder(device, repeats, check_every=100, vocab=65, H=256, layers=2, B=32, T=100):
+    """The cost of dynamics.Recorder in a user's loop: a 2-layer LSTM language model (dynamics.nn,
+    Adam, clip_grad_norm_) with rec.step(loss) after each update against without (the median
+    ratio of adjacent pairs of updates), plus one check (g_t and histograms of every layer, ρ, written to the run
+    file) per `check_every` updates, timed on its own and spread over them."""
+    torch.manual_seed(0)
+    x = torch.randint(vocab, (T, B), device=device)
+    y = torch.randint(vocab, (T, B), device=device)
+    model = dnn.convert(TorchLM(vocab, H, layers).to(device))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = dynamics.Recorder(model, Path(tmp) / "bench.h5", check_every=10 ** 9, optimizer=opt)
+
+        def step(record):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x).reshape(-1, vocab), y.reshape(-1))
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if record:
+                rec.step(loss)
+        for record in (True, False, True):
+            step(record)
+        times, checks = {True: [], False: []}, []
+        for _ in range(repeats):
+            for record in (True, False):
+                times[record].append(timed(lambda: step(record), device))
+        for _ in range(max(3, repeats // 3)):
+            step(True)
+            checks.append(timed(rec.check, device))
+        rec.close()
+    off, check = statistics.median(times[False]), statistics.median(checks)
+    per_update = statistics.median(a / b for a, b in zip(times[True], times[False])) - 1   # paired, as above
+    return {"step_ms": off * 1e3, "update": per_update, "check_ms": check * 1e3,
+            "overhead": per_update + check / (check_every * off)}
+
+
 def bench_tasks(repeats, B=1000, T=200):
     """Milliseconds to generate one batch of each synthetic task (numpy, on the CPU)."""
     out = {}
@@ -276,6 +334,24 @@ def print_levels(repeats):
           f"slice (T={p['T']}) {p['surface']:.0f} ms", flush=True)
 
 
+def own_model(device, args, rows):
+    """The lines of a model of one's own: the drop-in modules and the recorder."""
+    for cell in args.cells.split(","):
+        B, H, T = SHAPES[2]
+        t = bench_dropin(cell, B, H, T, device, max(5, args.repeats // 3))
+        ratio = t["ours"] / t["torch"]
+        rows.append((device, f"dropin-{cell}", B, H, T, t["ours"] * 1e3, t["torch"] * 1e3, ratio))
+        print(f"{device:6} dynamics.nn.{cell.upper()} in torch.nn's model, B={B} H={H} T={T}: "
+              f"{t['ours'] * 1e3:.2f} ms against torch.nn {t['torch'] * 1e3:.2f} ms ({ratio:.2f}x the time)",
+              flush=True)
+    rc = bench_recorder(device, max(5, args.repeats // 3))
+    rows.append((device, "recorder-lm", 32, 256, 100, rc["step_ms"] * (1 + rc["overhead"]), rc["step_ms"],
+                 1 + rc["overhead"]))
+    print(f"{device:6} dynamics.Recorder, 2x256 LSTM LM B=32 T=100, a check every 100 updates: step "
+          f"{rc['step_ms']:.1f} ms, {100 * rc['update']:+.1f}% per update (the median of paired updates), "
+          f"{rc['check_ms']:.1f} ms per check: {100 * rc['overhead']:+.1f}% of the step in all", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
@@ -286,6 +362,7 @@ def main():
     p.add_argument("--startup", action="store_true", help="only the start-up times of the commands")
     p.add_argument("--clock", default="wall", choices=list(CLOCK), help="cpu: CPU time of the process (CPU steps)")
     p.add_argument("--probes-only", action="store_true", help="only the line on diagnostics_level full")
+    p.add_argument("--own-model", action="store_true", help="only the lines of dynamics.nn and dynamics.Recorder")
     args = p.parse_args()
     if args.startup:
         return print_startup(args.repeats)
@@ -296,6 +373,8 @@ def main():
         return print_levels(args.repeats)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    if args.own_model:
+        return [own_model(device, args, []) for device in devices]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps, {args.clock} clock")
     print(f"{'device':6} {'cell':5} {'B':>5} {'H':>4} {'T':>4} {'ours ms':>9} {'torch.nn ms':>12} {'ratio':>6}")
@@ -324,6 +403,7 @@ def main():
         print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150, a check every 20 updates: probes on "
               f"{pr[True]:.2f} ms/step, off {pr[False]:.2f} ms/step ({100 * pr['overhead']:+.1f}%, the median "
               f"of paired blocks)", flush=True)
+        own_model(device, args, rows)
     print_levels(args.repeats)
     gen = bench_tasks(args.repeats)
     print("task batch (B=1000, T=200) generation ms: " + ", ".join(f"{k} {v:.1f}" for k, v in gen.items()))
