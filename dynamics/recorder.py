@@ -15,8 +15,8 @@ Why one call after the update: the loop stays yours, as with Cockpit or a Lightn
 and everything an update shows is still there then. ∂L/∂h_t and the gates of this batch are
 kept by the dynamics.nn modules; the gradient norm *before* clipping is read as backward
 accumulates each gradient (a post-accumulate-grad hook per parameter), the norm *after*
-clipping from the gradients as the optimiser used them. `rec.validate(loss, error)` adds your
-validation numbers to the next check's row.
+clipping from the gradients as the optimiser used them. `rec.validate(loss, error)` after your
+evaluation writes its numbers into a check at the latest update (made then if none was).
 
 What it records is what a harness run records where it applies (docs/run-file.md): per update
 the loss, the gradient norm before and after clipping, whether it was clipped, the sequence
@@ -112,10 +112,14 @@ class Recorder:
             self.check()
 
     def validate(self, loss, error=math.nan):
-        """Your validation numbers (a loss and, if you have one, an error in percent): they belong
-        to the check made at this update, if one was, else to the next."""
+        """Your validation numbers (a loss and, if you have one, an error in percent), measured
+        after the latest update: they go into a check at that update, made now if none was."""
         self.valid = {"valid_loss": float(scalar(loss)), "valid_error": float(error)}
-        if self.file is not None and self.checks and self.last_check == self.iters:
+        if self.file is None:
+            return                                  # before the first step: the first check takes them
+        if self.pending:
+            self.check()
+        elif self.last_check == self.iters:
             self.file.amend_check(self.valid)
             self.valid = {}
 

@@ -56,7 +56,7 @@ def train(path, updates=30, check_every=10, cutoff=0.15, validate_at=(), **kwarg
             rec.step(loss)
             seen["loss"].append(loss.item())
             seen["lr"].append(opt.param_groups[0]["lr"])
-            if i % check_every == 0 or i == updates:
+            if i % check_every == 0 or i == updates or i in validate_at:
                 seen["g_main"].append(model.decoder.hidden_grad(1).norm(dim=2).mean(1).numpy())
                 seen["g_first"].append(model.encoder.hidden_grad(0, reverse=True).flip(0).norm(dim=2).mean(1).numpy())
                 W = model.decoder.weight_hh_l1.detach()[2 * H:3 * H].double().numpy()
@@ -69,7 +69,7 @@ def train(path, updates=30, check_every=10, cutoff=0.15, validate_at=(), **kwarg
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     path = tmp_path_factory.mktemp("rec") / "mine.h5"
-    return path, train(path, updates=25, validate_at=(10,))
+    return path, train(path, updates=25, validate_at=(10, 13))
 
 
 def test_what_it_writes_is_what_the_loop_computed(recorded):
@@ -85,10 +85,12 @@ def test_what_it_writes_is_what_the_loop_computed(recorded):
         assert it["clipped"][:].any() and not it["clipped"][:].all()   # the cut-off sits among the norms
         np.testing.assert_array_equal(it["lr"][:], seen["lr"])
         assert np.all(it["seq_len"][:] == T) and np.all(it["step_time"][:] > 0)
-        np.testing.assert_array_equal(check["iter"][:], [10, 20, 25])   # every 10 updates, and at close
+        # every 10 updates, at a validation between them (13) and at close
+        np.testing.assert_array_equal(check["iter"][:], [10, 13, 20, 25])
         np.testing.assert_allclose(check["train_loss"][:], [np.mean(seen["loss"][a:b]) for a, b in
-                                                            ((0, 10), (10, 20), (20, 25))], rtol=1e-6)
-        np.testing.assert_array_equal(check["valid_error"][:], [40.0, np.nan, np.nan])
+                                                            ((0, 10), (10, 13), (13, 20), (20, 25))], rtol=1e-6)
+        np.testing.assert_array_equal(check["valid_error"][:], [40.0, 40.0, np.nan, np.nan])
+        np.testing.assert_allclose(check["valid_loss"][:2], np.array(seen["loss"])[[9, 12]] + 1, rtol=1e-6)
         np.testing.assert_allclose(check["grad_time"][:], seen["g_main"], rtol=1e-5)
         np.testing.assert_allclose(check["layers/encoder.l0_reverse/grad_time"][:], seen["g_first"], rtol=1e-5)
         np.testing.assert_allclose(check["rho"][:], seen["rho"], rtol=1e-5)
