@@ -212,12 +212,12 @@ class Recorder:
             sample = {"g": d["g"], "h": part.hidden, **part.gates}   # the main part's, the last one
         self.sample = {k: v.detach().cpu() for k, v in sample.items()} if part.grad is not None else None
         module, layer, reverse = self.main()
+        rhos = {f"rho_{p}": m.rho(l, bool(r)) for p, (m, l, r) in self.located().items()}
         W = module.recurrent_matrix(layer, bool(reverse))
         row = {"iter": self.iters, "train_loss": float(np.mean(iter_columns["loss"])),
                "valid_loss": math.nan, "valid_error": math.nan, **self.valid,
-               "rho": module.rho(layer, bool(reverse)), "sigma_max": singular_max(W),
-               **Horizon(None).check(parts)[1],
-               **{f"rho_{p}": m.rho(l, bool(r)) for p, (m, l, r) in self.located().items()},
+               "rho": rhos[f"rho_{list(parts)[-1]}"], "sigma_max": singular_max(W),
+               **Horizon(None).check(parts)[1], **rhos,
                "wall_time": time.perf_counter() - self.t_start, "cpu_time": time.process_time() - self.c_start}
         self.valid = {}
         self.file.append_iters(iter_columns)

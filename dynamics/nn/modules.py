@@ -108,9 +108,11 @@ class DropIn:
         if torch.is_grad_enabled():   # an evaluation without gradients leaves the training pass's diagnostics
             self._traces, self._lengths = traces, lengths
         h_n = tuple(torch.stack(f) for f in zip(*finals))
-        if packed is not None:
-            output = PackedSequence(pack_padded_sequence(x[:, packed.sorted_indices], lengths[packed.sorted_indices].cpu())
-                                    .data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        if packed is not None:   # packed in the input's own order of sequences, so output.data lines up with it
+            order = packed.sorted_indices            # None: the sequences came sorted by length
+            data = pack_padded_sequence(x if order is None else x[:, order],
+                                        (lengths if order is None else lengths[order]).cpu()).data
+            output = PackedSequence(data, packed.batch_sizes, order, packed.unsorted_indices)
         else:
             output = x.transpose(0, 1) if self.batch_first else x
         if unbatched:
