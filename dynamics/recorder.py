@@ -43,7 +43,8 @@ import torch
 from tasks.errors import InputError
 
 from . import probes
-from .nn.modules import DropIn, MODULES
+from .nn.modules import ACTIVATION, DropIn, MODULES
+from .probes import theory
 from .probes.horizon import Horizon
 from .probes.spectrum import Spectrum, singular_max
 from .runfile import RunFile, exclusive
@@ -58,9 +59,13 @@ HOST_COLUMNS = ("seq_len", "lr", "step_time")
 class Recorder:
     """Records a model's training into the run file `path` (see the module's docstring)."""
 
-    def __init__(self, model, path, check_every=100, optimizer=None, name=None, config=None, overwrite=False):
-        if not isinstance(check_every, int) or isinstance(check_every, bool) or check_every < 1:
-            raise InputError(f"dynamics.Recorder: check_every={check_every!r}; give a positive integer")
+    def __init__(self, model, path, check_every=100, optimizer=None, name=None, config=None, overwrite=False,
+                 diagnostics_level="basic", probe_batch=8, lyapunov_k=5):
+        for key, value in (("check_every", check_every), ("probe_batch", probe_batch), ("lyapunov_k", lyapunov_k)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"dynamics.Recorder: {key}={value!r}; give a positive integer")
+        if diagnostics_level not in ("basic", "full"):
+            raise InputError(f"dynamics.Recorder: diagnostics_level={diagnostics_level!r}; give basic or full")
         self.modules = recurrent_modules(model)
         self.path = Path(path)
         if self.path.suffix != ".h5":
@@ -82,6 +87,7 @@ class Recorder:
         self.pre_clip = {}
         self.hooks = [p.register_post_accumulate_grad_hook(self._read_gradient)
                       for p in model.parameters() if p.requires_grad]
+        self.full = FullLevel(self, probe_batch, lyapunov_k) if diagnostics_level == "full" else None
         atexit.register(self._at_exit)
 
     # -- the user's one call per update ----------------------------------------------------
@@ -98,6 +104,8 @@ class Recorder:
             self._create()
         before = torch.linalg.vector_norm(torch.stack(list(self.pre_clip.values())))
         after = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if self.full is not None:
+            self.full.after_update(self.pre_clip)
         self.pre_clip = {}
         bad = ~torch.isfinite(before)
         clipped = (after < before * (1 - 1e-6)) & ~bad
@@ -190,7 +198,7 @@ class Recorder:
         module = self.main()[0]
         config = Declared(self, module)
         self.file = RunFile(self.path, config, " ".join(sys.argv), self.edges, self.weights(), config,
-                            self.columns())
+                            self.columns(), self.full.datasets(*main_shape(module, parts[-1])) if self.full else {})
 
     def columns(self):
         return [*Spectrum.columns, *Horizon.columns, *(f"rho_{name}" for name in self.edges)]
@@ -219,6 +227,10 @@ class Recorder:
                "rho": rhos[f"rho_{list(parts)[-1]}"], "sigma_max": singular_max(W),
                **Horizon(None).check(parts)[1], **rhos,
                "wall_time": time.perf_counter() - self.t_start, "cpu_time": time.process_time() - self.c_start}
+        if self.full is not None:
+            full_iters, full_row = self.full.check(module, layer, reverse)
+            iter_columns.update(full_iters)
+            row.update(full_row)
         self.valid = {}
         self.file.append_iters(iter_columns)
         self.file.append_check(row, parts)
@@ -239,6 +251,57 @@ class Recorder:
             self.close("interrupted", "the process ended without Recorder.close()")
 
 
+class FullLevel:
+    """diagnostics_level = "full" of a recorded loop (dynamics/probes/theory.py has the harness's):
+    per update, the gradient norm before clipping and the update-to-weight ratio ‖ΔW‖/‖W‖ of each
+    part's W_hh and W_xh (its weight_hh and weight_ih); per check, along the last batch's
+    trajectory through the main part (its first `probe_batch` sequences, float64), the norms of
+    the step Jacobians and of their products, the top Lyapunov exponents, λ₁ = ‖W‖₂ of the
+    recurrent matrix and λ₁γ (an RNN's). Sharpness and the error surface need the loss as a
+    function of the parameters, which a recorder does not have: sharpness is NaN."""
+
+    def __init__(self, recorder, probe_batch, lyapunov_k):
+        self.probe_batch, self.lyapunov_k = probe_batch, lyapunov_k
+        self.groups = {}
+        for part, (module, layer, reverse) in recorder.located().items():
+            w_ih, w_hh, _, _ = module.layer_weights(layer, reverse)
+            self.groups.update({f"W_hh_{part}": w_hh, f"W_xh_{part}": w_ih})
+        self.before = [p.detach().clone() for p in self.groups.values()]   # the weights before the next update
+        self.pending = []
+
+    def datasets(self, steps, n):
+        """{path: width} of what it adds to the run file, for batches of `steps` steps (the widths
+        grow with a longer one) and a state of size n."""
+        out = {f"iter/{kind}_{g}": None for g in self.groups for kind in ("grad_norm", "update_ratio")}
+        return {**out, "check/jac_step_norm": steps, "check/jac_prod_norm": steps,
+                "check/lyapunov": min(self.lyapunov_k, n),
+                "check/lambda1": None, "check/lambda1_gamma": None, "check/sharpness": None}
+
+    def after_update(self, pre_clip):
+        params = [p.detach() for p in self.groups.values()]
+        missing = params[0].new_full((), math.nan)
+        norms = torch.stack([pre_clip.get(id(p), missing) for p in self.groups.values()])
+        ratio = torch.stack(torch._foreach_norm(torch._foreach_sub(params, self.before)))
+        ratio = ratio / torch.stack(torch._foreach_norm(self.before))
+        torch._foreach_copy_(self.before, params)
+        self.pending.append(torch.cat([norms, ratio]))
+
+    def check(self, module, layer, reverse):
+        rows = torch.stack(self.pending).double().cpu().numpy()
+        self.pending, G = [], len(self.groups)
+        iters = {f"grad_norm_{g}": rows[:, j] for j, g in enumerate(self.groups)}
+        iters.update({f"update_ratio_{g}": rows[:, G + j] for j, g in enumerate(self.groups)})
+        J = module.step_jacobians(layer, bool(reverse), self.probe_batch)
+        k = min(self.lyapunov_k, J[0].shape[-1])
+        lambda1 = singular_max(module.recurrent_matrix(layer, bool(reverse)))
+        gamma = theory.GAMMA[ACTIVATION[module.mode]] if module_cell(module) == "rnn" else math.nan
+        return iters, {
+            "jac_step_norm": torch.stack([torch.linalg.matrix_norm(J_t, ord=2).mean() for J_t in J]).cpu().numpy(),
+            "jac_prod_norm": (10 ** theory.product_log10_norms(J).mean(dim=1)).cpu().numpy(),
+            "lyapunov": theory.lyapunov_exponents(J, k).mean(dim=0).cpu().numpy(),
+            "lambda1": lambda1, "lambda1_gamma": lambda1 * gamma, "sharpness": math.nan}
+
+
 class Declared:
     """What the run file asks of a config and a task family, for a recorded loop: its name, the
     main module's cell, and the settings (the modules, the check rate and your `config`)."""
@@ -252,6 +315,7 @@ class Declared:
         self.device = str(next(recorder.model.parameters()).device)
         self.settings = {"name": self.name, "task": FAMILY, "cell": self.cell, "n_hidden": module.hidden_size,
                          "n_layers": module.num_layers, "check_freq": recorder.check_every,
+                         "diagnostics_level": "full" if recorder.full else "basic",
                          "optimizer": type(recorder.optimizer).__name__.lower() if recorder.optimizer else "",
                          "lr": recorder.lr(),
                          "modules": {prefix.rstrip(".") or "model": repr(m) for prefix, m in recorder.modules},
@@ -259,6 +323,11 @@ class Declared:
 
     def to_json(self):
         return json.dumps(self.settings, sort_keys=True, default=str)
+
+
+def main_shape(module, part):
+    """The steps of the main part's batch and the size of its state (the LSTM's is [h, c])."""
+    return part.hidden.shape[0], module.hidden_size * (2 if module.mode == "LSTM" else 1)
 
 
 def module_cell(module):

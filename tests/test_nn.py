@@ -276,3 +276,39 @@ def test_convert_keeps_outputs_parameters_and_optimiser():
     np.testing.assert_allclose(model(tokens).detach(), after_step, atol=1e-13)
     lone = torch.nn.LSTM(N_IN, H)
     assert type(dnn.convert(lone)) is dnn.LSTM
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_step_jacobians_against_finite_differences_and_the_hand_written_ones(kind):
+    _, b = pair(kind, num_layers=2, bidirectional=True)
+    x = torch.randn(9, B, N_IN, dtype=torch.float64)
+    b(x)[0].sum().backward()
+    J = b.step_jacobians(1, reverse=True, batch=2)
+    trace = b._trace(1, True)
+    n = 2 * H if kind == "lstm" else H
+    assert len(J) == 9 and J[4].shape == (2, n, n)
+    # central differences of one step of torch.nn's cell, at step t of the reverse direction
+    t, eps = 5, 1e-6
+    w_ih, w_hh, b_ih, b_hh = (w.detach() for w in b.layer_weights(1, 1))
+    cell = CELLS[kind](2 * H, H, **({"nonlinearity": "relu"} if kind == "relu" else {})).double()
+    with torch.no_grad():
+        for name, w in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), (w_ih, w_hh, b_ih, b_hh)):
+            getattr(cell, name).copy_(w)
+    s = torch.cat([trace.hidden[t - 1, :2], trace.cells[t - 1, :2]], 1) if kind == "lstm" else trace.hidden[t - 1, :2]
+    s = s.detach()
+
+    def step(s):
+        out = cell(trace.input[t, :2].detach(), (s[:, :H], s[:, H:]) if kind == "lstm" else s)
+        return torch.cat(out, 1) if kind == "lstm" else out
+    with torch.no_grad():
+        fd = torch.stack([(step(s + eps * e) - step(s - eps * e)) / (2 * eps) for e in torch.eye(n, dtype=s.dtype)], 2)
+    np.testing.assert_allclose(J[t], fd, atol=1e-8)
+    if kind in ("rnn", "relu", "lstm"):   # the harness's hand-written J of the same equations
+        from dynamics.models.recurrent import Recurrent
+        from dynamics.probes.theory import step_jacobian
+        layer = Recurrent("lstm" if kind == "lstm" else "rnn", 2 * H, H, "relu" if kind == "relu" else "tanh").double()
+        with torch.no_grad():
+            layer.W_x.copy_(w_ih.t()), layer.W_h.copy_(w_hh.t()), layer.b.copy_(b_ih + b_hh)
+        state = (s[:, :H], s[:, H:]) if kind == "lstm" else (s,)
+        expected = step_jacobian(layer, trace.input[t, :2].detach(), state).detach()
+        np.testing.assert_allclose(J[t], expected, atol=1e-13)

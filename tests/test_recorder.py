@@ -183,3 +183,39 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     fresh = dynamics.Recorder(model, tmp_path / "y.h5")
     with pytest.raises(InputError, match="no gradient since the last step"):
         fresh.step(1.0)
+
+
+def test_full_level_records_the_theory_of_the_main_part(tmp_path):
+    torch.manual_seed(0)
+    model = dnn.convert(Tagger())
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    W = model.decoder.weight_hh_l1
+    g = torch.Generator().manual_seed(1)
+    seen = {"grad": [], "ratio": [], "lambda1": []}
+    path = tmp_path / "full.h5"
+    with dynamics.Recorder(model, path, check_every=5, optimizer=opt, diagnostics_level="full", probe_batch=1) as rec:
+        for i in range(10):
+            x, y = batch(g)
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x).reshape(-1, V), y.reshape(-1)).backward()
+            seen["grad"].append(W.grad.norm().item())               # before clipping
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.15)
+            before = W.detach().clone()
+            opt.step()
+            seen["ratio"].append(((W.detach() - before).norm() / before.norm()).item())
+            rec.step(torch.tensor(1.0))
+            if (i + 1) % 5 == 0:
+                seen["lambda1"].append(np.linalg.norm(W.detach()[2 * H:3 * H].double().numpy(), 2))
+    with h5py.File(path, "r") as f:
+        np.testing.assert_allclose(f["iter/grad_norm_W_hh_decoder.l1"][:], seen["grad"], rtol=1e-5)
+        np.testing.assert_allclose(f["iter/update_ratio_W_hh_decoder.l1"][:], seen["ratio"], rtol=1e-4)
+        assert "iter/grad_norm_W_xh_encoder.l0_reverse" in f
+        np.testing.assert_allclose(f["check/lambda1"][:], seen["lambda1"], rtol=1e-6)
+        assert np.isnan(f["check/lambda1_gamma"][:]).all() and np.isnan(f["check/sharpness"][:]).all()
+        step, prod = f["check/jac_step_norm"][:], f["check/jac_prod_norm"][:]
+        assert step.shape == prod.shape == (2, T) and f["check/lyapunov"].shape == (2, 5)
+        # one sequence: the product of one Jacobian, ∂s_T/∂s_{T-1}, is the last step's Jacobian
+        np.testing.assert_allclose(prod[:, 0], step[:, -1], rtol=1e-10)
+        assert np.all(np.diff(f["check/lyapunov"][:], axis=1) <= 0)   # largest first
+    main(["plot", str(path), "-o", str(tmp_path / "figs")])
+    assert (tmp_path / "figs" / "full_jacobians.png").exists() and (tmp_path / "figs" / "full_lyapunov.png").exists()

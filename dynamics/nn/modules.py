@@ -20,6 +20,8 @@ What a forward and its backward leave is kept for the last forward with gradient
 module called twice per update shows the second call; an evaluation under torch.no_grad() leaves
 the training pass's alone.
 """
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -37,12 +39,14 @@ STATE_BLOCK = {"LSTM": 2, "GRU": 2, "RNN_TANH": 0, "RNN_RELU": 0}
 
 
 class Trace:
-    """One layer and direction after a forward (and backward): its states h_t (T, B, H), gates
-    {name: (T, B, H)} and, once backward has run, hidden_grad = ∂L/∂h_t (T, B, H), all in the
-    direction's own order of steps (a reverse direction's step 0 is each sequence's last token)."""
+    """One layer and direction after a forward (and backward), in the direction's own order of
+    steps (a reverse direction's step 0 is each sequence's last token): its input x_t (T, B, n_in),
+    initial state, states h_t (T, B, H) (and the LSTM's c_t), gates {name: (T, B, H)} and, once
+    backward has run, hidden_grad = ∂L/∂h_t (T, B, H)."""
 
-    def __init__(self, hidden, gates):
-        self.hidden, self.gates, self.hidden_grad = hidden, gates, None
+    def __init__(self, input, initial):
+        self.input, self.initial = input, initial
+        self.hidden, self.cells, self.gates, self.hidden_grad = None, None, {}, None
 
 
 def reverse_within(x, lengths):
@@ -95,7 +99,7 @@ class DropIn:
             for direction in range(directions):
                 k = layer * directions + direction
                 seq = x if direction == 0 else reverse_within(x, lengths)
-                hs, final, trace = self._direction(seq, [s[k] for s in states], self._weights(layer, direction),
+                hs, final, trace = self._direction(seq, [s[k] for s in states], self.layer_weights(layer, direction),
                                                    lengths)
                 traces.append(trace)
                 outputs.append(hs if direction == 0 else reverse_within(hs, lengths))
@@ -140,7 +144,8 @@ class DropIn:
                                  f"(layers·directions, batch, hidden_size)")
         return hx
 
-    def _weights(self, layer, direction):
+    def layer_weights(self, layer, direction=0):
+        """weight_ih, weight_hh, bias_ih, bias_hh of one layer and direction (the biases None without bias)."""
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
         w_ih, w_hh = getattr(self, f"weight_ih{suffix}"), getattr(self, f"weight_hh{suffix}")
         b_ih = getattr(self, f"bias_ih{suffix}") if self.bias else None
@@ -152,12 +157,13 @@ class DropIn:
         w_ih, w_hh, b_ih, b_hh = weights
         T, B, _ = x.shape
         H = self.hidden_size
-        sink = Trace(None, {})
+        sink = Trace(x, tuple(state))
         if self.mode == "LSTM":
             b = b_ih + b_hh if self.bias else x.new_zeros(4 * H)
             hs, cs, g = LSTMRecurrence.apply(x, state[0], state[1], w_ih.t(), b, w_hh.t(), sink)
             sink.gates = {name: g[..., j * H:(j + 1) * H] for j, name in enumerate("ifco") if name != "c"}
             final = (last_step(hs, lengths), last_step(cs, lengths))
+            sink.cells = cs
         else:
             xp = x.reshape(T * B, -1) @ w_ih.t()
             if self.mode == "GRU":
@@ -208,6 +214,32 @@ class DropIn:
         """Spectral radius of the recurrent matrix (float64 eigenvalues)."""
         return spectral_radius(self.recurrent_matrix(layer, reverse))
 
+    def step_jacobians(self, layer=0, reverse=False, batch=8):
+        """J_t = ∂s_t/∂s_{t−1} of one layer and direction along the trajectory of the last forward,
+        for its first `batch` sequences (T: the shortest of them), in float64, by autograd through
+        torch.nn's own cell (torch.func.jacrev): s = h (n = H), for the LSTM the pair [h, c]
+        (n = 2H), whose products are ∂s_T/∂s_{T−k}. Steps in the direction's order. A sequence of
+        T (b, n, n) tensors, each computed when asked: all T at once may not fit in memory."""
+        trace = self._trace(layer, reverse)
+        lengths = self._lengths
+        T = trace.hidden.shape[0] if lengths is None else int(lengths[:batch].min())
+        states = [trace.hidden] + ([trace.cells] if self.mode == "LSTM" else [])
+        # s_{t−1} for t = 1 … T: the initial state, then the states of the steps before
+        prev = torch.cat([torch.cat([s0[None], s[:T - 1]]) for s0, s in zip(trace.initial, states)], dim=2)
+        x, prev = trace.input[:T, :batch].detach().double(), prev[:, :batch].detach().double()
+        extra = {"nonlinearity": "relu"} if self.mode == "RNN_RELU" else {}
+        kind = {"LSTM": torch.nn.LSTMCell, "GRU": torch.nn.GRUCell}.get(self.mode, torch.nn.RNNCell)
+        cell = kind(x.shape[2], self.hidden_size, bias=self.bias, device="meta", **extra)
+        weights = dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
+                           (w.detach().double() for w in self.layer_weights(layer, int(reverse)) if w is not None)))
+        H = self.hidden_size
+
+        def step(x_t, s):   # one sequence: (n_in,), (n,) → (n,)
+            out = torch.func.functional_call(cell, weights, (x_t, (s[:H], s[H:]) if self.mode == "LSTM" else s))
+            return torch.cat(out) if self.mode == "LSTM" else out
+
+        return StepJacobians(torch.func.vmap(torch.func.jacrev(step, argnums=1)), x, prev)
+
     def parts(self, prefix=""):
         """Every layer and direction as a probe part (dynamics.models.part.Part), named
         `<prefix>l<layer>[_reverse]`, in the direction's own order of steps."""
@@ -218,6 +250,31 @@ class DropIn:
             out.append(Part(name, CELL[self.mode], ACTIVATION[self.mode], trace.hidden, trace.gates,
                             trace.hidden_grad, self._lengths))
         return out
+
+
+class StepJacobians(Sequence):
+    """J_1 … J_T, each (b, n, n), computed when indexed: a block of steps at a time (one
+    vectorised call is many times faster than one per step), the block kept under CHUNK_BYTES."""
+
+    CHUNK_BYTES = 64 * 2 ** 20
+
+    def __init__(self, jacobian, x, prev):
+        self.jacobian, self.x, self.prev = jacobian, x, prev
+        b, n = prev.shape[1:]
+        self.chunk = max(1, self.CHUNK_BYTES // (b * n * n * prev.element_size()))
+        self.start, self.block = None, None
+
+    def __len__(self):
+        return self.x.shape[0]
+
+    def __getitem__(self, t):
+        if not 0 <= t < len(self):
+            raise IndexError(t)
+        start = t - t % self.chunk
+        if start != self.start:
+            end = start + self.chunk
+            self.start, self.block = start, torch.func.vmap(self.jacobian)(self.x[start:end], self.prev[start:end])
+        return self.block[t - start]
 
 
 def _tuple(hx):

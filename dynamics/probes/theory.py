@@ -126,11 +126,14 @@ def trajectory_jacobians(layer, x):
 def product_log10_norms(J):
     """log10 ‖∂h_T/∂h_{T−k}‖₂ = log10 ‖J_T J_{T−1} ⋯ J_{T−k+1}‖₂ for k = 1 … T, per sequence
     (T, B). The product is rescaled to unit Frobenius norm at every step and the scale kept as a
-    logarithm, so it neither overflows nor underflows."""
-    T = J.shape[0]
-    P, log_scale, out = None, J.new_zeros(J.shape[1]), []
+    logarithm, so it neither overflows nor underflows. J: J_1 … J_T, a (T, B, n, n) tensor or a
+    sequence of (B, n, n) (dynamics.nn computes each when asked), read once, from the last."""
+    T = len(J)
+    P = J[T - 1]
+    log_scale, out = P.new_zeros(P.shape[0]), []
     for k in range(1, T + 1):
-        P = J[T - 1] if P is None else P @ J[T - k]
+        if k > 1:
+            P = P @ J[T - k]
         s = torch.linalg.matrix_norm(P).clamp_min(1e-300)
         P = P / s[:, None, None]
         log_scale = log_scale + torch.log10(s)
@@ -141,10 +144,10 @@ def product_log10_norms(J):
 def lyapunov_exponents(J, k):
     """The top-k Lyapunov exponents (natural log per step) of the products J_T ⋯ J_1, per
     sequence (B, k), largest first. QR iteration: Q_0 = the first k unit vectors,
-    J_t Q_{t−1} = Q_t R_t, λ_i = (1/T) Σ_t log |R_t[i, i]|."""
-    T, B, n, _ = J.shape
-    Q = torch.eye(n, k, dtype=J.dtype, device=J.device).expand(B, n, k)
-    total = J.new_zeros(B, k)
+    J_t Q_{t−1} = Q_t R_t, λ_i = (1/T) Σ_t log |R_t[i, i]|. J as in product_log10_norms."""
+    T, (B, n, _) = len(J), J[0].shape
+    Q = torch.eye(n, k, dtype=J[0].dtype, device=J[0].device).expand(B, n, k)
+    total = J[0].new_zeros(B, k)
     for t in range(T):
         Q, R = torch.linalg.qr(J[t] @ Q)
         total += torch.log(torch.diagonal(R, dim1=1, dim2=2).abs().clamp_min(1e-300))
