@@ -25,7 +25,8 @@ and at close) the mean training loss, your validation numbers, ρ and σ_max of 
 recurrent matrix (and ρ of every part, `rho_<part>`), the gradient horizon, and per part (each
 layer and direction of each module, named `<module>.l<k>[_reverse]`; the last part of the last
 module is the main one) the batch-mean g_t = ‖∂L/∂h_t‖ by step and the histograms of log10 g_t,
-of the units' saturation and of each gate. The file is written under SWMR, so `dynamics info`,
+of the units' saturation and of each gate; with diagnostics_level="full" also the theory's
+objects a loop allows (FullLevel below). The file is written under SWMR, so `dynamics info`,
 `plot` and a notebook read it while it grows; it is created at the first `step`, once the
 parts are known, so a bad first call leaves nothing behind.
 """
@@ -175,10 +176,8 @@ class Recorder:
         return self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else math.nan
 
     def main(self):
-        """The module and the layer and direction of the main part."""
-        prefix, module = self.modules[-1]
-        k = module.num_layers * (2 if module.bidirectional else 1) - 1
-        return module, *(divmod(k, 2) if module.bidirectional else (k, 0))
+        """(module, layer, reverse) of the main part: the last layer and direction of the last module."""
+        return list(self.located().values())[-1]
 
     def weights(self):
         """The model's parameters by name, and the main part's recurrent matrix by its schema name."""
@@ -238,13 +237,8 @@ class Recorder:
 
     def located(self):
         """{part name: (module, layer, reverse)}."""
-        out = {}
-        for prefix, module in self.modules:
-            directions = 2 if module.bidirectional else 1
-            for k in range(module.num_layers * directions):
-                layer, reverse = divmod(k, directions)
-                out[f"{prefix}l{layer}" + ("_reverse" if reverse else "")] = (module, layer, reverse)
-        return out
+        return {name: (module, layer, reverse) for prefix, module in self.modules
+                for name, (layer, reverse) in module.part_names(prefix).items()}
 
     def _at_exit(self):
         if not self.closed and self.file is not None:

@@ -243,13 +243,15 @@ class DropIn:
     def parts(self, prefix=""):
         """Every layer and direction as a probe part (dynamics.models.part.Part), named
         `<prefix>l<layer>[_reverse]`, in the direction's own order of steps."""
-        out = []
-        for k, trace in enumerate(getattr(self, "_traces", []) or []):
-            layer, reverse = divmod(k, 2) if self.bidirectional else (k, 0)
-            name = f"{prefix}l{layer}" + ("_reverse" if reverse else "")
-            out.append(Part(name, CELL[self.mode], ACTIVATION[self.mode], trace.hidden, trace.gates,
-                            trace.hidden_grad, self._lengths))
-        return out
+        traces = getattr(self, "_traces", None) or []
+        return [Part(name, CELL[self.mode], ACTIVATION[self.mode], trace.hidden, trace.gates, trace.hidden_grad,
+                     self._lengths) for name, trace in zip(self.part_names(prefix), traces)]
+
+    def part_names(self, prefix=""):
+        """{`<prefix>l<layer>[_reverse]`: (layer, reverse)} of every layer and direction, in order."""
+        directions = 2 if self.bidirectional else 1
+        return {f"{prefix}l{k // directions}" + ("_reverse" if k % directions else ""): divmod(k, directions)
+                for k in range(self.num_layers * directions)}
 
 
 class StepJacobians(Sequence):
