@@ -5,7 +5,8 @@ For a model of your own: `dynamics.nn` (drop-in RNN, GRU and LSTM with exact ∂
 as pandas tables and figures, for a notebook).
 """
 __version__ = "0.1.0"
-__all__ = ["Model", "Output", "build_model", "spectral_radius", "Recorder", "open", "__version__"]
+# `open` is not in __all__: `from dynamics import *` must not hide the built-in open
+__all__ = ["Model", "Output", "build_model", "spectral_radius", "Recorder", "__version__"]
 
 # where each name lives; imported on first use, so that commands which only read run files start
 # without loading torch
