@@ -30,7 +30,7 @@ def info_text(snap):
         out.append("  (none recorded)")
     out.append("")
     out.append("final")
-    rows = [("iterations done", f"{s['iterations']} ({s['checks']} checks)")]
+    rows = [("iterations done", f"{s['iterations']} ({s['checks']} check{'s' if s['checks'] != 1 else ''})")]
     if math.isfinite(s["final_valid_error"]):
         rows.append(("valid error", f"{fmt_num(s['final_valid_error'])} % (best "
                      f"{fmt_num(s['best_valid_error'])} % at {snap.check_xlabel.split(' (')[0]} "
