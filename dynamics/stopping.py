@@ -8,6 +8,11 @@ class Stop(Exception):
     """A stop was asked for (SIGINT, SIGTERM): the run closes as interrupted."""
 
 
+# the signal that last asked a run of this process to stop (None: none did); the command line ends
+# with the conventional status 128 + its number (130 for SIGINT, 143 for SIGTERM)
+received = None
+
+
 class StopSignals:
     """SIGINT and SIGTERM set a flag that the loop reads between updates, so that a signal
     never lands between writing a check and saving its checkpoint."""
@@ -22,7 +27,8 @@ class StopSignals:
         return self
 
     def request(self, signum, frame):
-        self.requested = True
+        global received
+        self.requested, received = True, signum
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():

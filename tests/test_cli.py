@@ -81,3 +81,8 @@ def test_help_loads_neither_torch_nor_dask(args):
             "print(sorted(m for m in ('torch', 'distributed', 'h5py', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.splitlines()[-1] == "[]" and ("Commands:" in out.stdout or "Keys: task:" in out.stdout)
+
+
+def test_python_m_dynamics_is_the_command():
+    out = subprocess.run([sys.executable, "-m", "dynamics", "info", "no-such-run.h5"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip() == "error: no-such-run.h5: no such file"

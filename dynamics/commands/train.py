@@ -1,5 +1,6 @@
 """`dynamics train [PRESET.toml]`: one run, its config from a preset, flags and --set overrides
 (dynamics/config.py), trained by dynamics/train.py. Every config key is also a flag."""
+import signal
 import sys
 
 import click
@@ -66,4 +67,8 @@ def train(preset, sets, force, resume, quiet, **flags):
     from ..train import run_status, train as run_training   # torch: not for `dynamics train --help`
     path = run_training(config, command=" ".join(["dynamics"] + sys.argv[1:]), force=force, resume=resume,
                         progress=not quiet)
-    click.echo(f"{path}: {run_status(path)}")
+    status = run_status(path)
+    click.echo(f"{path}: {status}")
+    if status == "interrupted":   # stopped by a signal: --resume continues; the exit status says so
+        from .. import stopping
+        sys.exit(128 + int(stopping.received or signal.SIGINT))

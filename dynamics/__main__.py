@@ -1,0 +1,5 @@
+"""`python -m dynamics`: the `dynamics` command."""
+from .cli import main
+
+if __name__ == "__main__":
+    main()
