@@ -177,8 +177,11 @@ def train_alone(config, command, force, resume, progress, after_check):
         raise InputError("--force and --resume are not allowed together: choose one")
     if path.exists() and not (force or resume):
         raise InputError(f"run file {str(path)!r} exists: use --resume to continue it or --force to overwrite it")
+    if resume and not path.exists():
+        raise InputError(f"--resume: there is no run file {str(path)!r} to continue; without --resume the "
+                         f"run starts afresh")
     run = Run(config)
-    recorder = resumed(run, path) if resume and path.exists() else started(run, command)
+    recorder = resumed(run, path) if resume else started(run, command)
     if recorder is None:
         return path   # nothing left to do; a larger max_iters or cpu_budget continues a finished run
     status, error = "interrupted", ""

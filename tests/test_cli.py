@@ -86,3 +86,8 @@ def test_help_loads_neither_torch_nor_dask(args):
 def test_python_m_dynamics_is_the_command():
     out = subprocess.run([sys.executable, "-m", "dynamics", "info", "no-such-run.h5"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip() == "error: no-such-run.h5: no such file"
+
+
+def test_resume_of_a_run_that_does_not_exist_is_refused(refused):
+    line = refused("--task", "torder", "--nhid", "5", "--name", "nothing", "--resume")
+    assert line.startswith("error: --resume: there is no run file") and "nothing.h5" in line
