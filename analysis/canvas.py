@@ -289,6 +289,8 @@ def title(snap, what, width_in):
     status = "final-state NPZ" if snap.source == "npz" else snap.status
     if status == "running":
         status = f"running, snapshot at update {snap.iterations_done}"
+    elif status == "stopped":
+        status = f"stopped without closing at update {snap.iterations_done}"
     head = f"{snap.name} ({status}): {what}" if what else f"{snap.name} ({status})"
     chars = max(40, int(width_in * 8.5))     # of the x-large title that fit in the width, with room
     return "\n".join(textwrap.wrap(head, chars) + textwrap.wrap(config_line(snap), chars))

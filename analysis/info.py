@@ -13,6 +13,8 @@ def info_text(snap):
     status = snap.status
     if status == "running":
         status += f" (snapshot at iteration {snap.iterations_done})"
+    elif status == "stopped":
+        status = snap.stopped_text
     out.append(f"status    {status}")
     if snap.error:
         out.append(f"error     {' '.join(snap.error.split())}")

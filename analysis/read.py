@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dynamics.lock import writer_alive
 from dynamics.schema import GATE_ORDER, RECURRENT_MATRIX, SCHEMA, SIGMOID_EDGES, TANH_EDGES
 from tasks.errors import InputError
 
@@ -79,7 +80,16 @@ class Snapshot:
 
     @property
     def status(self):
+        """The run file's status; "stopped" for one that says "running" but has no writer left."""
         return str(self.attrs.get("status") or "unknown")
+
+    @property
+    def stopped_text(self):
+        """What a reader of a stopped run needs: where it stopped and how it continues."""
+        last = int(self.check["iter"][-1]) if self.n_check and "iter" in self.check else 0
+        how = ("recorded by a loop that ended without Recorder.close()" if self.family == "recorded"
+               else "dynamics train --resume continues it")
+        return f"stopped without closing (last check at update {last}); {how}"
 
     @property
     def error(self):
@@ -216,6 +226,8 @@ def _load_h5(path):
         if schema != SCHEMA:
             what = "has no schema attribute" if schema is None else f"has schema {schema!r}"
             raise InputError(f"{path}: not a dynamics run file ({what}; expected {SCHEMA!r})")
+        if attrs.get("status") == "running" and writer_alive(path) is False:
+            attrs["status"] = "stopped"     # its writer ended without closing it (killed, a lost machine)
         snap = _read_groups(f, path, attrs)
     except InputError:
         raise

@@ -33,7 +33,7 @@ SAMPLE_CHARS = 60
 TAGS = {"vanishing": "vanishing", "growing": "large g_t", "exploding": "exploding",
         "nonfinite": "non-finite", "clipped": "clipped", "saturated": "saturated h",
         "stalled": "stalled", "failed": "FAILED", "solved": "solved", "running": "running",
-        "interrupted": "interrupted"}
+        "interrupted": "interrupted", "stopped": "stopped"}
 
 
 def _tag(v):

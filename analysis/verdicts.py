@@ -42,7 +42,7 @@ SATURATED_MIN_SHARE = 0.20
 #: chance-level loss of a classification task (ln 4 for torder).
 STALL_REL_TOL = 0.02
 
-#: Chance-level cross-entropy (nats) of the tasks where a stall is well defined (TASKS.md).
+#: Chance-level cross-entropy (nats) of the tasks where a stall is well defined (docs/tasks.md).
 CHANCE_LOSS = {"torder": math.log(4), "torder3": math.log(8)}
 
 
@@ -81,6 +81,8 @@ def status(snap):
     if s == "running":
         return Verdict("running", float(snap.iterations_done),
                        f"still running: snapshot at iteration {snap.iterations_done}")
+    if s == "stopped":
+        return Verdict("stopped", float(snap.iterations_done), snap.stopped_text)
     if s == "interrupted":
         return Verdict("interrupted", float(snap.iterations_done),
                        f"interrupted at iteration {snap.iterations_done}")

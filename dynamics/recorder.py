@@ -48,7 +48,8 @@ from .nn.modules import ACTIVATION, DropIn, MODULES
 from .probes import theory
 from .probes.horizon import Horizon
 from .probes.spectrum import Spectrum, singular_max
-from .runfile import RunFile, exclusive
+from .lock import exclusive
+from .runfile import RunFile
 from .schema import RECURRENT_MATRIX
 
 FAMILY = "recorded"     # the run file's family: a loop of the user's, not one of the harness's tasks

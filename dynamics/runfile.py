@@ -7,17 +7,13 @@ the /final group cannot change under SWMR, so `close()` reopens the file normall
 import datetime
 import errno
 import json
-import os
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
-
-from tasks.errors import InputError
 
 from .schema import CHECK_COLUMNS, ITER_COLUMNS, RECURRENT_MATRIX, SCHEMA
 
@@ -193,36 +189,6 @@ class RunFile:
                     f.create_dataset(f"final/weights/{k}", data=to_numpy(v))
                 for k, v in (final_sample or {}).items():
                     f.create_dataset(f"final/sample/{k}", data=to_numpy(v), compression="gzip")
-
-
-@contextmanager
-def exclusive(path):
-    """One writer per run file: an flock on `.NAME.h5.lock` beside it, held for the whole run (the
-    kernel lets go of it however the process ends). A second writer of the same run file, fresh
-    or resuming, is refused with one line before it touches anything."""
-    import fcntl
-    path = Path(path)
-    lock = path.with_name(f".{path.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise InputError(f"run file {str(path)!r} is being written by another process: wait for it to "
-                             f"end, or give this run another name") from None
-        try:
-            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)   # the previous holder removed the lock file between our open and our flock
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-        os.close(fd)
 
 
 LOCK_PATIENCE = 10.0   # seconds a writer waits for readers to let go of a run file

@@ -17,7 +17,8 @@ from .models import compiled
 from .probes import CLIP_STATS, OMEGA_STATS
 from .checkpoint import checkpoint_path, load_checkpoint, save_atomic
 from .progress import progress_bar
-from .runfile import RunFile, exclusive, read_only, write_npz
+from .lock import exclusive
+from .runfile import RunFile, read_only, write_npz
 from .schedule import Schedule
 from .sources import make_source
 from .stopping import Stop, StopSignals

@@ -441,6 +441,14 @@ def test_resume_after_sigkill(tmp_path):
     proc.wait(timeout=30)
     with pytest.raises(OSError):
         h5py.File(path, "a", libver="latest").close()   # what HDF5 does to a killed writer's file
+    # the file still says "running"; a reader tells that its writer is gone
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        assert f.attrs["status"] == "running" and (last := int(f["check/iter"][-1])) >= 10
+    from analysis.info import info_text
+    from analysis.read import load
+    status = info_text(load(path)).splitlines()[2]
+    assert status == (f"status    stopped without closing (last check at update {last}); "
+                      f"dynamics train --resume continues it")
     train(make(out, name="k", max_iters=40), resume=True, progress=False)
     attrs, resumed = read(path)
     _, reference = read(full)
