@@ -6,7 +6,7 @@ PRESETS := A1 A2 A3 A4 A5 B1 B2 C0 C1 L1 L2 L3 T1 T2 T3 T4 T5 T6
 PRESETS += M1 M2 M3 M4 M5 M6 M7
 PRESETS += S1 S2 S3 S4 S5 S6
 PRESETS += W1 W2 G0 G1 G2   # word LMs; the judge G0 and conditional generation G1/G2
-# solve_<task>[_gru|_lstm]: each task of TASKS.md solved (COMMANDS.md)
+# solve_<task>[_gru|_lstm]: each synthetic task of docs/tasks.md solved (COMMANDS.md)
 PRESETS += solve_torder solve_torder3 solve_add solve_add_gru solve_add_lstm solve_mul solve_perm
 PRESETS += solve_mem solve_mem_gru solve_mem_lstm
 TASKS_QUICK := torder torder3 add mul mem perm

@@ -76,14 +76,14 @@ BACKENDS = ("auto", "compiled", "python")
 class Config:
     name: str = key("run", "output", "the run's name: the run file is <out_dir>/<name>.h5")
     out_dir: str = key("runs", "output", "folder of the run file, its checkpoints and final-state NPZ")
-    task: str = key("torder", "task", "the task: a synthetic task of TASKS.md, or text (character-level LM)",
+    task: str = key("torder", "task", "the task: a synthetic task (docs/tasks.md), or text (character-level LM)",
                     choices=tuple(TASKS))
     n_values: int = key(5, "task", "mem: number of symbols to memorise", COUNT)
     n_pos: int = key(10, "task", "mem: pattern length (symbols)", COUNT)
     text: str = key("", "task", "text: a UTF-8 file to model; empty for the default corpus (stdlib docstrings)")
     cell: str = key("rnn", "model", "the recurrent cell", choices=CELLS)
     activation: str = key("tanh", "model", "rnn only: the nonlinearity of the hidden state", choices=ACTIVATIONS)
-    init: str = key("uniform", "model", "weight initialisation (TASKS.md)", choices=INITS)
+    init: str = key("uniform", "model", "weight initialisation (docs/tasks.md)", choices=INITS)
     n_hidden: int = key(50, "model", "hidden units per layer", COUNT)
     n_layers: int = key(1, "model", "stacked recurrent layers (text only; the synthetic tasks use 1)", COUNT)
     embedding: int = key(0, "model", "text: embedding size (0: n_hidden)", NONNEGATIVE)

@@ -1,4 +1,4 @@
-"""The synthetic long-range tasks of TASKS.md (tasks/synthetic.py) as a source for the trainer."""
+"""The synthetic long-range tasks (tasks/synthetic.py, docs/tasks.md) as a source for the trainer."""
 import numpy as np
 import torch
 
