@@ -230,6 +230,9 @@ FIELDS = {f.name: f for f in fields(Config)}
 def canonical(key):
     key = ALIASES.get(key, key)
     if key not in FIELDS:
+        near = difflib.get_close_matches(key, [*FIELDS, *ALIASES], n=1)
+        if near:   # a near miss: the one key meant, not all of them
+            raise bad_value("key", key, f"a config key (did you mean {ALIASES.get(near[0], near[0])!r}?)")
         raise bad_value("key", key, "one of " + ", ".join(FIELDS))
     return key
 
@@ -423,12 +426,27 @@ def check_model(c):
     if surface_iterations(c.surface_at) is None:
         raise bad_value("surface_at", c.surface_at, "iteration numbers separated by commas, e.g. 1200,3417")
     state = 2 * c.n_hidden if c.cell == "lstm" else c.n_hidden   # the LSTM's state is [h, c]
-    if c.lyapunov_k > state:
+    if c.diagnostics_level == "full" and c.lyapunov_k > state:   # only the full level computes them
         raise bad_value("lyapunov_k", c.lyapunov_k, f"at most the state size {state}")
-    if not c.name or "/" in c.name or c.name.startswith("."):
-        raise bad_value("name", c.name, "a plain file name")
+    check_name(c.name)
     if c.device != "cpu" and not c.device.startswith("cuda"):
         raise bad_value("device", c.device, "cpu, cuda or cuda:N")
+
+
+# the longest file a run writes beside its run file is <name>_final_state.npz; file systems allow
+# names of 255 bytes
+NAME_MAX_BYTES = 255 - len("_final_state.npz")
+
+
+def check_name(name):
+    """A run's name becomes file names: a plain one, printable, short enough for the file system."""
+    if not name or "/" in name or name.startswith("."):
+        raise bad_value("name", name, "a plain file name")
+    if not name.isprintable():
+        raise bad_value("name", name, "a file name without control characters (a newline, a tab, ...)")
+    if len(name.encode()) > NAME_MAX_BYTES:
+        raise bad_value("name", f"{name[:20]}…", f"a name of at most {NAME_MAX_BYTES} bytes (this one has "
+                                                 f"{len(name.encode())}): the files of a run are named after it")
 
 
 def surface_iterations(text):

@@ -9,6 +9,7 @@ from dynamics.cli import main
 from dynamics.models.init import INITS
 from dynamics.models.recurrence import ACTIVATIONS
 from dynamics.sources import source_class
+from tasks.errors import InputError
 
 # keys whose values are free strings, checked by hand in validate() (or not at all)
 FREE = {"name", "out_dir", "text", "device", "surface_at", "class_balance", "judge"}   # checked in validate()
@@ -115,3 +116,25 @@ def test_chrono_gate_init_is_for_gated_cells_on_synthetic_tasks(tmp_path, capsys
     c = cfg.load(overrides={"task": "mem", "cell": "lstm", "gate_init": "chrono", "min_length": 10,
                                     "max_length": 40})
     assert (c.gate_init, c.chrono_max) == ("chrono", 0)      # 0: the run's max_length
+
+
+def test_a_misspelt_key_gets_the_key_meant():
+    with pytest.raises(InputError, match=r"key='max_iter' is not allowed: a config key \(did you mean 'max_iters'\?\)"):
+        cfg.parse_sets(["max_iter=5"])
+    with pytest.raises(InputError, match="did you mean 'check_freq'"):
+        cfg.parse_sets(["checkfreq=5"])                # near the reference name checkFreq
+
+
+def test_a_name_must_make_file_names():
+    for bad, why in (("a\nb", "without control characters"), ("tab\there", "without control characters"),
+                     ("x" * 240, "at most 239 bytes")):
+        with pytest.raises(InputError, match=why):
+            cfg.make({"name": bad})
+    assert cfg.make({"name": "x" * 239}).name == "x" * 239
+    assert cfg.make({"name": "ünïcödé-run"}).name == "ünïcödé-run"
+
+
+def test_lyapunov_k_is_checked_only_where_it_is_used():
+    assert cfg.make({"n_hidden": 2}).lyapunov_k == 5                       # the basic level reads no exponent
+    with pytest.raises(InputError, match="lyapunov_k=5 is not allowed: at most the state size 2"):
+        cfg.make({"n_hidden": 2, "diagnostics_level": "full"})
