@@ -93,6 +93,11 @@ def test_sample_command_writes_n_sequences_of_a_class(tmp_path, capsys):
     cli.main(["sample", str(path), "--class", "Cedar", "-n", "10", "--temperature", "0.8", "--seed", "4"])
     assert capsys.readouterr().out.splitlines() == first and len(first) == 10
     assert all(set(line) <= set("abcdefghijklmnopqrstuvwxyz") for line in first)
+    with pytest.raises(SystemExit) as e:       # a prompt would be ignored: it is refused instead
+        cli.main(["sample", str(path), "--class", "2", "--prompt", "Ma"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"error: prompt='Ma' is not allowed: not given: {path} is a "
+                                               f"conditional run, which writes whole sequences of the class --class K")
 
 
 def test_judge_scores_the_samples_and_is_recorded(tmp_path, judge):

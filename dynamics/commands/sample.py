@@ -25,6 +25,10 @@ def sample(run, prompt, n, temperature, top_k, top_p, seed, no_prompt, label):
     loss), or write N sequences of class K with a conditional run."""
     config = read_config(run, families=("text", "conditional"))
     if config.task in ("names_gen", "sentiment_gen"):
+        given = click.get_current_context().get_parameter_source("prompt") != click.core.ParameterSource.DEFAULT
+        if given:   # a conditional model writes whole sequences from their start symbol: no prompt to continue
+            raise bad_value("prompt", prompt, f"not given: {run} is a conditional run, which writes whole "
+                                              f"sequences of the class --class K")
         from ..sources.conditional import sample_class
         for line in sample_class(run, config, label, n, temperature, top_k, top_p, seed):
             click.echo(line)
