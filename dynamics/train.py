@@ -275,11 +275,16 @@ def read_recorded(path):
                          f"continue it, --force starts the run again (nothing was changed)") from None
 
 
+# what a resumed run may change: how long it runs, and where and on what (a copied or moved run
+# folder resumes in its new place); every other key is what it computes
+RESUME_MAY_CHANGE = ("max_iters", "cpu_budget", "device", "threads", "backend", "out_dir")
+
+
 def check_same_config(path, config):
     import json
     recorded, _ = read_recorded(path)
     now = json.loads(config.to_json())
-    changed = [k for k in now if k not in ("max_iters", "cpu_budget", "device", "threads", "backend") and recorded.get(k) != now[k]]
+    changed = [k for k in now if k not in RESUME_MAY_CHANGE and recorded.get(k) != now[k]]
     if changed:
         k = changed[0]
         raise InputError(f"--resume: {k}={now[k]!r} differs from the run file's {k}={recorded.get(k)!r}")

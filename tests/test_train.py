@@ -455,3 +455,17 @@ def test_resume_after_sigkill(tmp_path):
     assert attrs["status"] == "finished"
     for k in ("iter/loss", "iter/grad_norm", "check/valid_loss", "check/grad_time", "final/weights/W_hh"):
         assert np.array_equal(resumed[k], reference[k], equal_nan=True), k
+
+
+def test_a_copied_run_folder_resumes_in_its_new_place(tmp_path):
+    """out_dir says where a run is, not what it computes: a copy resumes, as the original would."""
+    import shutil
+    reference = train(make(tmp_path / "ref", name="c", max_iters=20), progress=False)
+    train(make(tmp_path / "a", name="c", max_iters=10), progress=False)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")
+    path = train(make(tmp_path / "b", name="c", max_iters=20), resume=True, progress=False)
+    _, resumed = read(path)
+    _, expected = read(reference)
+    for k in ("iter/loss", "check/valid_loss", "final/weights/W_hh"):
+        assert np.array_equal(resumed[k], expected[k], equal_nan=True), k
