@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dynamics.lock import writer_alive
-from dynamics.schema import GATE_ORDER, RECURRENT_MATRIX, SCHEMA, SIGMOID_EDGES, TANH_EDGES
+from dynamics.schema import CHECKPOINT_SUFFIX, GATE_ORDER, RECURRENT_MATRIX, SCHEMA, SIGMOID_EDGES, TANH_EDGES
 from tasks.errors import InputError
 
 #: The 2-D per-check datasets of diagnostics_level = full (their 1-D ones are /check columns).
@@ -87,8 +87,13 @@ class Snapshot:
     def stopped_text(self):
         """What a reader of a stopped run needs: where it stopped and how it continues."""
         last = int(self.check["iter"][-1]) if self.n_check and "iter" in self.check else 0
-        how = ("recorded by a loop that ended without Recorder.close()" if self.family == "recorded"
-               else "dynamics train --resume continues it")
+        checkpoint = os.path.join(os.path.dirname(self.path), self.name + CHECKPOINT_SUFFIX)
+        if self.family == "recorded":
+            how = "recorded by a loop that ended without Recorder.close()"
+        elif os.path.exists(checkpoint):
+            how = "dynamics train --resume continues it"
+        else:
+            how = "it has no checkpoint: dynamics train --force starts it again"
         return f"stopped without closing (last check at update {last}); {how}"
 
     @property

@@ -1,14 +1,17 @@
 """Checkpoints: a run's whole state at its last check (`<name>_checkpoint.pt` beside the run
 file), written atomically and read back as data only."""
+import io
 import pickle
 
 import torch
 
 from tasks.errors import InputError
 
+from .schema import CHECKPOINT_SUFFIX
+
 
 def checkpoint_path(config):
-    return config.run_path.with_name(f"{config.name}_checkpoint.pt")
+    return config.run_path.with_name(config.name + CHECKPOINT_SUFFIX)
 
 
 def load_checkpoint(path, remedy, map_location=None):
@@ -28,7 +31,19 @@ def load_checkpoint(path, remedy, map_location=None):
 
 
 def save_atomic(obj, path):
-    """torch.save to a temporary file, then rename: a reader never sees half a file."""
+    """torch.save to a temporary file, then rename: a reader never sees half a file, and a write
+    that fails (a full disk) leaves the last checkpoint as it was and no temporary file. The bytes
+    are made in memory first, so that a failed write is the OSError of the file system, not an
+    error from inside torch's writer."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+        tmp.replace(path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:
+            e.filename = str(tmp)      # a failed write() does not say which file
+        raise

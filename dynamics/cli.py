@@ -1,11 +1,13 @@
 """The `dynamics` command: a group of the commands in dynamics/commands/, one module each.
-Bad input: one line on stderr, exit status 2."""
+Bad input, and a fault of the machine (dynamics/faults.py): one line on stderr, exit status 2."""
 import importlib
 import sys
 
 import click
 
 from tasks.errors import InputError
+
+from . import faults
 
 # name -> its one-line help (a test compares it with the command's own docstring). The command is
 # the attribute <name> of the module dynamics.commands.<name>, imported when called: `dynamics
@@ -34,7 +36,12 @@ class Commands(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OSError as e:            # the machine: a full disk, a folder that cannot be written
+                raise faults.os_fault(e, "read or write") from None
+            except (MemoryError, RuntimeError) as e:
+                raise (faults.memory_fault(e, "go on") or e) from None
         except InputError as e:
             click.echo(f"error: {' '.join(str(e).split())}", err=True)
             ctx.exit(2)

@@ -14,20 +14,38 @@ from pathlib import Path
 
 from tasks.errors import InputError
 
+from .faults import os_fault
+
 
 def lock_path(path):
     path = Path(path)
     return path.with_name(f".{path.name}.lock")
 
 
+class Held:
+    """The lock while it is held. `keep()`: leave the lock file behind at the end, naming this
+    process, for a run file that could not be closed (a full disk): its readers then see that the
+    writer is gone and say that --resume continues it."""
+
+    def __init__(self):
+        self.kept = False
+
+    def keep(self):
+        self.kept = True
+
+
 @contextmanager
 def exclusive(path):
     """Hold the lock of the run file `path` while the block runs. A second writer of the same run
-    file, fresh or resuming, is refused with one line before it touches anything."""
+    file, fresh or resuming, is refused with one line before it touches anything; so is a folder
+    that cannot be written (the lock file is the first thing a run writes)."""
     lock = lock_path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise os_fault(e, "write in the run's folder", "; nothing was written") from None
+    while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -40,12 +58,15 @@ def exclusive(path):
         except FileNotFoundError:
             pass
         os.close(fd)   # the previous holder removed the lock file between our open and our flock
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    held = Held()
     try:
-        yield
+        yield held
     finally:
-        lock.unlink(missing_ok=True)
+        if not held.kept:
+            lock.unlink(missing_ok=True)
         os.close(fd)
 
 

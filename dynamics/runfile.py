@@ -7,14 +7,18 @@ the /final group cannot change under SWMR, so `close()` reopens the file normall
 import datetime
 import errno
 import json
+import os
+import re
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
+from .faults import free_bytes
 from .schema import CHECK_COLUMNS, ITER_COLUMNS, RECURRENT_MATRIX, SCHEMA
 
 
@@ -68,7 +72,6 @@ class RunFile:
 
     def __init__(self, path, config, command, parts, start_weights, source, columns=(), datasets=None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.main = list(parts)[-1] if parts else None
         tmp = self.path.with_suffix(".h5.part")
         try:
@@ -148,12 +151,17 @@ class RunFile:
         self.f.swmr_mode = True
 
     def append_iters(self, columns):
-        for name, values in columns.items():
-            append_rows(self.f["iter"][name], values)
+        with failed_writes_as_os_errors(self.path):
+            for name, values in columns.items():
+                append_rows(self.f["iter"][name], values)
 
     def append_check(self, row, parts):
         """row: {column or array name: value}, a name starting with / a path from the root
         (/surface/...); parts: {name: {"grad_time": (T,), "hist": {q: counts}}}."""
+        with failed_writes_as_os_errors(self.path):
+            self._append_check(row, parts)
+
+    def _append_check(self, row, parts):
         for name, value in row.items():
             value = np.asarray(value)
             ds = self.f[name] if name.startswith("/") else self.f["check"][name]
@@ -167,19 +175,27 @@ class RunFile:
 
     def amend_check(self, row):
         """Write values into the last check's row (a column of it that is still NaN, say)."""
-        for name, value in row.items():
-            self.f["check"][name][-1] = value
-        self.f.flush()
+        with failed_writes_as_os_errors(self.path):
+            for name, value in row.items():
+                self.f["check"][name][-1] = value
+            self.f.flush()
 
     def counts(self):
         return self.f["iter/loss"].shape[0], self.f["check/iter"].shape[0]
 
     def close(self, status, error="", final_weights=None, final_sample=None):
-        """Close the SWMR handle, then record the status and the /final group."""
+        """Close the SWMR handle, then record the status and the /final group. On a disk too full
+        for that, raise OSError (ENOSPC) rather than begin: a write that fails halfway would leave
+        the file marked open and unreadable, while the SWMR session leaves it readable, with every
+        row of the last check."""
         if getattr(self, "f", None) is None:
             return
-        self.f.close()
-        self.f = None
+        f, self.f = self.f, None
+        with failed_writes_as_os_errors(self.path):
+            f.close()
+        final = [to_numpy(v) for v in (*(final_weights or {}).values(), *(final_sample or {}).values())]
+        if free_bytes(self.path) < CLOSE_MARGIN + sum(v.nbytes for v in final):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
         with open_for_writing(self.path) as f:
             f.attrs.update(status=status, error=error, finished=now())
             if final_weights is not None:
@@ -191,7 +207,21 @@ class RunFile:
                     f.create_dataset(f"final/sample/{k}", data=to_numpy(v), compression="gzip")
 
 
+@contextmanager
+def failed_writes_as_os_errors(path):
+    """h5py reports a write that the file system refused (a full disk) as a RuntimeError with the
+    errno in its text, and a close after one as a RuntimeError without: both as the OSError they
+    are, so that the trainer treats them as a fault of the machine."""
+    try:
+        yield
+    except RuntimeError as e:
+        found = re.search(r"errno = (\d+)", str(e))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, f"{os.strerror(code)} (HDF5: {str(e).splitlines()[0][:80]})", str(path)) from None
+
+
 LOCK_PATIENCE = 10.0   # seconds a writer waits for readers to let go of a run file
+CLOSE_MARGIN = 1 << 20  # bytes free that closing a run file asks for beyond its final weights and sample
 
 
 def open_for_writing(path, patience=None):

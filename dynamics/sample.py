@@ -18,6 +18,7 @@ from .sampling import _check, generate
 from .sources import TASKS
 from .sources.text import build_lm, step_fn
 from .checkpoint import load_checkpoint
+from .schema import CHECKPOINT_SUFFIX
 
 
 def read_config(path, families=("text",)):
@@ -54,7 +55,7 @@ def load_model(config, run):
     whose file is at `run`."""
     run = Path(run)
     best = run.with_name(f"{config.name}_best.pt")
-    last = run.with_name(f"{config.name}_checkpoint.pt")
+    last = run.with_name(config.name + CHECKPOINT_SUFFIX)
     state = vocab = None
     if best.is_file():
         saved = load_checkpoint(best, f"move it away to sample from {last.name!r}", map_location="cpu")

@@ -7,6 +7,8 @@ dynamics/sources/); this module holds what every run file has.
 import numpy as np
 
 SCHEMA = "dynamics-run/1"
+# the files beside a run file <name>.h5: <name> + the suffix
+CHECKPOINT_SUFFIX = "_checkpoint.pt"
 STATUSES = ("running", "finished", "solved", "interrupted", "failed")
 
 # /iter/<name>: one float64 row per update

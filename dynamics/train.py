@@ -17,6 +17,7 @@ from .models import compiled
 from .probes import CLIP_STATS, OMEGA_STATS
 from .checkpoint import checkpoint_path, load_checkpoint, save_atomic
 from .progress import progress_bar
+from .faults import memory_fault, os_fault
 from .lock import exclusive
 from .runfile import RunFile, read_only, write_npz
 from .schedule import Schedule
@@ -70,6 +71,7 @@ class Run:
             self.example = self.source.example()
             self.source.check_arrays = {**self.source.check_arrays, **self.model.check_arrays(self.example)}
         self.iters, self.checks, self.elapsed, self.cpu = 0, 0, 0.0, 0.0
+        self.saved = 0      # the update of the last checkpoint written
         self.pending, self.host = [], []
         self.no_omega = torch.full((2,), float("nan"), device=self.device, dtype=self.dtype)   # Ω off
         self.sample = None
@@ -161,6 +163,7 @@ class Run:
             self.schedule.load_state_dict(s["schedule"])
         torch.set_rng_state(s["torch_rng"])
         self.iters, self.checks, self.elapsed, self.sample = s["iters"], s["checks"], s["elapsed"], s["sample"]
+        self.saved = self.iters
         self.cpu = s.get("cpu", 0.0)   # checkpoints from before the CPU clock
 
 
@@ -168,11 +171,11 @@ def train(config, command="", force=False, resume=False, progress=True, after_ch
     """Run `config` to the end and return the run file's path. The file is never overwritten
     without `force`; `resume` continues from the last checkpoint. Only one process at a time
     writes a run file: another one that is writing it makes this one an InputError."""
-    with exclusive(config.run_path):
-        return train_alone(config, command, force, resume, progress, after_check)
+    with exclusive(config.run_path) as held:
+        return train_alone(config, command, force, resume, progress, after_check, held)
 
 
-def train_alone(config, command, force, resume, progress, after_check):
+def train_alone(config, command, force, resume, progress, after_check, held):
     path = config.run_path
     if force and resume:
         raise InputError("--force and --resume are not allowed together: choose one")
@@ -181,11 +184,16 @@ def train_alone(config, command, force, resume, progress, after_check):
     if resume and not path.exists():
         raise InputError(f"--resume: there is no run file {str(path)!r} to continue; without --resume the "
                          f"run starts afresh")
-    run = Run(config)
-    recorder = resumed(run, path) if resume else started(run, command)
+    try:
+        run = Run(config)
+        recorder = resumed(run, path) if resume else started(run, command)
+    except OSError as e:   # a new run file appears whole or not at all; a resumed one is cut back only
+        raise os_fault(e, "write the run file", "; nothing was changed") from None
+    except (MemoryError, RuntimeError) as e:
+        raise (memory_fault(e, "build the model and its data") or e) from None
     if recorder is None:
         return path   # nothing left to do; a larger max_iters or cpu_budget continues a finished run
-    status, error = "interrupted", ""
+    status, error, fault = "interrupted", "", None
     with StopSignals() as signals, progress_bar(config.name, config.max_iters, run.iters, progress) as bar:
         try:
             status = loop(run, recorder, bar, signals, after_check)
@@ -193,14 +201,32 @@ def train_alone(config, command, force, resume, progress, after_check):
             status = "interrupted"
         except Exception as e:
             status, error = "failed", f"{type(e).__name__}: {e}"
-            raise
+            # the machine rather than the run: one line that says what to do, not a traceback
+            fault = os_fault(e, "write", after_fault(run)) if isinstance(e, OSError) else \
+                memory_fault(e, "train", after_fault(run))
+            if fault is None:
+                raise
         finally:
             # rows of an unfinished interval are dropped: the file ends at the last checkpoint
             final = run.model.weights() if status in ("finished", "solved") else None
-            recorder.close(status, error, final, run.sample if final is not None else None)
-            if final is not None:
-                write_npz(path)
+            try:
+                recorder.close(status, error, final, run.sample if final is not None else None)
+                if final is not None:
+                    write_npz(path)
+            except OSError as e:   # the file stays readable, as its last check left it, and says "running":
+                held.keep()        # the lock names this process, so readers see that it stopped
+                fault = fault or os_fault(e, "close the run file", after_fault(run))
+    if fault is not None:
+        raise fault
     return path
+
+
+def after_fault(run):
+    """What a run stopped by a fault keeps, and how it goes on."""
+    if run.saved == 0:
+        return "; no checkpoint was written yet: once that is fixed, start the run again with --force"
+    return (f"; the run keeps its checkpoint at update {run.saved}: once that is fixed, the same command "
+            f"with --resume continues from there")
 
 
 def started(run, command):
@@ -248,6 +274,7 @@ def loop(run, recorder, bar, signals, after_check):
         run.cpu += time.process_time() - c_start
         t_start, c_start = time.perf_counter(), time.process_time()
         save_atomic(run.state_dict(), checkpoint_path(c))
+        run.saved = run.iters
         bar.set_postfix_str(f"loss {row['train_loss']:.4g} | gnorm {np.nanmax(columns['grad_norm']):.2e}"
                             f" | valid {row['valid_loss']:.4g}, {row['valid_error']:.3g}%", refresh=False)
         if after_check is not None:

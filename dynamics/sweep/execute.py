@@ -274,6 +274,8 @@ def run_sweep(spec_path, workers=None, scheduler=None, out_dir=None, force=False
     t_start = time.perf_counter()
     spec = load_spec(spec_path)
     points = expand(spec, out_dir)
+    if scheduler and client is None:
+        check_address(scheduler)                 # before anything is written
     folder = points[0].config.run_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     result = Result(spec.name, folder, folder / "summary.csv", points, {})
@@ -309,6 +311,16 @@ def connected(client, workers, scheduler):
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def check_address(scheduler):
+    """A --scheduler that Dask cannot read as an address is bad input, one line."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    try:
+        parse_host_port(parse_address(scheduler)[1], 8786)
+    except ValueError as e:
+        raise InputError(f"--scheduler {scheduler!r} is not allowed: not an address ({str(e).split(';')[0]}); "
+                         f"give one such as tcp://127.0.0.1:8786") from None
 
 
 def make_client(workers, scheduler):
