@@ -237,6 +237,9 @@ def _load_h5(path):
     except InputError:
         raise
     except Exception as exc:        # noqa: BLE001 - a corrupt dataset can raise almost anything
+        if "filter returned failure" in str(exc):   # a chunk's fletcher32 checksum
+            raise InputError(f"{path}: damaged run file: bytes of its data changed on disk and fail their "
+                             f"checksum, so its numbers cannot be trusted") from None
         raise InputError(f"{path}: corrupt or truncated run file ({_one_line(exc)})") from None
     finally:
         try:

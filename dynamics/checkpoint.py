@@ -2,6 +2,7 @@
 file), written atomically and read back as data only."""
 import io
 import pickle
+import zipfile
 
 import torch
 
@@ -16,8 +17,18 @@ def checkpoint_path(config):
 
 def load_checkpoint(path, remedy, map_location=None):
     """A checkpoint read as data only (tensors, numbers, strings, lists, dicts: torch's
-    weights_only), so that opening a run folder from elsewhere cannot run code. A damaged file, or
-    one that carries other objects, is an InputError that names it and says what to do."""
+    weights_only), so that opening a run folder from elsewhere cannot run code. A damaged file
+    (cut short, or with bytes changed: every member's checksum is verified first), or one that
+    carries other objects, is an InputError that names it and says what to do."""
+    try:
+        # torch.load reads damaged bytes as numbers; the zip archive's CRC-32 of every member does not
+        damaged = zipfile.ZipFile(path).testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise InputError(f"checkpoint {str(path)!r} is damaged (not a whole checkpoint: {str(e)[:60]}); "
+                         f"{remedy}") from None
+    if damaged is not None:
+        raise InputError(f"checkpoint {str(path)!r} is damaged (the bytes of {damaged!r} do not match their "
+                         f"checksum); {remedy}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -18,6 +18,8 @@ import h5py
 import numpy as np
 import torch
 
+from tasks.errors import InputError
+
 from .faults import free_bytes
 from .schema import CHECK_COLUMNS, ITER_COLUMNS, RECURRENT_MATRIX, SCHEMA
 
@@ -35,11 +37,24 @@ def git_commit():
         return ""
 
 
+def checksummed(dtype, shape=(1,)):
+    """Whether a dataset gets HDF5's fletcher32 filter, a checksum per chunk that every read checks,
+    so that damaged bytes are an error rather than numbers: arrays of numbers (HDF5 allows no
+    filter on a scalar or on strings)."""
+    return len(shape) > 0 and np.dtype(dtype).kind in "biuf"
+
+
+def fixed(group, name, data):
+    """A dataset written once (weights, edges, static data), checksummed where it can be."""
+    data = np.asarray(data)
+    return group.create_dataset(name, data=data, fletcher32=checksummed(data.dtype, data.shape))
+
+
 def growing(group, name, width=None, dtype="f8", fill=np.nan):
     shape, maxshape, chunks = ((0,), (None,), (1024,)) if width is None else \
         ((0, width), (None, None), (16, max(width, 1)))
     return group.create_dataset(name, shape=shape, maxshape=maxshape, chunks=chunks, dtype=dtype,
-                                fillvalue=fill)
+                                fillvalue=fill, fletcher32=True)
 
 
 def growing_array(group, name, shape, dtype):
@@ -50,7 +65,8 @@ def growing_array(group, name, shape, dtype):
         fill = 0 if np.issubdtype(np.dtype(dtype), np.integer) else np.nan
     shape = tuple(shape)
     return group.create_dataset(name, shape=(0, *shape), maxshape=(None,) * (1 + len(shape)),
-                                chunks=(1, *(max(n, 1) for n in shape)), dtype=dtype, fillvalue=fill)
+                                chunks=(1, *(max(n, 1) for n in shape)), dtype=dtype, fillvalue=fill,
+                                fletcher32=checksummed(dtype))
 
 
 def append_rows(ds, rows):
@@ -104,16 +120,16 @@ class RunFile:
                 hist = group.create_group("hist")
                 for q, edges in hist_edges.items():
                     growing(hist, q, width=len(edges) - 1, dtype="i8", fill=0)
-                    hist.create_dataset(f"{q}_edges", data=edges)
+                    fixed(hist, f"{q}_edges", edges)
             for k, v in source.static.items():
                 v = np.asarray(v)
                 if v.dtype.kind in "UO":   # text: class names, the tokens of fixed examples
                     v = np.asarray(v, dtype=object).astype(h5py.string_dtype())
-                f.create_dataset(f"static/{k}", data=v)
+                fixed(f, f"static/{k}", v)
             for name, width in datasets.items():
                 growing(f, name, width)
             for k, v in start_weights.items():
-                f.create_dataset(f"start/weights/{k}", data=to_numpy(v))
+                fixed(f, f"start/weights/{k}", to_numpy(v))
 
     @classmethod
     def resume(cls, path, n_iters, n_checks, columns=()):
@@ -202,7 +218,7 @@ class RunFile:
                 if "final" in f:
                     del f["final"]
                 for k, v in final_weights.items():
-                    f.create_dataset(f"final/weights/{k}", data=to_numpy(v))
+                    fixed(f, f"final/weights/{k}", to_numpy(v))
                 for k, v in (final_sample or {}).items():
                     f.create_dataset(f"final/sample/{k}", data=to_numpy(v), compression="gzip")
 
@@ -261,6 +277,23 @@ def rewrite(path):
         for name in src:
             src.copy(src[name], dst, name=name)
     tmp.replace(path)
+
+
+def verify(path, remedy):
+    """Read every dataset of a run file once: a chunk whose checksum fails (damaged bytes) is an
+    InputError that names the dataset. Files from before the checksums read as they are."""
+    failed = []
+
+    def read(name, obj):
+        if isinstance(obj, h5py.Dataset) and not failed:
+            try:
+                obj[()]
+            except (OSError, RuntimeError) as e:
+                failed.append(f"{name}: {' '.join(str(e).split())[:80]}")
+    with read_only(path) as f:
+        f.visititems(read)
+    if failed:
+        raise InputError(f"run file {str(path)!r} is damaged ({failed[0]}); {remedy}")
 
 
 def to_numpy(v):

@@ -19,7 +19,7 @@ from .checkpoint import checkpoint_path, load_checkpoint, save_atomic
 from .progress import progress_bar
 from .faults import memory_fault, os_fault
 from .lock import exclusive
-from .runfile import RunFile, read_only, write_npz
+from .runfile import RunFile, read_only, verify, write_npz
 from .schedule import Schedule
 from .sources import make_source
 from .stopping import Stop, StopSignals
@@ -246,9 +246,15 @@ def resumed(run, path):
     if not ckpt.exists():
         raise InputError(f"--resume: no checkpoint {str(ckpt)!r} beside {str(path)!r}")
     check_same_config(path, c)
-    state = load_checkpoint(ckpt, "--resume cannot continue from it, --force starts the run again "
-                                  "(nothing was changed)")
-    run.load_state_dict(state)
+    remedy = "--resume cannot continue from it, --force starts the run again (nothing was changed)"
+    verify(path, remedy)
+    state = load_checkpoint(ckpt, remedy)
+    try:
+        run.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:   # another run's checkpoint
+        reason = " ".join(str(e).split())
+        raise InputError(f"checkpoint {str(ckpt)!r} does not fit this run ({type(e).__name__}: {reason[:100]}); "
+                         f"{remedy}") from None
     run.source.after_resume(run.model)
     if run_status(path) == "solved" or run.iters >= c.max_iters or 0 < c.cpu_budget <= run.cpu:
         return None
