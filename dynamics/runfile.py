@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -165,6 +166,38 @@ class RunFile:
     def _open(self):
         self.f = open_for_writing(self.path)
         self.f.swmr_mode = True
+
+    def still_there(self):
+        """Make sure that the path still names the file being written; returns what was done. A run
+        file removed during the run (a clean-up, a mistaken rm) is written back from the copy this
+        process still holds open (Linux's /proc/self/fd), every row kept: "recreated". One replaced
+        by another file is not touched: what this run wrote is saved beside it as
+        <name>.replaced.h5 and an InputError stops the run."""
+        fd = self.f.id.get_vfd_handle()
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            here = None
+        held = os.fstat(fd)
+        if here is not None and (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino):
+            return None
+        where = self.path if here is None else self.path.with_name(f"{self.path.stem}.replaced.h5")
+        if not os.path.exists(f"/proc/self/fd/{fd}"):
+            self.f, f = None, self.f
+            f.close()
+            raise InputError(f"run file {str(self.path)!r} was removed or replaced during the run; the run stopped")
+        self.f.flush()
+        tmp = where.with_suffix(".h5.part")
+        shutil.copyfile(f"/proc/self/fd/{fd}", tmp)   # the unlinked file, as this process sees it
+        self.f, f = None, self.f
+        f.close()
+        tmp.replace(where)
+        rewrite(where)                                # the copy is marked open for writing: clean it
+        if here is not None:
+            raise InputError(f"run file {str(self.path)!r} was replaced by another file during the run; the run "
+                             f"stopped and what it recorded is in {str(where)!r}")
+        self._open()
+        return "recreated"
 
     def append_iters(self, columns):
         with failed_writes_as_os_errors(self.path):

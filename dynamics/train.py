@@ -4,6 +4,7 @@ Per update the loop keeps a few 0-dim device tensors (loss, norms, flags, Ω); e
 moves them to the host in one go, evaluates, reads the diagnostics of that update's batch, appends
 to the run file and saves a checkpoint from which `resume` continues bit-identically.
 """
+import sys
 import time
 
 import numpy as np
@@ -274,6 +275,9 @@ def loop(run, recorder, bar, signals, after_check):
         if run.iters % c.check_freq and run.iters != c.max_iters:
             continue
         columns, row, parts = run.check(t_start, c_start)
+        if recorder.still_there() == "recreated":
+            print(f"dynamics: run file {str(c.run_path)!r} was removed during the run; written again from this "
+                  f"process's copy, every row kept", file=sys.stderr, flush=True)
         recorder.append_iters(columns)
         recorder.append_check(row, parts)
         run.elapsed += time.perf_counter() - t_start

@@ -1,7 +1,11 @@
 """Damaged data is detected, not read as truth: bytes changed inside a run file's data or inside a
 checkpoint (their sizes unchanged), and a valid checkpoint of another run, each give one line and
-exit status 2, and change nothing."""
+exit status 2, and change nothing. A run file removed during its run is written again with every
+row; one replaced by another file is left alone, and what the run wrote is saved beside it."""
 import shutil
+import subprocess
+import sys
+import time
 import zipfile
 
 import h5py
@@ -96,3 +100,59 @@ def test_a_run_file_from_before_the_checksums_still_reads(run, tmp_path):
         assert not dst["check/valid_loss"].fletcher32
     a, b = load(run), load(old)
     assert np.array_equal(a.check["valid_loss"], b.check["valid_loss"], equal_nan=True)
+
+
+SLOW_RUN = ("import sys, time\n"
+            "from dynamics.train import Run\n"
+            "step = Run.step\n"
+            "def slow(self):\n"
+            "    time.sleep(0.01)\n"
+            "    return step(self)\n"
+            "Run.step = slow\n"
+            "from dynamics.cli import main\n"
+            "main(sys.argv[1:])\n")
+
+
+def start_slow_run(out_dir, updates):
+    """A run in another process, slowed to 10 ms an update, once it has written two checks."""
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, "train", *TINY, "--maxiters", str(updates),
+                             "--out-dir", str(out_dir), "--name", "r"], stderr=subprocess.PIPE, text=True)
+    path = out_dir / "r.h5"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with h5py.File(path, "r", libver="latest", swmr=True) as f:
+                if f["check/iter"].shape[0] >= 2:
+                    return proc, path
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the run did not reach two checks")
+
+
+def test_a_run_file_removed_during_the_run_is_written_again_with_every_row(tmp_path):
+    proc, path = start_slow_run(tmp_path, 80)
+    path.unlink()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert f"dynamics: run file '{path}' was removed during the run; written again from this process's copy, " \
+           f"every row kept" in err
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "finished"
+        assert list(f["check/iter"][:]) == list(range(10, 90, 10)) and f["iter/loss"].shape == (80,)
+
+
+def test_a_run_file_replaced_during_the_run_is_left_alone(tmp_path):
+    proc, path = start_slow_run(tmp_path, 200)
+    other = tmp_path / "other.h5"
+    other.write_bytes(b"someone else's file")
+    other.replace(path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    saved = tmp_path / "r.replaced.h5"
+    assert err.strip().splitlines()[-1] == (f"error: run file '{path}' was replaced by another file during the run; "
+                                            f"the run stopped and what it recorded is in '{saved}'")
+    assert path.read_bytes() == b"someone else's file"
+    with h5py.File(saved, "r") as f:
+        assert f["check/iter"].shape[0] >= 2 and f.attrs["status"] == "running"
