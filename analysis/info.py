@@ -7,6 +7,12 @@ from .stats import fmt_duration, fmt_num, fmt_pct
 from .verdicts import verdicts
 
 
+# the per-check columns (percent) that some families record, with their labels
+HEADLINES = {"accuracy": "valid accuracy", "macro_f1": "valid macro-F1", "greedy_exact": "exact match, greedy",
+             "beam_exact": "exact match, beam", "greedy_token_acc": "token accuracy, greedy",
+             "controllability": "controllability", "distinct": "distinct samples", "novel": "novel samples"}
+
+
 def info_text(snap):
     s = stats.summary(snap)
     out = [f"name      {snap.name}", f"file      {snap.path}"]
@@ -37,6 +43,10 @@ def info_text(snap):
         rows.append(("valid error", f"{fmt_num(s['final_valid_error'])} % (best "
                      f"{fmt_num(s['best_valid_error'])} % at {snap.check_xlabel.split(' (')[0]} "
                      f"{int(s['best_valid_error_iter'])})"))
+    for column, label in HEADLINES.items():   # what a family reports beside its error, where recorded
+        value = stats.last_finite(snap.check.get(column))
+        if math.isfinite(value):
+            rows.append((label, f"{fmt_num(value)} % (last check)"))
     if math.isfinite(s["final_valid_loss"]):
         rows.append(("valid loss", fmt_num(s["final_valid_loss"], 4)))
     if not (math.isfinite(s["final_valid_error"]) or math.isfinite(s["final_valid_loss"])):

@@ -50,12 +50,6 @@ def _tag(v):
     return TAGS.get(v.kind, v.kind)
 
 
-def _last_finite(values):
-    values = np.asarray(values if values is not None else [], dtype=float)
-    values = values[np.isfinite(values)]
-    return float(values[-1]) if len(values) else math.nan
-
-
 def summary_table(snaps):
     """One row per run with the raw numbers (shares as 0..1, errors in percent)."""
     rows = []
@@ -80,8 +74,8 @@ def summary_table(snaps):
             "rho_start": sm["rho_start"],
             "rho_end": sm["rho_end"],
             "wall_time": sm["wall_time"],
-            "accuracy": _last_finite(s.check.get("accuracy")),     # classification runs
-            "macro_f1": _last_finite(s.check.get("macro_f1")),
+            "accuracy": stats.last_finite(s.check.get("accuracy")),     # classification runs
+            "macro_f1": stats.last_finite(s.check.get("macro_f1")),
             "verdicts": "; ".join(v.text for v in vs),
             "_tags": ", ".join(t for t in (_tag(v) for v in vs) if t),
         })

@@ -120,6 +120,13 @@ def eigenvalues(W):
     return np.linalg.eigvals(W)
 
 
+def last_finite(values):
+    """The last finite value of `values` (None: none), or NaN."""
+    values = np.asarray(values if values is not None else [], dtype=float)
+    values = values[np.isfinite(values)]
+    return float(values[-1]) if len(values) else math.nan
+
+
 def rho_start_end(snap):
     """(ρ at the start, ρ at the end) of the recurrent matrix: from the saved start/final weights
     where present, else from the first/last check. NaN where unknown."""

@@ -17,7 +17,7 @@ def progress_bar(name, total, initial, progress):
 
 class CheckLines:
     """What the loop asks of a progress bar, written as one line per check on stdout:
-    `NAME iter I/N | loss … | gnorm … | valid …, …% | R it/s | ETA h:mm:ss`."""
+    `NAME iter I/N | loss … | gnorm … | valid loss …, error …% | R it/s | ETA h:mm:ss`."""
 
     def __init__(self, name, total, initial):
         self.name, self.total, self.n, self.start = name, total, initial, initial

@@ -101,12 +101,13 @@ class RunFile:
 
     def _create(self, tmp, config, command, parts, start_weights, source, columns, datasets):
         with h5py.File(tmp, "w", libver="latest") as f:
-            f.attrs.update(schema=SCHEMA, name=config.name, status="running", config=config.to_json(),
-                           command=command, created=now(), finished="", torch_version=str(torch.__version__),
-                           dynamics_version=version(), git_commit=git_commit(), device=config.device,
-                           error="", cell=config.cell, task=config.task, family=source.family,
-                           parts=json.dumps(list(parts)),
-                           recurrent_matrix=RECURRENT_MATRIX.get(config.cell, "W_hh"), **source.attrs)
+            # a family's attrs come last: it may name its own recurrent matrix (its key in weights())
+            f.attrs.update(dict(schema=SCHEMA, name=config.name, status="running", config=config.to_json(),
+                                command=command, created=now(), finished="", torch_version=str(torch.__version__),
+                                dynamics_version=version(), git_commit=git_commit(), device=config.device,
+                                error="", cell=config.cell, task=config.task, family=source.family,
+                                parts=json.dumps(list(parts)),
+                                recurrent_matrix=RECURRENT_MATRIX.get(config.cell, "W_hh")) | source.attrs)
             it = f.create_group("iter")
             for name in ITER_COLUMNS:
                 growing(it, name)

@@ -286,7 +286,7 @@ def loop(run, recorder, bar, signals, after_check):
         save_atomic(run.state_dict(), checkpoint_path(c))
         run.saved = run.iters
         bar.set_postfix_str(f"loss {row['train_loss']:.4g} | gnorm {np.nanmax(columns['grad_norm']):.2e}"
-                            f" | valid {row['valid_loss']:.4g}, {row['valid_error']:.3g}%", refresh=False)
+                            f" | valid loss {row['valid_loss']:.4g}, error {row['valid_error']:.3g}%", refresh=False)
         if after_check is not None:
             after_check(run, row)
         if row["valid_error"] < SOLVED_ERROR and np.isfinite(row["valid_loss"]):

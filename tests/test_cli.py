@@ -22,7 +22,7 @@ def test_progress_in_a_log_is_one_line_per_check(tmp_path):
         iters, valid = f["check/iter"][:].astype(int), f["check/valid_loss"][:]
     assert len(lines) - 1 == len(iters) == 4
     for line, it, v in zip(lines, iters, valid):
-        m = re.fullmatch(r"log iter (\d+)/20 \| loss \S+ \| gnorm \S+ \| valid (\S+), \S+% \| \S+ it/s \| ETA (\S+)",
+        m = re.fullmatch(r"log iter (\d+)/20 \| loss \S+ \| gnorm \S+ \| valid loss (\S+), error \S+% \| \S+ it/s \| ETA (\S+)",
                          line)
         assert m, line
         assert int(m[1]) == it and float(m[2]) == float(f"{v:.4g}")

@@ -286,6 +286,11 @@ class Seq2Seq(nn.Module):
         """The first encoder layer's state-carrying matrix (RNN/GRU W_hh, LSTM W_hc)."""
         return self.enc_fwd[0].weights()[RECURRENT_MATRIX[self.cell]]
 
+    @property
+    def recurrent_matrix_name(self):
+        """That matrix's name in weights()."""
+        return f"enc0_{RECURRENT_MATRIX[self.cell]}"
+
 
 def build(cell, src_vocab, tgt_vocab, n_in, n_hidden, n_layers=1, bidirectional=False, attention="luong_general",
           activation="tanh", init="uniform", forget_bias=1.0, seed=0, dtype=torch.float32, device=None):

@@ -134,7 +134,10 @@ class Seq2Seq(Source):
 
     # -- the loop's interface -----------------------------------------------------------------
     def build_model(self):
-        return model_of(self.c, self.task, self.device)
+        model = model_of(self.c, self.task, self.device)
+        if hasattr(model, "recurrent_matrix_name"):   # its key in weights(): ρ before training is read there
+            self.attrs["recurrent_matrix"] = model.recurrent_matrix_name
+        return model
 
     def example(self):
         """The first fixed example's source ids (T_s, 1), for a model that records diagnostics of its own."""
