@@ -13,7 +13,7 @@ TASKS_QUICK := torder torder3 add mul mem perm
 RUNS   := $(PRESETS)
 ARGS   ?=
 
-.PHONY: install test bench golden keys runs report lab fig7-quick s2s-quick context-quick tasks-quick clean-runs $(PRESETS)
+.PHONY: install test bench numbers golden keys runs report lab fig7-quick s2s-quick context-quick tasks-quick clean-runs $(PRESETS)
 
 # the tested torch, installed (the CPU build) only into an environment that has none
 TORCH  ?= 2.13.0
@@ -23,11 +23,16 @@ install:
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install 'torch==$(TORCH)'
 	$(BIN)/pip install -e '.[dev]'
 
+# The suite on every core (pytest-xdist; a module's tests stay together, so that its fixtures are
+# built once). One process: `$(BIN)/pytest` or `make test ARGS="-n 0"`.
 test:
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile $(ARGS)
 
 bench:
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+numbers:  # rerun the cheap commands whose numbers README.md and COMMANDS.md quote (about 2 minutes)
+	$(BIN)/python docs/quoted_numbers.py
 
 keys:    # docs/config-keys.md from the key declarations in dynamics/config.py
 	$(BIN)/python -m dynamics.config > docs/config-keys.md
