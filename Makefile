@@ -26,7 +26,7 @@ install:
 # The suite on every core (pytest-xdist; a module's tests stay together, so that its fixtures are
 # built once). One process: `$(BIN)/pytest` or `make test ARGS="-n 0"`.
 test:
-	$(BIN)/pytest -n auto --dist loadfile $(ARGS)
+	$(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder $(ARGS)
 
 bench:
 	$(BIN)/python benchmarks/bench.py $(ARGS)

@@ -90,14 +90,18 @@ def cluster(tmp_path):
         procs += workers
         yield address, workers
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        # the workers first, then the scheduler they report to: stopped all at once, one of them
+        # sometimes took the whole 30 s below to end on a loaded machine
+        for group in (procs[1:], procs[:1]):
+            for p in group:
+                if p.poll() is None:
+                    p.terminate()
+            for p in group:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
 
 
 def test_a_worker_lost_mid_sweep(tmp_path, cluster):

@@ -39,6 +39,19 @@ def all_figures(snap):
     return out
 
 
+@pytest.fixture(scope="module")
+def figures_of(runs):
+    """`figures_of(cell)`: all_figures of that run, drawn once for the tests that read them (laid out
+    by the first that needs a layout; a layout changes no artist, label or limit)."""
+    cache = {}
+
+    def get(cell):
+        if cell not in cache:
+            cache[cell] = all_figures(runs[cell])
+        return cache[cell]
+    return get
+
+
 def texts(fig):
     """Every visible, non-empty text of `fig` after its layout."""
     canvas.freeze(fig)
@@ -53,16 +66,16 @@ def main_axes(fig):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "one"])
-def test_dashboard_text_is_at_least_8_points_at_print_width(runs, cell):
-    fig = figures.figure_dashboard(runs[cell])
+def test_dashboard_text_is_at_least_8_points_at_print_width(figures_of, cell):
+    fig = figures_of(cell)["dashboard"]
     assert fig.get_size_inches()[0] <= canvas.PAGE_W + 1e-9           # printed at its own size
     small = {(t.get_text()[:30], t.get_fontsize()) for t in texts(fig) if t.get_fontsize() < MIN_PT}
     assert not small
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "one"])
-def test_no_axes_without_artists(runs, cell):
-    for name, fig in all_figures(runs[cell]).items():
+def test_no_axes_without_artists(figures_of, cell):
+    for name, fig in figures_of(cell).items():
         for ax in main_axes(fig):
             drawn = ax.lines + ax.patches + ax.collections + ax.images + ax.texts
             assert drawn, (name, ax.get_title())
@@ -74,8 +87,8 @@ def _share_axes(fig):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "one"])
-def test_share_and_accuracy_axes_stay_within_0_and_100(runs, cell):
-    for name, fig in all_figures(runs[cell]).items():
+def test_share_and_accuracy_axes_stay_within_0_and_100(figures_of, cell):
+    for name, fig in figures_of(cell).items():
         canvas.freeze(fig)
         for ax in _share_axes(fig):
             lo, hi = ax.get_ylim()
@@ -94,16 +107,16 @@ def test_histogram_axes_never_above_100_even_with_one_full_bin(runs):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "one"])
-def test_time_axes_say_update(runs, cell):
-    labels = {ax.get_xlabel() for fig in all_figures(runs[cell]).values() for ax in fig.axes}
+def test_time_axes_say_update(figures_of, cell):
+    labels = {ax.get_xlabel() for fig in figures_of(cell).values() for ax in fig.axes}
     assert "update" in labels
     assert not [l for l in labels if "iteration" in l or "SGD" in l]
 
 
-def test_a_run_with_one_check_draws_points_on_a_plain_axis(runs):
+def test_a_run_with_one_check_draws_points_on_a_plain_axis(runs, figures_of):
     s = runs["one"]
     assert len(s.check_x) == 1
-    fig = figures.figure_dashboard(s)
+    fig = figures_of("one")["dashboard"]
     canvas.freeze(fig)
     for ax in main_axes(fig):
         for line in ax.lines:
@@ -131,8 +144,8 @@ def _draws_something(handle):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "one"])
-def test_legend_entries_are_drawn_artists(runs, cell):
-    for name, fig in all_figures(runs[cell]).items():
+def test_legend_entries_are_drawn_artists(figures_of, cell):
+    for name, fig in figures_of(cell).items():
         for handle, label in _legend_handles(fig):
             assert _draws_something(handle), (name, label)
 
