@@ -208,7 +208,7 @@ def test_resume_keeps_the_surface_rows_of_its_checkpoint(tmp_path):
 @pytest.mark.parametrize("args,key", [
     (["--set", "diagnostics_level=everything"], "diagnostics_level"),
     (["--set", "lyapunov_k=0"], "lyapunov_k"),
-    (["--set", "lyapunov_k=9", "--nhid", "8"], "lyapunov_k"),
+    (["--set", "lyapunov_k=9", "--nhid", "8", "--set", "diagnostics_level=full"], "lyapunov_k"),   # the level that reads it
     (["--set", "surface_every=-1"], "surface_every"),
     (["--set", "sharpness_iters=two"], "sharpness_iters"),
     (["--set", "probe_batch_size=0"], "probe_batch_size"),
