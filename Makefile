@@ -23,8 +23,9 @@ install:
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install 'torch==$(TORCH)'
 	$(BIN)/pip install -e '.[dev]'
 
-# The suite on every core (pytest-xdist; a module's tests stay together, so that its fixtures are
-# built once). One process: `$(BIN)/pytest` or `make test ARGS="-n 0"`.
+# The suite on every core (pytest-xdist >= 3.8; a module's tests stay together, so that its fixtures
+# are built once, and tests/conftest.py starts the modules with fewest tests, the long ones, first).
+# One process: `$(BIN)/pytest` or `make test ARGS="-n 0"`.
 test:
 	$(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder $(ARGS)
 
