@@ -123,3 +123,19 @@ def refused(tmp_path, capsys):
         assert list(tmp_path.iterdir()) == []
         return err
     return train
+
+
+@pytest.fixture
+def command(capsys):
+    """command(*args) runs `dynamics ARGS` in this process: (exit status, stderr lines); its stdout
+    is left in `command.out`."""
+    def run(*args):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        run.out = out.out
+        return code, out.err.strip().splitlines()
+    return run

@@ -12,26 +12,15 @@ import h5py
 import numpy as np
 import pytest
 
-from dynamics.cli import main
 
 TINY = ["--task", "torder", "--nhid", "8", "--bs", "5", "--ebs", "40", "--cbs", "20", "--min-length", "10",
         "--max-length", "14", "--set", "check_freq=10", "--quiet"]
 
 
-def dynamics(capsys, *args):
-    """Run `dynamics ARGS`: (exit status, stderr lines)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
 @pytest.fixture
-def run(tmp_path, capsys):
+def run(tmp_path, command):
     """A finished run of 20 updates, with its checkpoint: --maxiters 30 --resume would continue it."""
-    dynamics(capsys, "train", *TINY, "--maxiters", "20", "--out-dir", str(tmp_path), "--name", "r")
+    command("train", *TINY, "--maxiters", "20", "--out-dir", str(tmp_path), "--name", "r")
     return tmp_path / "r.h5"
 
 
@@ -41,18 +30,18 @@ def flip(path, offset):
     path.write_bytes(bytes(data))
 
 
-def test_a_changed_byte_in_a_run_file_is_an_error_not_a_number(run, capsys):
+def test_a_changed_byte_in_a_run_file_is_an_error_not_a_number(run, command):
     with h5py.File(run, "r") as f:
         ds = f["check/valid_loss"]
         assert ds.fletcher32                                        # every chunk carries a checksum
         offset = ds.id.get_chunk_info(0).byte_offset + 3
     before = run.read_bytes()
     flip(run, offset)
-    for command in (["info", str(run)], ["plot", str(run), "-o", str(run.parent / "figures")]):
-        code, err = dynamics(capsys, *command)
+    for args in (["info", str(run)], ["plot", str(run), "-o", str(run.parent / "figures")]):
+        code, err = command(*args)
         assert code == 2 and err == [f"error: {run}: damaged run file: bytes of its data changed on disk and fail "
                                      f"their checksum, so its numbers cannot be trusted"]
-    code, err = dynamics(capsys, "train", *TINY, "--maxiters", "30", "--out-dir", str(run.parent), "--name", "r",
+    code, err = command("train", *TINY, "--maxiters", "30", "--out-dir", str(run.parent), "--name", "r",
                          "--resume")
     assert code == 2 and len(err) == 1 and err[0].startswith(f"error: run file '{run}' is damaged (check/valid_loss: ")
     assert err[0].endswith("--resume cannot continue from it, --force starts the run again (nothing was changed)")
@@ -60,25 +49,25 @@ def test_a_changed_byte_in_a_run_file_is_an_error_not_a_number(run, capsys):
     assert run.read_bytes() == before                               # nothing was changed
 
 
-def test_a_changed_byte_in_a_checkpoint_is_refused(run, capsys):
+def test_a_changed_byte_in_a_checkpoint_is_refused(run, command):
     ckpt = run.with_name("r_checkpoint.pt")
     with zipfile.ZipFile(ckpt) as z:
         member = max(z.infolist(), key=lambda i: i.file_size)       # the largest tensor's bytes
     flip(ckpt, member.header_offset + 30 + len(member.filename.encode()) + member.file_size // 2 + 64)
-    code, err = dynamics(capsys, "train", *TINY, "--maxiters", "30", "--out-dir", str(run.parent), "--name", "r",
+    code, err = command("train", *TINY, "--maxiters", "30", "--out-dir", str(run.parent), "--name", "r",
                          "--resume")
     assert code == 2 and err == [f"error: checkpoint '{ckpt}' is damaged (the bytes of {member.filename!r} do not "
                                  f"match their checksum); --resume cannot continue from it, --force starts the run "
                                  f"again (nothing was changed)"]
 
 
-def test_another_runs_checkpoint_is_refused(run, tmp_path, capsys):
+def test_another_runs_checkpoint_is_refused(run, tmp_path, command):
     other = tmp_path / "other"
-    dynamics(capsys, "train", *TINY, "--nhid", "12", "--maxiters", "20", "--out-dir", str(other), "--name", "r")
+    command("train", *TINY, "--nhid", "12", "--maxiters", "20", "--out-dir", str(other), "--name", "r")
     ckpt = run.with_name("r_checkpoint.pt")
     shutil.copy(other / "r_checkpoint.pt", ckpt)
     before = run.read_bytes()
-    code, err = dynamics(capsys, "train", *TINY, "--maxiters", "30", "--out-dir", str(run.parent), "--name", "r",
+    code, err = command("train", *TINY, "--maxiters", "30", "--out-dir", str(run.parent), "--name", "r",
                          "--resume")
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"error: checkpoint '{ckpt}' does not fit this run (RuntimeError: ")

@@ -13,7 +13,6 @@ import h5py
 import numpy as np
 import pytest
 
-from dynamics.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,35 +41,23 @@ def mount(tmp_path):
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-def dynamics(capsys, *args):
-    """Run `dynamics ARGS`; (exit status, stderr lines); its stdout is in `dynamics.out`."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    dynamics.out = out.out
-    return code, out.err.strip().splitlines()
-
-
-def test_a_read_only_folder_is_one_line_before_anything(mount, capsys):
+def test_a_read_only_folder_is_one_line_before_anything(mount, command):
     where = mount("ro,size=64k")
-    code, err = dynamics(capsys, "train", *TINY, "--maxiters", "20", "--out-dir", str(where), "--name", "r")
+    code, err = command("train", *TINY, "--maxiters", "20", "--out-dir", str(where), "--name", "r")
     assert code == 2 and err == [f"error: cannot write in the run's folder '{where}/.r.h5.lock': a read-only file "
                                  f"system; choose a folder that can be written (--out-dir); nothing was written"]
 
 
-def test_a_file_in_the_way_of_the_folder(tmp_path, capsys):
+def test_a_file_in_the_way_of_the_folder(tmp_path, command):
     (tmp_path / "afile").write_text("")
     for out_dir, why in ((tmp_path / "afile", "a file is in the way of a folder"),
                          (tmp_path / "afile" / "sub", "a part of the path is a file, not a folder")):
-        code, err = dynamics(capsys, "train", *TINY, "--maxiters", "20", "--out-dir", str(out_dir), "--name", "r")
+        code, err = command("train", *TINY, "--maxiters", "20", "--out-dir", str(out_dir), "--name", "r")
         assert code == 2 and len(err) == 1 and why in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-def test_a_disk_that_fills_keeps_every_file_readable_and_resume_goes_on(mount, tmp_path, capsys):
+def test_a_disk_that_fills_keeps_every_file_readable_and_resume_goes_on(mount, tmp_path, command):
     where = mount("size=700k")
     out = subprocess.run([sys.executable, "-m", "dynamics", "train", *TINY, "--maxiters", "1000000", "--out-dir",
                           str(where), "--name", "s"], capture_output=True, text=True, timeout=600)
@@ -91,33 +78,33 @@ def test_a_disk_that_fills_keeps_every_file_readable_and_resume_goes_on(mount, t
                               and d.maxshape[0] is None else None)
         last = int(f["check/iter"][min(lengths) - 1])
     assert last >= saved > 0
-    code, _ = dynamics(capsys, "info", str(where / "s.h5"))
-    status = [line for line in dynamics.out.splitlines() if line.startswith("status")]
+    code, _ = command("info", str(where / "s.h5"))
+    status = [line for line in command.out.splitlines() if line.startswith("status")]
     assert code == 0 and status == [f"status    stopped without closing (last check at update {last}); "
                                     f"dynamics train --resume continues it"], status
     # once there is room again, --resume continues from the checkpoint to the end
     subprocess.run(["mount", "-o", "remount,size=8m", str(where)], check=True)
-    code, err = dynamics(capsys, "train", *TINY, "--maxiters", str(saved + 20), "--out-dir", str(where),
+    code, err = command("train", *TINY, "--maxiters", str(saved + 20), "--out-dir", str(where),
                          "--name", "s", "--resume")
     assert code == 0, err
-    dynamics(capsys, "train", *TINY, "--maxiters", str(saved + 20), "--out-dir", str(tmp_path), "--name", "s")
+    command("train", *TINY, "--maxiters", str(saved + 20), "--out-dir", str(tmp_path), "--name", "s")
     with h5py.File(where / "s.h5", "r") as a, h5py.File(tmp_path / "s.h5", "r") as b:
         assert a.attrs["status"] == "finished"
         for k in ("iter/loss", "check/valid_loss", "final/weights/W_hh"):
             assert np.array_equal(a[k][()], b[k][()], equal_nan=True), k
 
 
-def test_too_little_memory_is_one_line(tmp_path, capsys):
-    code, err = dynamics(capsys, "train", *TINY, "--nhid", "200000", "--maxiters", "2", "--out-dir", str(tmp_path),
+def test_too_little_memory_is_one_line(tmp_path, command):
+    code, err = command("train", *TINY, "--nhid", "200000", "--maxiters", "2", "--out-dir", str(tmp_path),
                          "--name", "big")
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error: not enough memory to build the model and its data (it asked for ")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_scheduler_address_that_is_not_one(tmp_path, capsys):
+def test_a_scheduler_address_that_is_not_one(tmp_path, command):
     spec = ROOT / "runs" / "sweeps" / "tasks-add-quick.toml"
-    code, err = dynamics(capsys, "sweep", str(spec), "--scheduler", "foo:::bar", "--out-dir", str(tmp_path / "o"))
+    code, err = command("sweep", str(spec), "--scheduler", "foo:::bar", "--out-dir", str(tmp_path / "o"))
     assert code == 2 and err == ["error: --scheduler 'foo:::bar' is not allowed: not an address (invalid address "
                                  "'foo:::bar'); give one such as tcp://127.0.0.1:8786"]
     assert not (tmp_path / "o").exists()
