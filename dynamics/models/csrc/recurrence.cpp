@@ -1,8 +1,9 @@
-// The per-step loops of dynamics/recurrence.py, compiled: the same equations, the same row-vector
-// layout (gate blocks [i f c o] for the LSTM, [z r h] for the GRU), for float32 and float64 CPU
-// tensors. Each step is its recurrent matmul (ATen, i.e. the same BLAS) followed by one vectorised
-// pass over the step's element-wise work; what the Python loop dispatched as five to seven tensor
-// ops per step is one C++ loop here. Built on first use by dynamics/compiled.py.
+// The per-step loops of dynamics/models/recurrence.py and models/lnlstm.py, compiled: the same
+// equations, the same row-vector layout (gate blocks [i f c o] for the (LayerNorm) LSTM, [z r h]
+// for the GRU), for float32 and float64 CPU tensors. Each step is its recurrent matmul (ATen,
+// i.e. the same BLAS) followed by one vectorised pass over the step's element-wise work; what the
+// Python loop dispatched as five to seven tensor ops per step is one C++ loop here. Built on
+// first use by dynamics/models/compiled.py.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
@@ -10,7 +11,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 using at::Tensor;
@@ -366,6 +369,191 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_backward(Tensor grad_hs, Tensor 
 }
 
 // ---------------------------------------------------------------------------------------------
+// LayerNorm LSTM (dynamics/models/lnlstm.py). LN(z) = g ⊙ n + β with n = (z − mean z) · inv,
+// inv = 1/√(var z + ε) over the row (biased variance). z_t = h_{t-1} W_h;  a_t = xp_t + LN_h(z_t)
+// (LN over all 4H columns);  [i f o] = σ(·), c̃ = tanh(·);  c_t = f ⊙ c_{t-1} + i ⊙ c̃;
+// h_t = o ⊙ tanh(LN_c(c_t)).  xp_t = LN_x(x_t W_x) + b comes precomputed and is only read.
+// Returns h_all, c_all (T+1, B, H: row 0 the initial state), the activated gates [i f c̃ o],
+// n_h (T, B, 4H), inv_h (T, B, 1), n_c (T, B, H), inv_c (T, B, 1) and tanh(LN_c(c_t)).
+
+constexpr double LN_EPS = 1e-5;   // lnlstm.EPS
+
+// v in its first n lanes, zero in the rest: what a sum over a row's tail may add
+template <typename T>
+inline Vectorized<T> head(const Vectorized<T>& v, int64_t n) {
+  return Vectorized<T>::set(Vectorized<T>(T(0)), v, n);
+}
+
+template <typename T>
+inline T sum_lanes(const Vectorized<T>& v) {
+  __at_align__ T lanes[Vectorized<T>::size()];
+  v.store(lanes);
+  T s = 0;
+  for (T x : lanes) s += x;
+  return s;
+}
+
+// The mean of p[0, len) and 1/√(var + ε): two passes over the row, so no cancellation.
+template <typename T>
+std::pair<T, T> moments(const T* p, int64_t len) {
+  Vectorized<T> s(T(0)), q(T(0));
+  chunks<T>(len, [&](int64_t j, int64_t n) { s = s + load(p + j, n); });   // loads fill the tail with 0
+  const T mu = sum_lanes(s) / T(len);
+  chunks<T>(len, [&](int64_t j, int64_t n) {
+    auto e = head(load(p + j, n) - Vectorized<T>(mu), n);
+    q = at::vec::fmadd(e, e, q);
+  });
+  return {mu, T(1) / std::sqrt(sum_lanes(q) / T(len) + T(LN_EPS))};
+}
+
+// One row of one step: `nh` comes in holding z_t and leaves holding n_h.
+template <typename T>
+void lnlstm_cell(const T* xp, T* nh, T* inv_h, const T* g_h, const T* beta_h, const T* g_c, const T* beta_c,
+                 const T* c_prev, T* gate, T* c, T* nc, T* inv_c, T* tc, T* h, int64_t H) {
+  const auto [mu_h, ih] = moments(nh, 4 * H);
+  *inv_h = ih;
+  chunks<T>(H, [&](int64_t j, int64_t n) {
+    auto a = [&](int64_t k) {   // column block k of a_t = xp_t + g_h ⊙ n_h + β_h
+      const int64_t col = k * H + j;
+      auto nk = (load(nh + col, n) - Vectorized<T>(mu_h)) * Vectorized<T>(ih);
+      nk.store(nh + col, n);
+      return load(xp + col, n) + (load(g_h + col, n) * nk + load(beta_h + col, n));
+    };
+    auto i = sigmoid(a(0)), f = sigmoid(a(1)), cc = tanh(a(2)), o = sigmoid(a(3));
+    i.store(gate + j, n), f.store(gate + H + j, n), cc.store(gate + 2 * H + j, n), o.store(gate + 3 * H + j, n);
+    (f * load(c_prev + j, n) + i * cc).store(c + j, n);
+  });
+  const auto [mu_c, ic] = moments(c, H);
+  *inv_c = ic;
+  chunks<T>(H, [&](int64_t j, int64_t n) {
+    auto nk = (load(c + j, n) - Vectorized<T>(mu_c)) * Vectorized<T>(ic);
+    auto t = tanh(load(g_c + j, n) * nk + load(beta_c + j, n));
+    nk.store(nc + j, n), t.store(tc + j, n);
+    (load(gate + 3 * H + j, n) * t).store(h + j, n);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlstm_forward(
+    Tensor xp, Tensor h0, Tensor c0, Tensor W_h, Tensor g_h, Tensor beta_h, Tensor g_c, Tensor beta_c) {
+  NO_AUTOGRAD;
+  xp = xp.contiguous(), g_h = g_h.contiguous(), beta_h = beta_h.contiguous();
+  g_c = g_c.contiguous(), beta_c = beta_c.contiguous();
+  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
+  TORCH_CHECK(xp.size(2) == 4 * H, "lnlstm_forward: xp (T, B, 4H)");
+  auto h_all = xp.new_empty({T + 1, B, H}), c_all = xp.new_empty({T + 1, B, H});
+  auto gates = at::empty_like(xp), n_h = at::empty_like(xp), inv_h = xp.new_empty({T, B, 1});
+  auto n_c = xp.new_empty({T, B, H}), inv_c = xp.new_empty({T, B, 1}), tanh_c = xp.new_empty({T, B, H});
+  h_all[0].copy_(h0), c_all[0].copy_(c0);
+  auto Hs = h_all.unbind(0), Z = n_h.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lnlstm_forward", [&] {
+    const scalar_t *gh = g_h.data_ptr<scalar_t>(), *bh = beta_h.data_ptr<scalar_t>();
+    const scalar_t *gc = g_c.data_ptr<scalar_t>(), *bc = beta_c.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < T; ++t) {
+      at::mm_out(Z[t], Hs[t], W_h);   // z_t, normalised in place below
+      const int64_t r4 = t * B * 4 * H, r1 = t * B * H;
+      const scalar_t* x = xp.data_ptr<scalar_t>() + r4;
+      scalar_t *nh = n_h.data_ptr<scalar_t>() + r4, *g = gates.data_ptr<scalar_t>() + r4;
+      scalar_t *ih = inv_h.data_ptr<scalar_t>() + t * B, *ic = inv_c.data_ptr<scalar_t>() + t * B;
+      scalar_t *cp = c_all.data_ptr<scalar_t>() + r1, *c = cp + B * H, *h = Hs[t + 1].data_ptr<scalar_t>();
+      scalar_t *nc = n_c.data_ptr<scalar_t>() + r1, *tc = tanh_c.data_ptr<scalar_t>() + r1;
+      rows(B, 4 * H, [&](int64_t b) {
+        const int64_t o4 = b * 4 * H, o1 = b * H;
+        lnlstm_cell(x + o4, nh + o4, ih + b, gh, bh, gc, bc, cp + o1, g + o4, c + o1, nc + o1, ic + b, tc + o1,
+                    h + o1, H);
+      });
+    }
+  });
+  return {h_all, c_all, gates, n_h, inv_h, n_c, inv_c, tanh_c};
+}
+
+// Backward, as LNLSTMRecurrence.bptt, with d_t = ∂L/∂h_t (total) and ∂n = ∂L/∂n of n = LN's
+// normalised row: ∂L/∂z = (∂n − mean ∂n − n ⊙ mean(∂n ⊙ n)) · inv  (normalise_backward).
+//   ∂ĉ_t = ∂L/∂LN_c(c_t) = d_t ⊙ o ⊙ (1 − tanh² LN_c(c_t));
+//   ∂L/∂c_t = ∂L/∂c_t|_{t+1} + normalise_backward(∂ĉ_t ⊙ g_c) [+ grad_cs_t, ∂L/∂c_t from outside];
+//   ∂L/∂a_t for [i f c̃ o]: ∂L/∂c_t ⊙ [c̃ i(1−i), c_{t-1} f(1−f), i (1−c̃²)], d_t ⊙ tanh(LN_c c_t) o(1−o);
+//   ∂L/∂c_{t-1}|_t = ∂L/∂c_t ⊙ f;  ∂z_t = ∂L/∂z_t = normalise_backward(∂L/∂a_t ⊙ g_h);
+//   d_{t-1} = g_{t-1} + ∂z_t W_hᵀ.
+// Returns d (T, B, H), ∂L/∂a (T, B, 4H), ∂ĉ (T, B, H), ∂z (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0.
+
+template <typename T>
+void lnlstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* nc, T inv_c, const T* tc,
+                          const T* nh, T inv_h, const T* g_h, const T* g_c, const T* gcs, T* dc_carry, T* da,
+                          T* dchat, T* dz, int64_t H) {
+  using V = Vectorized<T>;
+  const V one(T(1));
+  // ∂ĉ, and the two means of normalise_backward over the H columns of c
+  V s(T(0)), sn(T(0));
+  chunks<T>(H, [&](int64_t j, int64_t n) {
+    auto o = load(gate + 3 * H + j, n), t = load(tc + j, n);
+    auto dch = load(d + j, n) * o * (one - t * t);
+    dch.store(dchat + j, n);
+    auto dn = dch * load(g_c + j, n);   // 0 in the tail: the loads fill it with 0
+    s = s + dn, sn = at::vec::fmadd(dn, load(nc + j, n), sn);
+  });
+  const V mean_c(sum_lanes(s) / T(H)), mean_cn(sum_lanes(sn) / T(H));
+  // ∂L/∂c_t, ∂L/∂a_t, the carry, and the two means of normalise_backward over the 4H columns of z
+  V sz(T(0)), szn(T(0));
+  chunks<T>(H, [&](int64_t j, int64_t n) {
+    auto i = load(gate + j, n), f = load(gate + H + j, n);
+    auto cc = load(gate + 2 * H + j, n), o = load(gate + 3 * H + j, n);
+    auto dh = load(d + j, n), dn = load(dchat + j, n) * load(g_c + j, n);
+    auto dc = load(dc_carry + j, n) + (dn - mean_c - load(nc + j, n) * mean_cn) * V(inv_c);
+    if (gcs) dc = dc + load(gcs + j, n);
+    const V dak[4] = {dc * cc * (i * (one - i)), dc * load(c_prev + j, n) * (f * (one - f)),
+                      dc * i * (one - cc * cc), dh * load(tc + j, n) * (o * (one - o))};
+    for (int64_t k = 0; k < 4; ++k) {
+      dak[k].store(da + k * H + j, n);
+      auto dnz = head(dak[k] * load(g_h + k * H + j, n), n);
+      sz = sz + dnz, szn = at::vec::fmadd(dnz, load(nh + k * H + j, n), szn);
+    }
+    (dc * f).store(dc_carry + j, n);
+  });
+  const V mean_z(sum_lanes(sz) / T(4 * H)), mean_zn(sum_lanes(szn) / T(4 * H));
+  chunks<T>(4 * H, [&](int64_t j, int64_t n) {
+    auto dnz = load(da + j, n) * load(g_h + j, n);
+    ((dnz - mean_z - load(nh + j, n) * mean_zn) * V(inv_h)).store(dz + j, n);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlstm_backward(
+    Tensor grad_hs, Tensor gates, Tensor c_all, Tensor n_h, Tensor inv_h, Tensor n_c, Tensor inv_c,
+    Tensor tanh_c, Tensor W_h, Tensor g_h, Tensor g_c, std::optional<Tensor> grad_cs) {
+  NO_AUTOGRAD;
+  const int64_t T = grad_hs.size(0), B = grad_hs.size(1), H = grad_hs.size(2);
+  grad_hs = grad_hs.contiguous(), g_h = g_h.contiguous(), g_c = g_c.contiguous();
+  Tensor gcs = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
+  auto d = at::empty_like(grad_hs), da = at::empty_like(gates), dchat = at::empty_like(grad_hs);
+  auto dz = at::empty_like(gates), dh0 = grad_hs.new_empty({B, H}), dc_carry = at::zeros_like(dh0);
+  d[T - 1].copy_(grad_hs[T - 1]);
+  auto W_t = W_h.t();
+  auto D = d.unbind(0), G = grad_hs.unbind(0), DZ = dz.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lnlstm_backward", [&] {
+    const scalar_t *gh = g_h.data_ptr<scalar_t>(), *gc = g_c.data_ptr<scalar_t>();
+    scalar_t* carry = dc_carry.data_ptr<scalar_t>();
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t r4 = t * B * 4 * H, r1 = t * B * H;
+      const scalar_t *dt = D[t].data_ptr<scalar_t>(), *g = gates.data_ptr<scalar_t>() + r4;
+      const scalar_t *cp = c_all.data_ptr<scalar_t>() + r1, *nc = n_c.data_ptr<scalar_t>() + r1;
+      const scalar_t *tc = tanh_c.data_ptr<scalar_t>() + r1, *nh = n_h.data_ptr<scalar_t>() + r4;
+      const scalar_t *ih = inv_h.data_ptr<scalar_t>() + t * B, *ic = inv_c.data_ptr<scalar_t>() + t * B;
+      const scalar_t* gcs_t = gcs.defined() ? gcs.data_ptr<scalar_t>() + r1 : nullptr;
+      scalar_t *dat = da.data_ptr<scalar_t>() + r4, *dzt = dz.data_ptr<scalar_t>() + r4;
+      scalar_t* dch = dchat.data_ptr<scalar_t>() + r1;
+      rows(B, 4 * H, [&](int64_t b) {
+        const int64_t o4 = b * 4 * H, o1 = b * H;
+        lnlstm_cell_backward(dt + o1, g + o4, cp + o1, nc + o1, ic[b], tc + o1, nh + o4, ih[b], gh, gc,
+                             gcs_t ? gcs_t + o1 : nullptr, carry + o1, dat + o4, dch + o1, dzt + o4, H);
+      });
+      if (t > 0)
+        at::addmm_out(D[t - 1], G[t - 1], DZ[t], W_t);
+      else
+        at::mm_out(dh0, DZ[0], W_t);
+    }
+  });
+  return {d, da, dchat, dz, dh0, dc_carry};
+}
+
+// ---------------------------------------------------------------------------------------------
 // The diagnostics' histograms (dynamics/probes.py): counts of d(values) in the bins of the evenly
 // spaced `edges` (of the values' dtype), values outside and NaN clamped into the end bins, where
 // d is the identity, 1 − |v| (tanh saturation) or min(v, 1 − v) (sigmoid and gate saturation),
@@ -509,4 +697,9 @@ TORCH_LIBRARY(dynamics_recurrence, m) {
   m.def("lstm_forward(Tensor(a!) gates, Tensor h0, Tensor c0, Tensor W_h) -> (Tensor, Tensor, Tensor)", &lstm_forward);
   m.def("lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor W_h, Tensor? grad_cs)"
         " -> (Tensor, Tensor, Tensor, Tensor)", &lstm_backward);
+  m.def("lnlstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor W_h, Tensor g_h, Tensor beta_h, Tensor g_c,"
+        " Tensor beta_c) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_forward);
+  m.def("lnlstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor n_h, Tensor inv_h, Tensor n_c,"
+        " Tensor inv_c, Tensor tanh_c, Tensor W_h, Tensor g_h, Tensor g_c, Tensor? grad_cs)"
+        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_backward);
 }
