@@ -1,15 +1,19 @@
 """The compiled loops (dynamics/models/csrc/recurrence.cpp) against the Python loops of recurrence.py,
 and the choice between them: config key, DYNAMICS_BACKEND, and the fallback when a build fails."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 import dynamics
 from dynamics.models import compiled
+from dynamics.models.lnlstm import LNLSTMRecurrence
 from dynamics import config as cfg
 from tasks.errors import InputError
 
 needs_toolchain = pytest.mark.skipif(compiled.missing_toolchain() is not None, reason="no C++ toolchain")
-CASES = [("rnn", a) for a in ("tanh", "sigmoid", "relu", "linear")] + [("gru", "tanh"), ("lstm", "tanh")]
+CASES = [("rnn", a) for a in ("tanh", "sigmoid", "relu", "linear")] + [("gru", "tanh"), ("lstm", "tanh"),
+                                                                        ("lnlstm", "tanh")]
 
 
 def one_step(cell, activation, dtype, backend, T, B, H, state):
@@ -25,7 +29,7 @@ def one_step(cell, activation, dtype, backend, T, B, H, state):
         assert (compiled.ops_for(x) is not None) == (backend == "compiled")
         if state:  # an initial state that is a non-contiguous view, as a carried state can be
             wide = torch.randn(B, 2 * H, generator=g, dtype=dtype)[:, ::2]
-            state = [(wide, wide.flip(0)) if cell == "lstm" else (wide,) for _ in model.layers]
+            state = [(wide, wide.flip(0)) if cell in ("lstm", "lnlstm") else (wide,) for _ in model.layers]
         out = model(x, state=state or None)
         (out.logits * torch.randn(out.logits.shape, generator=g, dtype=dtype)).sum().backward()
         return ([out.logits, out.hidden, *out.gates.values()] + [layer.hidden_grad for layer in model.layers]
@@ -45,6 +49,38 @@ def test_compiled_equals_python(cell, activation, dtype, tol, T, B, H, state):
     for a, b in zip(ours, ref):
         assert a.shape == b.shape and a.dtype == dtype
         assert ((a - b).abs().max() / b.abs().max()).item() <= tol
+
+
+def lnlstm_gradients(backend, dtype, loss_on_states):
+    """Outputs, ∂L/∂h_t and every input's gradient of LNLSTMRecurrence with a loss on its cell
+    states (as a decoder reading an encoder's c_t), and on its states too when `loss_on_states`."""
+    compiled.use(backend)
+    try:
+        T, B, H = 6, 4, 9
+        g = torch.Generator().manual_seed(3)
+        r = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype)   # noqa: E731
+        args = [r(T, B, 4 * H), r(B, H), r(B, H), 0.3 * r(H, 4 * H), 1 + 0.3 * r(4 * H), r(4 * H),
+                1 + 0.3 * r(H), r(H)]
+        args = [a.requires_grad_() for a in args]
+        sink = SimpleNamespace(hidden_grad=None)
+        hs, cs, gates = LNLSTMRecurrence.apply(*args, sink)
+        loss = (cs * r(T, B, H)).sum()
+        if loss_on_states:
+            loss = loss + (hs * r(T, B, H)).sum()
+        loss.backward()
+        return [hs, cs, gates, sink.hidden_grad] + [a.grad for a in args]
+    finally:
+        compiled.use("auto")
+
+
+@pytest.mark.parametrize("loss_on_states", [True, False])
+@needs_toolchain
+def test_lnlstm_cell_state_gradients(loss_on_states):
+    ours = lnlstm_gradients("compiled", torch.float64, loss_on_states)
+    ref = lnlstm_gradients("python", torch.float64, loss_on_states)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape
+        assert ((a - b).abs().max() / b.abs().max()).item() <= 1e-12
 
 
 def test_selection(monkeypatch):

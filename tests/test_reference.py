@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import dynamics
 from dynamics import config as cfg
 from dynamics.cli import main
+from dynamics.models import compiled
 from dynamics.models.lnlstm import LNLSTMRecurrence
 from dynamics.models.transformer import build_transformer, sinusoidal
 from dynamics.train import train
@@ -20,6 +21,19 @@ F64 = torch.float64
 
 
 # -- LayerNorm LSTM ------------------------------------------------------------------------------
+
+@pytest.fixture(params=["python", "compiled"])
+def backend(request):
+    """Each LN-LSTM exactness test on both loops: Python, and compiled where a toolchain is."""
+    if request.param == "compiled" and compiled.missing_toolchain() is not None:
+        pytest.skip("no C++ toolchain")
+    compiled.use(request.param)
+    try:
+        assert (compiled.ops_for(torch.zeros(1)) is not None) == (request.param == "compiled")
+        yield request.param
+    finally:
+        compiled.use("auto")
+
 
 def ln(z, gain, bias):
     """Layer norm written out: (z − mean)/√(var + ε) γ + β."""
@@ -54,7 +68,7 @@ def naive_lnlstm(model, x):
 
 
 @pytest.mark.parametrize("head", ["softmax", "last_softmax"])
-def test_lnlstm_exact_against_naive_autograd(head):
+def test_lnlstm_exact_against_naive_autograd(head, backend):
     torch.manual_seed(0)
     model = dynamics.build_model("lnlstm", 3, 5, 4, head, seed=1, dtype=F64)
     with torch.no_grad():   # gains and biases away from 1 and 0, so that every term counts
@@ -91,7 +105,7 @@ def test_lnlstm_exact_against_naive_autograd(head):
     assert torch.allclose(model.W_hy.grad, w["W_hy"].grad, atol=1e-12)
 
 
-def test_lnlstm_gradcheck():
+def test_lnlstm_gradcheck(backend):
     torch.manual_seed(0)
     T, B, H = 4, 3, 3
 

@@ -8,11 +8,14 @@ LN(z) = γ ⊙ (z − mean z)/std z + β over the features of each row, with its
 LN_x of all steps is one autograd expression outside the loop (it does not depend on the
 state); `LNLSTMRecurrence` runs the per-step recurrence and carries d_t = ∂L/∂h_t, the total
 derivative, into `sink.hidden_grad` as the other cells do (dynamics/models/recurrence.py).
+On the CPU that loop runs compiled (dynamics/models/csrc/recurrence.cpp, through
+dynamics.models.compiled), with the Python loop below as the fallback and the reference.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import compiled
 from .recurrence import materialise, outer_sum, with_initial
 
 EPS = 1e-5
@@ -39,10 +42,27 @@ def summed(v):
 class LNLSTMRecurrence(torch.autograd.Function):
     """The recurrence given xp_t = LN_x(x_t W_x) + b for every step: returns h (T, B, H), c and
     the gates (T, B, 4H: i, f, c̃, o after their nonlinearities; non-differentiable). The cell
-    states are differentiable, so that a decoder stepping one token at a time carries c_t."""
+    states are differentiable, so that a decoder stepping one token at a time carries c_t.
+
+    On the CPU the loops run compiled (lnlstm_forward and lnlstm_backward of
+    dynamics/models/csrc/recurrence.cpp) when `compiled.ops_for` gives them, else `states` and
+    `bptt` below; both hand the same tensors to the shared steps around them."""
 
     @staticmethod
     def forward(ctx, xp, h0, c0, W_h, g_h, beta_h, g_c, beta_c, sink):
+        ops = compiled.ops_for(xp)
+        run = ops.lnlstm_forward if ops is not None else LNLSTMRecurrence.states
+        states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c = run(xp, h0, c0, W_h, g_h, beta_h, g_c, beta_c)
+        ctx.save_for_backward(states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c)
+        ctx.sink, ctx.ops = sink, ops
+        ctx.mark_non_differentiable(gates)
+        ctx.set_materialize_grads(False)
+        return states[1:], cells[1:], gates
+
+    @staticmethod
+    def states(xp, h0, c0, W_h, g_h, beta_h, g_c, beta_c):
+        """h_all, c_all (T+1, B, H), the activated gates, n_h and 1/std (T, B, 4H and 1) of LN_h,
+        n_c and 1/std of LN_c, and tanh(LN_c(c_t))."""
         T, B, H4 = xp.shape
         H = H4 // 4
         states, cells = with_initial(h0, T), with_initial(c0, T)
@@ -57,30 +77,35 @@ class LNLSTMRecurrence(torch.autograd.Function):
         # the normalised values and 1/std of all steps at once, for the backward
         n_h, inv_h = normalise(states[:-1] @ W_h)
         n_c, inv_c = normalise(cells[1:])
-        ctx.save_for_backward(states, cells, gates, n_h, inv_h, n_c, inv_c, W_h, g_h, beta_c, g_c)
-        ctx.sink = sink
-        cs = cells[1:]
-        ctx.mark_non_differentiable(gates)
-        ctx.set_materialize_grads(False)
-        return states[1:], cs, gates
+        tanh_c = torch.tanh(torch.addcmul(beta_c, n_c, g_c))   # tanh(LN_c(c_t))
+        return states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c
 
     @staticmethod
     def backward(ctx, grad_hs, grad_cs, _grad_gates):
-        states, cells, gates, n_h, inv_h, n_c, inv_c, W_h, g_h, beta_c, g_c = ctx.saved_tensors
-        hs = states[1:]
-        grad_hs = materialise(grad_hs, hs)
-        T, B, H = hs.shape
+        states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c = ctx.saved_tensors
+        grad_hs = materialise(grad_hs, states[1:])
+        bptt = ctx.ops.lnlstm_backward if ctx.ops is not None else LNLSTMRecurrence.bptt
+        d, da, dchat, dz, dh0, dc0 = bptt(grad_hs, gates, cells, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c,
+                                          grad_cs)
+        ctx.sink.hidden_grad = d
+        return (da, dh0, dc0, outer_sum(states[:-1], dz), summed(da * n_h), summed(da),
+                summed(dchat * n_c), summed(dchat), None)
+
+    @staticmethod
+    def bptt(grad_hs, gates, cells, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c, grad_cs=None):
+        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂a_t (T, B, 4H), ∂L/∂LN_c(c_t),
+        ∂L/∂(h_{t-1} W_h), ∂L/∂h_0 and ∂L/∂c_0. `grad_cs` (T, B, H) or None: ∂L/∂c_t from outside."""
+        T, B, H = grad_hs.shape
         i, f, cc, o = gates.split(H, dim=2)
         # Step-independent factors, for all steps at once.
-        tanh_c = torch.tanh(torch.addcmul(beta_c, n_c, g_c))   # tanh(LN_c(c_t))
         k_chat = o * (1 - tanh_c * tanh_c)                      # ∂h/∂LN_c(c), times d_t
         k_o = tanh_c * o * (1 - o)                               # ∂h/∂a_o, times d_t
         k_i, k_f, k_cc = cc * i * (1 - i), cells[:-1] * f * (1 - f), i * (1 - cc * cc)  # ∂c_t/∂a, times dc
-        d = torch.empty_like(hs)                                 # d_t = ∂L/∂h_t, total
+        d = torch.empty_like(grad_hs)                            # d_t = ∂L/∂h_t, total
         da = torch.empty_like(gates)                             # ∂L/∂a_t
-        dchat = torch.empty_like(hs)                             # ∂L/∂LN_c(c_t)
+        dchat = torch.empty_like(grad_hs)                        # ∂L/∂LN_c(c_t)
         dz = torch.empty_like(gates)                             # ∂L/∂(h_{t-1} W_h)
-        dc_carry = torch.zeros_like(hs[0])                       # ∂L/∂c_t through c_{t+1}
+        dc_carry = torch.zeros_like(grad_hs[0])                  # ∂L/∂c_t through c_{t+1}
         dh0 = None
         d[-1] = grad_hs[-1]
         W_t = W_h.t()
@@ -96,9 +121,7 @@ class LNLSTMRecurrence(torch.autograd.Function):
                 d[t - 1] = torch.addmm(grad_hs[t - 1], dz[t], W_t)
             else:
                 dh0 = dz[0] @ W_t
-        ctx.sink.hidden_grad = d
-        return (da, dh0, dc_carry, outer_sum(states[:-1], dz), summed(da * n_h), summed(da),
-                summed(dchat * n_c), summed(dchat), None)
+        return d, da, dchat, dz, dh0, dc_carry
 
 
 def add_layer_norms(layer, n_hidden):
