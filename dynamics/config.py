@@ -52,11 +52,13 @@ FRACTION = Range(0, 1, hi_open=True)   # [0, 1)
 FINITE = Range()
 
 
-def key(default, group, help, range=None, choices=None):
+def key(default, group, help, range=None, choices=None, words=()):
     """A config key: its default, its group in `dynamics train --help`, one line of help (what it
-    does, its unit), and what it allows (a Range of numbers, or a tuple of choices)."""
+    does, its unit), and what it allows (a Range of numbers, or a tuple of choices; `words`: what a
+    number key also takes in words, e.g. "auto")."""
     assert group in GROUPS, group
-    return field(default=default, metadata={"group": group, "help": help, "range": range, "choices": choices})
+    return field(default=default, metadata={"group": group, "help": help, "range": range, "choices": choices,
+                                            "words": words})
 
 
 # Choices named here so that the help and the checks need no torch; tests compare them with the
@@ -139,7 +141,9 @@ class Config:
     seed: int = key(52, "task", "seed of the weights, the batches and the validation sequences",
                     Range(0, 2**32 - 1))
     device: str = key("cpu", "model", "cpu, cuda or cuda:N")
-    threads: int = key(1, "model", "CPU threads; these small recurrences gain nothing from more", COUNT)
+    threads: int = key(1, "model", "CPU threads of one run; auto: the cores this process may use where a step "
+                       "has the work to share them (batch_size x width >= 2048), else 1; a sweep runs one "
+                       "thread per worker", COUNT, words=("auto",))
     dtype: str = key("float32", "model", "floating-point type of weights and activations", choices=DTYPES)
     backend: str = key("auto", "model", "CPU loops of the recurrences: compiled C++ (built on first use), "
                        "python, or auto (compiled where it builds; DYNAMICS_BACKEND may force either)",
@@ -238,8 +242,12 @@ def canonical(key):
 
 
 def coerce(key, value):
-    """A value of the field's type; strings (from --set) are parsed."""
+    """A value of the field's type, or one of the words it takes; strings (from --set) are parsed."""
     kind = type(Config.__dataclass_fields__[key].default)
+    words = FIELDS[key].metadata["words"]
+    if isinstance(value, str) and value.strip().lower() in words:
+        return value.strip().lower()
+    in_words = "".join(f", or {w}" for w in words)
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
@@ -252,14 +260,14 @@ def coerce(key, value):
                 raise ValueError
             return int(value)
         except (TypeError, ValueError):
-            raise bad_value(key, value, "an integer") from None
+            raise bad_value(key, value, "an integer" + in_words) from None
     if kind is float:
         try:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
         except (TypeError, ValueError):
-            raise bad_value(key, value, "a number") from None
+            raise bad_value(key, value, "a number" + in_words) from None
     if kind is tuple:   # a list of numbers: a TOML array, or "0.4,0.6" / "[0.4, 0.6]" from --set
         try:
             if isinstance(value, str):
@@ -330,7 +338,7 @@ def allowed(key):
     if meta.get("choices"):
         return "one of " + ", ".join(meta["choices"])
     if meta.get("range"):
-        return meta["range"].describe(kind)
+        return meta["range"].describe(kind) + "".join(f", or {w}" for w in meta["words"])
     return "true or false" if kind is bool else "a string"
 
 
@@ -338,6 +346,8 @@ def check_key(key, value):
     """The one check of a key's declared range or choices (a did-you-mean for a near miss)."""
     meta = FIELDS[key].metadata
     choices, span = meta.get("choices"), meta.get("range")
+    if value in meta["words"]:
+        return
     if choices and value not in choices:
         near = difflib.get_close_matches(str(value), choices, n=1)
         raise bad_value(key, value, allowed(key) + (f" (did you mean {near[0]!r}?)" if near else ""))

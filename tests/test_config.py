@@ -138,3 +138,45 @@ def test_lyapunov_k_is_checked_only_where_it_is_used():
     assert cfg.make({"n_hidden": 2}).lyapunov_k == 5                       # the basic level reads no exponent
     with pytest.raises(InputError, match="lyapunov_k=5 is not allowed: at most the state size 2"):
         cfg.make({"n_hidden": 2, "diagnostics_level": "full"})
+
+
+def test_threads_take_a_count_or_auto(tmp_path, capsys):
+    """`threads = auto`: the cores this process may use where a step has the work to share them,
+    else 1; a count is taken as it is; anything else is refused with what is allowed."""
+    from dynamics.train import SHARED_STEP, threads_for
+    assert cfg.allowed("threads") == "an integer >= 1, or auto"
+    assert cfg.make({"threads": " Auto "}).threads == "auto" and cfg.make({"threads": "3"}).threads == 3
+    for bad in ("autp", "0", "1.5"):
+        err = refused(capsys, tmp_path, ["--threads", bad])
+        assert err.startswith("error: threads=") and bad in err and err.endswith(", or auto"), err
+    lm = cfg.make({"threads": "auto", "task": "text", "n_hidden": 256, "batch_size": 32})
+    small = cfg.make({"threads": "auto", "n_hidden": 50, "batch_size": 20})
+    wide = cfg.make({"threads": "auto", "cell": "transformer", "task": "torder", "d_model": 128, "batch_size": 20})
+    assert 20 * 50 < SHARED_STEP <= min(32 * 256, 20 * 128)
+    assert threads_for(lm, cores=16) == 16 and threads_for(wide, cores=4) == 4 and threads_for(small, cores=16) == 1
+    assert threads_for(cfg.make({"threads": 3}), cores=16) == 3
+    import os
+    assert threads_for(lm) == len(os.sched_getaffinity(0))   # by default, the cores this process may use
+
+
+def test_threads_auto_sets_the_run_and_a_sweep_keeps_one_per_worker(tmp_path):
+    import os
+
+    import torch
+
+    from dynamics.runfile import read_only
+    from dynamics.sweep.execute import run_task
+    from dynamics.train import Run
+    c = cfg.make({"threads": "auto", "n_hidden": 128, "batch_size": 20, "out_dir": str(tmp_path), "max_iters": 4,
+                  "check_freq": 2, "eval_batch_size": 20, "chunk_batch_size": 20})
+    try:
+        Run(c)
+        assert torch.get_num_threads() == len(os.sched_getaffinity(0))
+        result = run_task(c, "fresh")
+        assert result["status"] == "finished", result
+        assert torch.get_num_threads() == 1
+        with read_only(c.run_path) as f:
+            import json
+            assert json.loads(f.attrs["config"])["threads"] == 1    # what the run had: one thread
+    finally:
+        torch.set_num_threads(1)

@@ -31,6 +31,7 @@ def config_options(f):
         choices = field.metadata["choices"]
         f = click.option(*names, key, default=None, help=key_help(key),
                          type=KeyChoice(choices) if choices else
+                         str if field.metadata["words"] else   # a number or a word, coerced by the config
                          {int: int, float: float, str: str, bool: click.BOOL, tuple: str}[kind])(f)
     return f
 

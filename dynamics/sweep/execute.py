@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tasks.errors import InputError
@@ -138,6 +138,8 @@ def run_task(config, mode, command="", sweep_id=""):
     import torch
     torch.set_num_threads(1)
     from ..train import train
+    if config.threads == "auto":   # a sweep runs a run per core: one thread each
+        config = replace(config, threads=1)
 
     def after_check(run, row):
         if stopping(sweep_id):
