@@ -85,16 +85,16 @@ class LNLSTMRecurrence(torch.autograd.Function):
         states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c = ctx.saved_tensors
         grad_hs = materialise(grad_hs, states[1:])
         bptt = ctx.ops.lnlstm_backward if ctx.ops is not None else LNLSTMRecurrence.bptt
-        d, da, dchat, dz, dh0, dc0 = bptt(grad_hs, gates, cells, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c,
-                                          grad_cs)
+        d, da, dz, dh0, dc0, *layer_norm_grads = bptt(grad_hs, gates, cells, n_h, inv_h, n_c, inv_c, tanh_c,
+                                                      W_h, g_h, g_c, grad_cs)
         ctx.sink.hidden_grad = d
-        return (da, dh0, dc0, outer_sum(states[:-1], dz), summed(da * n_h), summed(da),
-                summed(dchat * n_c), summed(dchat), None)
+        return (da, dh0, dc0, outer_sum(states[:-1], dz), *layer_norm_grads, None)
 
     @staticmethod
     def bptt(grad_hs, gates, cells, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c, grad_cs=None):
-        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂a_t (T, B, 4H), ∂L/∂LN_c(c_t),
-        ∂L/∂(h_{t-1} W_h), ∂L/∂h_0 and ∂L/∂c_0. `grad_cs` (T, B, H) or None: ∂L/∂c_t from outside."""
+        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂a_t (T, B, 4H), ∂L/∂(h_{t-1} W_h),
+        ∂L/∂h_0, ∂L/∂c_0, and the gradients of g_h, beta_h, g_c, beta_c. `grad_cs` (T, B, H) or
+        None: ∂L/∂c_t from outside."""
         T, B, H = grad_hs.shape
         i, f, cc, o = gates.split(H, dim=2)
         # Step-independent factors, for all steps at once.
@@ -121,7 +121,7 @@ class LNLSTMRecurrence(torch.autograd.Function):
                 d[t - 1] = torch.addmm(grad_hs[t - 1], dz[t], W_t)
             else:
                 dh0 = dz[0] @ W_t
-        return d, da, dchat, dz, dh0, dc_carry
+        return d, da, dz, dh0, dc_carry, summed(da * n_h), summed(da), summed(dchat * n_c), summed(dchat)
 
 
 def add_layer_norms(layer, n_hidden):
@@ -145,7 +145,8 @@ def states(layer, x, state=None):
     if state is None:
         zero = x.new_zeros(B, H)
         state = (zero, zero)
-    xp = F.layer_norm(x @ layer.W_x, (4 * H,), layer.g_x, layer.beta_x, EPS) + layer.b
+    # + b in place: layer_norm's backward does not read its output, and a (T, B, 4H) buffer fewer
+    xp = F.layer_norm(x @ layer.W_x, (4 * H,), layer.g_x, layer.beta_x, EPS).add_(layer.b)
     hs, cs, g = LNLSTMRecurrence.apply(xp, state[0], state[1], layer.W_h, layer.g_h, layer.beta_h,
                                        layer.g_c, layer.beta_c, layer)
     gates = {name: g[..., j * H:(j + 1) * H] for j, name in enumerate("ifco") if name != "c"}

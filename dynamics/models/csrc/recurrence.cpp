@@ -473,7 +473,24 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlst
 //   ∂L/∂a_t for [i f c̃ o]: ∂L/∂c_t ⊙ [c̃ i(1−i), c_{t-1} f(1−f), i (1−c̃²)], d_t ⊙ tanh(LN_c c_t) o(1−o);
 //   ∂L/∂c_{t-1}|_t = ∂L/∂c_t ⊙ f;  ∂z_t = ∂L/∂z_t = normalise_backward(∂L/∂a_t ⊙ g_h);
 //   d_{t-1} = g_{t-1} + ∂z_t W_hᵀ.
-// Returns d (T, B, H), ∂L/∂a (T, B, 4H), ∂ĉ (T, B, H), ∂z (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0.
+// The layer norms' gradients, Σ over steps and rows: ∂g_h = Σ ∂L/∂a ⊙ n_h, ∂β_h = Σ ∂L/∂a,
+// ∂g_c = Σ ∂ĉ ⊙ n_c, ∂β_c = Σ ∂ĉ, summed step by step while the step's rows are in cache (the
+// products over all steps afterwards would be two more passes over (T, B, 4H), into fresh memory).
+// Returns d (T, B, H), ∂L/∂a (T, B, 4H), ∂z (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0, ∂g_h, ∂β_h, ∂g_c, ∂β_c.
+
+// sum_an += Σ_b a_b ⊙ n_b and sum_a += Σ_b a_b over the B rows (width len) of one step: the rows
+// in registers first, so that float32 sums grow step by step, not term by term.
+template <typename T>
+void add_column_sums(const T* a, const T* n_, int64_t B, int64_t len, T* sum_an, T* sum_a) {
+  chunks<T>(len, [&](int64_t j, int64_t n) {
+    Vectorized<T> s_an(T(0)), s_a(T(0));
+    for (int64_t b = 0; b < B; ++b) {
+      auto x = load(a + b * len + j, n);
+      s_an = at::vec::fmadd(x, load(n_ + b * len + j, n), s_an), s_a = s_a + x;
+    }
+    (load(sum_an + j, n) + s_an).store(sum_an + j, n), (load(sum_a + j, n) + s_a).store(sum_a + j, n);
+  });
+}
 
 template <typename T>
 void lnlstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* nc, T inv_c, const T* tc,
@@ -515,21 +532,23 @@ void lnlstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* n
   });
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlstm_backward(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlstm_backward(
     Tensor grad_hs, Tensor gates, Tensor c_all, Tensor n_h, Tensor inv_h, Tensor n_c, Tensor inv_c,
     Tensor tanh_c, Tensor W_h, Tensor g_h, Tensor g_c, std::optional<Tensor> grad_cs) {
   NO_AUTOGRAD;
   const int64_t T = grad_hs.size(0), B = grad_hs.size(1), H = grad_hs.size(2);
   grad_hs = grad_hs.contiguous(), g_h = g_h.contiguous(), g_c = g_c.contiguous();
   Tensor gcs = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
-  auto d = at::empty_like(grad_hs), da = at::empty_like(gates), dchat = at::empty_like(grad_hs);
-  auto dz = at::empty_like(gates), dh0 = grad_hs.new_empty({B, H}), dc_carry = at::zeros_like(dh0);
+  auto d = at::empty_like(grad_hs), da = at::empty_like(gates), dz = at::empty_like(gates);
+  auto dchat = grad_hs.new_empty({B, H});   // one step's ∂ĉ
+  auto dh0 = grad_hs.new_empty({B, H}), dc_carry = at::zeros_like(dh0);
+  auto dg_h = at::zeros_like(g_h), dbeta_h = at::zeros_like(g_h), dg_c = at::zeros_like(g_c), dbeta_c = at::zeros_like(g_c);
   d[T - 1].copy_(grad_hs[T - 1]);
   auto W_t = W_h.t();
   auto D = d.unbind(0), G = grad_hs.unbind(0), DZ = dz.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lnlstm_backward", [&] {
     const scalar_t *gh = g_h.data_ptr<scalar_t>(), *gc = g_c.data_ptr<scalar_t>();
-    scalar_t* carry = dc_carry.data_ptr<scalar_t>();
+    scalar_t *carry = dc_carry.data_ptr<scalar_t>(), *dch = dchat.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t r4 = t * B * 4 * H, r1 = t * B * H;
       const scalar_t *dt = D[t].data_ptr<scalar_t>(), *g = gates.data_ptr<scalar_t>() + r4;
@@ -538,19 +557,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlstm_backward(
       const scalar_t *ih = inv_h.data_ptr<scalar_t>() + t * B, *ic = inv_c.data_ptr<scalar_t>() + t * B;
       const scalar_t* gcs_t = gcs.defined() ? gcs.data_ptr<scalar_t>() + r1 : nullptr;
       scalar_t *dat = da.data_ptr<scalar_t>() + r4, *dzt = dz.data_ptr<scalar_t>() + r4;
-      scalar_t* dch = dchat.data_ptr<scalar_t>() + r1;
       rows(B, 4 * H, [&](int64_t b) {
         const int64_t o4 = b * 4 * H, o1 = b * H;
         lnlstm_cell_backward(dt + o1, g + o4, cp + o1, nc + o1, ic[b], tc + o1, nh + o4, ih[b], gh, gc,
                              gcs_t ? gcs_t + o1 : nullptr, carry + o1, dat + o4, dch + o1, dzt + o4, H);
       });
+      add_column_sums(dat, nh, B, 4 * H, dg_h.data_ptr<scalar_t>(), dbeta_h.data_ptr<scalar_t>());
+      add_column_sums(dch, nc, B, H, dg_c.data_ptr<scalar_t>(), dbeta_c.data_ptr<scalar_t>());
       if (t > 0)
         at::addmm_out(D[t - 1], G[t - 1], DZ[t], W_t);
       else
         at::mm_out(dh0, DZ[0], W_t);
     }
   });
-  return {d, da, dchat, dz, dh0, dc_carry};
+  return {d, da, dz, dh0, dc_carry, dg_h, dbeta_h, dg_c, dbeta_c};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -701,5 +721,5 @@ TORCH_LIBRARY(dynamics_recurrence, m) {
         " Tensor beta_c) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_forward);
   m.def("lnlstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor n_h, Tensor inv_h, Tensor n_c,"
         " Tensor inv_c, Tensor tanh_c, Tensor W_h, Tensor g_h, Tensor g_c, Tensor? grad_cs)"
-        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_backward);
+        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_backward);
 }
