@@ -59,8 +59,9 @@ def lnlstm_gradients(backend, dtype, loss_on_states):
         T, B, H = 6, 4, 9
         g = torch.Generator().manual_seed(3)
         r = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype)   # noqa: E731
-        args = [r(T, B, 4 * H), r(B, H), r(B, H), 0.3 * r(H, 4 * H), 1 + 0.3 * r(4 * H), r(4 * H),
-                1 + 0.3 * r(H), r(H)]
+        # x W_x, h0, c0, W_h, then gain and bias of LN_x, b, and gain and bias of LN_h and LN_c
+        args = [r(T, B, 4 * H), r(B, H), r(B, H), 0.3 * r(H, 4 * H), 1 + 0.3 * r(4 * H), r(4 * H), r(4 * H),
+                1 + 0.3 * r(4 * H), r(4 * H), 1 + 0.3 * r(H), r(H)]
         args = [a.requires_grad_() for a in args]
         sink = SimpleNamespace(hidden_grad=None)
         hs, cs, gates = LNLSTMRecurrence.apply(*args, sink)

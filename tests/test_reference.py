@@ -111,9 +111,11 @@ def test_lnlstm_gradcheck(backend):
 
     class Sink:
         hidden_grad = None
+    gain = lambda n: 1 + 0.3 * torch.randn(n, dtype=F64)   # noqa: E731
+    # x W_x, h0, c0, W_h, then gain and bias of LN_x, b, and gain and bias of LN_h and LN_c
     args = [torch.randn(T, B, 4 * H, dtype=F64), torch.randn(B, H, dtype=F64), torch.randn(B, H, dtype=F64),
-            torch.randn(H, 4 * H, dtype=F64), 1 + 0.3 * torch.randn(4 * H, dtype=F64), torch.randn(4 * H, dtype=F64),
-            1 + 0.3 * torch.randn(H, dtype=F64), torch.randn(H, dtype=F64)]
+            torch.randn(H, 4 * H, dtype=F64), gain(4 * H), torch.randn(4 * H, dtype=F64), torch.randn(4 * H, dtype=F64),
+            gain(4 * H), torch.randn(4 * H, dtype=F64), gain(H), torch.randn(H, dtype=F64)]
     args = [a.requires_grad_() for a in args]
     assert torch.autograd.gradcheck(lambda *a: LNLSTMRecurrence.apply(*a, Sink())[0], args)
     # the cell states are outputs too: a decoder stepping one token at a time carries them

@@ -5,11 +5,12 @@
 
 LN(z) = γ ⊙ (z − mean z)/std z + β over the features of each row, with its own gain γ and bias
 β at each of its three places (LN_x and LN_h over all 4H columns together, as in the paper).
-LN_x of all steps is one autograd expression outside the loop (it does not depend on the
-state); `LNLSTMRecurrence` runs the per-step recurrence and carries d_t = ∂L/∂h_t, the total
-derivative, into `sink.hidden_grad` as the other cells do (dynamics/models/recurrence.py).
-On the CPU that loop runs compiled (dynamics/models/csrc/recurrence.cpp, through
-dynamics.models.compiled), with the Python loop below as the fallback and the reference.
+x W_x of all steps is one matmul outside; `LNLSTMRecurrence` takes it, applies LN_x, runs the
+per-step recurrence and carries d_t = ∂L/∂h_t, the total derivative, into `sink.hidden_grad` as
+the other cells do (dynamics/models/recurrence.py). On the CPU the loops run compiled
+(dynamics/models/csrc/recurrence.cpp, through dynamics.models.compiled), LN_x inside each step's
+pass; the Python loops below are the fallback and the reference, with LN_x as torch's layer norm
+of all steps at once.
 """
 import torch
 import torch.nn.functional as F
@@ -40,31 +41,36 @@ def summed(v):
 
 
 class LNLSTMRecurrence(torch.autograd.Function):
-    """The recurrence given xp_t = LN_x(x_t W_x) + b for every step: returns h (T, B, H), c and
-    the gates (T, B, 4H: i, f, c̃, o after their nonlinearities; non-differentiable). The cell
-    states are differentiable, so that a decoder stepping one token at a time carries c_t.
+    """The recurrence given zx_t = x_t W_x for every step: returns h (T, B, H), c and the gates
+    (T, B, 4H: i, f, c̃, o after their nonlinearities; non-differentiable). The cell states are
+    differentiable, so that a decoder stepping one token at a time carries c_t.
 
     On the CPU the loops run compiled (lnlstm_forward and lnlstm_backward of
     dynamics/models/csrc/recurrence.cpp) when `compiled.ops_for` gives them, else `states` and
-    `bptt` below; both hand the same tensors to the shared steps around them."""
+    `bptt` below; both hand the same tensors to the shared steps around them. Compiled, LN_x is
+    applied row by row within each step's pass, so that neither LN_x(x W_x) nor ∂L/∂a_t is ever
+    a (T, B, 4H) tensor: on the CPU the passes over such tensors, more than the arithmetic, set
+    the time of a step."""
 
     @staticmethod
-    def forward(ctx, xp, h0, c0, W_h, g_h, beta_h, g_c, beta_c, sink):
-        ops = compiled.ops_for(xp)
+    def forward(ctx, zx, h0, c0, W_h, g_x, beta_x, b, g_h, beta_h, g_c, beta_c, sink):
+        ops = compiled.ops_for(zx)
         run = ops.lnlstm_forward if ops is not None else LNLSTMRecurrence.states
-        states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c = run(xp, h0, c0, W_h, g_h, beta_h, g_c, beta_c)
-        ctx.save_for_backward(states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c)
+        states, cells, gates, *normalised = run(zx, h0, c0, W_h, g_x, beta_x, b, g_h, beta_h, g_c, beta_c)
+        ctx.save_for_backward(zx, states, cells, gates, *normalised, W_h, g_x, beta_x, g_h, g_c)
         ctx.sink, ctx.ops = sink, ops
         ctx.mark_non_differentiable(gates)
         ctx.set_materialize_grads(False)
         return states[1:], cells[1:], gates
 
     @staticmethod
-    def states(xp, h0, c0, W_h, g_h, beta_h, g_c, beta_c):
-        """h_all, c_all (T+1, B, H), the activated gates, n_h and 1/std (T, B, 4H and 1) of LN_h,
-        n_c and 1/std of LN_c, and tanh(LN_c(c_t))."""
-        T, B, H4 = xp.shape
+    def states(zx, h0, c0, W_h, g_x, beta_x, b, g_h, beta_h, g_c, beta_c):
+        """h_all, c_all (T+1, B, H), the activated gates, then for the backward mean and 1/std of
+        LN_x (T, B, 1), n_h and 1/std of LN_h, n_c and 1/std of LN_c, and tanh(LN_c(c_t))."""
+        T, B, H4 = zx.shape
         H = H4 // 4
+        xp, mean_x, inv_x = torch.native_layer_norm(zx, (H4,), g_x, beta_x, EPS)   # LN_x of all steps
+        xp.add_(b)
         states, cells = with_initial(h0, T), with_initial(c0, T)
         gates = torch.empty_like(xp)
         for t in range(T):   # torch's fused layer norm here; what the backward needs comes after
@@ -78,23 +84,27 @@ class LNLSTMRecurrence(torch.autograd.Function):
         n_h, inv_h = normalise(states[:-1] @ W_h)
         n_c, inv_c = normalise(cells[1:])
         tanh_c = torch.tanh(torch.addcmul(beta_c, n_c, g_c))   # tanh(LN_c(c_t))
-        return states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c
+        return states, cells, gates, mean_x, inv_x, n_h, inv_h, n_c, inv_c, tanh_c
 
     @staticmethod
     def backward(ctx, grad_hs, grad_cs, _grad_gates):
-        states, cells, gates, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c = ctx.saved_tensors
+        zx, states, cells, gates, *normalised, W_h, g_x, beta_x, g_h, g_c = ctx.saved_tensors
         grad_hs = materialise(grad_hs, states[1:])
-        bptt = ctx.ops.lnlstm_backward if ctx.ops is not None else LNLSTMRecurrence.bptt
-        d, da, dz, dh0, dc0, *layer_norm_grads = bptt(grad_hs, gates, cells, n_h, inv_h, n_c, inv_c, tanh_c,
-                                                      W_h, g_h, g_c, grad_cs)
+        args = (grad_hs, zx, gates, cells, *normalised, W_h, g_x, g_h, g_c, grad_cs)
+        if ctx.ops is not None:
+            d, dzx, dz, dh0, dc0, *layer_norm_grads = ctx.ops.lnlstm_backward(*args)
+        else:
+            d, dzx, dz, dh0, dc0, *layer_norm_grads = LNLSTMRecurrence.bptt(*args, beta_x)
         ctx.sink.hidden_grad = d
-        return (da, dh0, dc0, outer_sum(states[:-1], dz), *layer_norm_grads, None)
+        return (dzx, dh0, dc0, outer_sum(states[:-1], dz), *layer_norm_grads, None)
 
     @staticmethod
-    def bptt(grad_hs, gates, cells, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_h, g_c, grad_cs=None):
-        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂a_t (T, B, 4H), ∂L/∂(h_{t-1} W_h),
-        ∂L/∂h_0, ∂L/∂c_0, and the gradients of g_h, beta_h, g_c, beta_c. `grad_cs` (T, B, H) or
-        None: ∂L/∂c_t from outside."""
+    def bptt(grad_hs, zx, gates, cells, mean_x, inv_x, n_h, inv_h, n_c, inv_c, tanh_c, W_h, g_x, g_h, g_c, grad_cs,
+             beta_x):
+        """The backward loop: d_t = ∂L/∂h_t (T, B, H), ∂L/∂(x_t W_x) and ∂L/∂(h_{t-1} W_h) (T, B, 4H),
+        ∂L/∂h_0, ∂L/∂c_0, and the gradients of g_x, beta_x, b, g_h, beta_h, g_c, beta_c.
+        `grad_cs` (T, B, H) or None: ∂L/∂c_t from outside; `beta_x` only for torch's layer-norm
+        backward, which takes it."""
         T, B, H = grad_hs.shape
         i, f, cc, o = gates.split(H, dim=2)
         # Step-independent factors, for all steps at once.
@@ -121,7 +131,11 @@ class LNLSTMRecurrence(torch.autograd.Function):
                 d[t - 1] = torch.addmm(grad_hs[t - 1], dz[t], W_t)
             else:
                 dh0 = dz[0] @ W_t
-        return d, da, dz, dh0, dc_carry, summed(da * n_h), summed(da), summed(dchat * n_c), summed(dchat)
+        # LN_x's backward for all steps, as autograd would run it for torch's layer norm
+        dzx, dg_x, dbeta_x = torch.ops.aten.native_layer_norm_backward(
+            da, zx, (4 * H,), mean_x, inv_x, g_x, beta_x, [True, True, True])
+        return (d, dzx, dz, dh0, dc_carry, dg_x, dbeta_x, summed(da), summed(da * n_h), summed(da),
+                summed(dchat * n_c), summed(dchat))
 
 
 def add_layer_norms(layer, n_hidden):
@@ -145,9 +159,7 @@ def states(layer, x, state=None):
     if state is None:
         zero = x.new_zeros(B, H)
         state = (zero, zero)
-    # + b in place: layer_norm's backward does not read its output, and a (T, B, 4H) buffer fewer
-    xp = F.layer_norm(x @ layer.W_x, (4 * H,), layer.g_x, layer.beta_x, EPS).add_(layer.b)
-    hs, cs, g = LNLSTMRecurrence.apply(xp, state[0], state[1], layer.W_h, layer.g_h, layer.beta_h,
-                                       layer.g_c, layer.beta_c, layer)
+    hs, cs, g = LNLSTMRecurrence.apply(x @ layer.W_x, state[0], state[1], layer.W_h, layer.g_x, layer.beta_x,
+                                       layer.b, layer.g_h, layer.beta_h, layer.g_c, layer.beta_c, layer)
     gates = {name: g[..., j * H:(j + 1) * H] for j, name in enumerate("ifco") if name != "c"}
     return (hs, cs), gates

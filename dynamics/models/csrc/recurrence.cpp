@@ -370,11 +370,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_backward(Tensor grad_hs, Tensor 
 
 // ---------------------------------------------------------------------------------------------
 // LayerNorm LSTM (dynamics/models/lnlstm.py). LN(z) = g ⊙ n + β with n = (z − mean z) · inv,
-// inv = 1/√(var z + ε) over the row (biased variance). z_t = h_{t-1} W_h;  a_t = xp_t + LN_h(z_t)
-// (LN over all 4H columns);  [i f o] = σ(·), c̃ = tanh(·);  c_t = f ⊙ c_{t-1} + i ⊙ c̃;
-// h_t = o ⊙ tanh(LN_c(c_t)).  xp_t = LN_x(x_t W_x) + b comes precomputed and is only read.
-// Returns h_all, c_all (T+1, B, H: row 0 the initial state), the activated gates [i f c̃ o],
-// n_h (T, B, 4H), inv_h (T, B, 1), n_c (T, B, H), inv_c (T, B, 1) and tanh(LN_c(c_t)).
+// inv = 1/√(var z + ε) over the row (biased variance), each LN with its own g and β.
+// a_t = LN_x(x_t W_x) + LN_h(h_{t-1} W_h) + b  (LN_x and LN_h over all 4H columns);
+// [i f o] = σ(·), c̃ = tanh(·) of a_t;  c_t = f ⊙ c_{t-1} + i ⊙ c̃;  h_t = o ⊙ tanh(LN_c(c_t)).
+// x W_x of all steps comes in as zx (T, B, 4H); LN_x is applied row by row in the step's pass, so
+// that neither LN_x(x W_x) nor, in the backward, ∂L/∂a is ever a (T, B, 4H) tensor in memory.
+// Returns h_all, c_all (T+1, B, H: row 0 the initial state), the activated gates [i f c̃ o], mean
+// and inv of LN_x (T, B, 1), n_h (T, B, 4H) and inv_h, n_c (T, B, H) and inv_c, tanh(LN_c(c_t)).
 
 constexpr double LN_EPS = 1e-5;   // lnlstm.EPS
 
@@ -406,18 +408,26 @@ std::pair<T, T> moments(const T* p, int64_t len) {
   return {mu, T(1) / std::sqrt(sum_lanes(q) / T(len) + T(LN_EPS))};
 }
 
-// One row of one step: `nh` comes in holding z_t and leaves holding n_h.
+// The layer norms' parameters; bias = β_x + b + β_h, the three biases of a_t in one.
 template <typename T>
-void lnlstm_cell(const T* xp, T* nh, T* inv_h, const T* g_h, const T* beta_h, const T* g_c, const T* beta_c,
-                 const T* c_prev, T* gate, T* c, T* nc, T* inv_c, T* tc, T* h, int64_t H) {
+struct LayerNorms {
+  const T *g_x, *g_h, *bias, *g_c, *beta_c;
+};
+
+// One row of one step: `nh` comes in holding z_t = h_{t-1} W_h and leaves holding n_h.
+template <typename T>
+void lnlstm_cell(const LayerNorms<T>& p, const T* zx, T* mean_x, T* inv_x, T* nh, T* inv_h, const T* c_prev,
+                 T* gate, T* c, T* nc, T* inv_c, T* tc, T* h, int64_t H) {
+  using V = Vectorized<T>;
+  const auto [mu_x, ix] = moments(zx, 4 * H);
   const auto [mu_h, ih] = moments(nh, 4 * H);
-  *inv_h = ih;
+  *mean_x = mu_x, *inv_x = ix, *inv_h = ih;
   chunks<T>(H, [&](int64_t j, int64_t n) {
-    auto a = [&](int64_t k) {   // column block k of a_t = xp_t + g_h ⊙ n_h + β_h
+    auto a = [&](int64_t k) {   // column block k of a_t = g_x ⊙ n_x + g_h ⊙ n_h + bias
       const int64_t col = k * H + j;
-      auto nk = (load(nh + col, n) - Vectorized<T>(mu_h)) * Vectorized<T>(ih);
-      nk.store(nh + col, n);
-      return load(xp + col, n) + (load(g_h + col, n) * nk + load(beta_h + col, n));
+      auto n_x = (load(zx + col, n) - V(mu_x)) * V(ix), n_h = (load(nh + col, n) - V(mu_h)) * V(ih);
+      n_h.store(nh + col, n);
+      return load(p.g_x + col, n) * n_x + load(p.g_h + col, n) * n_h + load(p.bias + col, n);
     };
     auto i = sigmoid(a(0)), f = sigmoid(a(1)), cc = tanh(a(2)), o = sigmoid(a(3));
     i.store(gate + j, n), f.store(gate + H + j, n), cc.store(gate + 2 * H + j, n), o.store(gate + 3 * H + j, n);
@@ -426,44 +436,48 @@ void lnlstm_cell(const T* xp, T* nh, T* inv_h, const T* g_h, const T* beta_h, co
   const auto [mu_c, ic] = moments(c, H);
   *inv_c = ic;
   chunks<T>(H, [&](int64_t j, int64_t n) {
-    auto nk = (load(c + j, n) - Vectorized<T>(mu_c)) * Vectorized<T>(ic);
-    auto t = tanh(load(g_c + j, n) * nk + load(beta_c + j, n));
-    nk.store(nc + j, n), t.store(tc + j, n);
+    auto n_c = (load(c + j, n) - V(mu_c)) * V(ic);
+    auto t = tanh(load(p.g_c + j, n) * n_c + load(p.beta_c + j, n));
+    n_c.store(nc + j, n), t.store(tc + j, n);
     (load(gate + 3 * H + j, n) * t).store(h + j, n);
   });
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlstm_forward(
-    Tensor xp, Tensor h0, Tensor c0, Tensor W_h, Tensor g_h, Tensor beta_h, Tensor g_c, Tensor beta_c) {
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlstm_forward(
+    Tensor zx, Tensor h0, Tensor c0, Tensor W_h, Tensor g_x, Tensor beta_x, Tensor b, Tensor g_h, Tensor beta_h,
+    Tensor g_c, Tensor beta_c) {
   NO_AUTOGRAD;
-  xp = xp.contiguous(), g_h = g_h.contiguous(), beta_h = beta_h.contiguous();
-  g_c = g_c.contiguous(), beta_c = beta_c.contiguous();
-  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1);
-  TORCH_CHECK(xp.size(2) == 4 * H, "lnlstm_forward: xp (T, B, 4H)");
-  auto h_all = xp.new_empty({T + 1, B, H}), c_all = xp.new_empty({T + 1, B, H});
-  auto gates = at::empty_like(xp), n_h = at::empty_like(xp), inv_h = xp.new_empty({T, B, 1});
-  auto n_c = xp.new_empty({T, B, H}), inv_c = xp.new_empty({T, B, 1}), tanh_c = xp.new_empty({T, B, H});
+  zx = zx.contiguous();
+  const int64_t T = zx.size(0), B = zx.size(1), H = h0.size(1);
+  TORCH_CHECK(zx.size(2) == 4 * H, "lnlstm_forward: zx (T, B, 4H)");
+  g_x = g_x.contiguous(), g_h = g_h.contiguous(), g_c = g_c.contiguous(), beta_c = beta_c.contiguous();
+  const Tensor bias = beta_x + b + beta_h;
+  auto h_all = zx.new_empty({T + 1, B, H}), c_all = zx.new_empty({T + 1, B, H}), gates = at::empty_like(zx);
+  auto mean_x = zx.new_empty({T, B, 1}), inv_x = zx.new_empty({T, B, 1});
+  auto n_h = at::empty_like(zx), inv_h = zx.new_empty({T, B, 1});
+  auto n_c = zx.new_empty({T, B, H}), inv_c = zx.new_empty({T, B, 1}), tanh_c = zx.new_empty({T, B, H});
   h_all[0].copy_(h0), c_all[0].copy_(c0);
   auto Hs = h_all.unbind(0), Z = n_h.unbind(0);
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lnlstm_forward", [&] {
-    const scalar_t *gh = g_h.data_ptr<scalar_t>(), *bh = beta_h.data_ptr<scalar_t>();
-    const scalar_t *gc = g_c.data_ptr<scalar_t>(), *bc = beta_c.data_ptr<scalar_t>();
+  AT_DISPATCH_FLOATING_TYPES(zx.scalar_type(), "lnlstm_forward", [&] {
+    const LayerNorms<scalar_t> p{g_x.data_ptr<scalar_t>(), g_h.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
+                                 g_c.data_ptr<scalar_t>(), beta_c.data_ptr<scalar_t>()};
     for (int64_t t = 0; t < T; ++t) {
       at::mm_out(Z[t], Hs[t], W_h);   // z_t, normalised in place below
-      const int64_t r4 = t * B * 4 * H, r1 = t * B * H;
-      const scalar_t* x = xp.data_ptr<scalar_t>() + r4;
+      const int64_t r4 = t * B * 4 * H, r1 = t * B * H, r = t * B;
+      const scalar_t* x = zx.data_ptr<scalar_t>() + r4;
       scalar_t *nh = n_h.data_ptr<scalar_t>() + r4, *g = gates.data_ptr<scalar_t>() + r4;
-      scalar_t *ih = inv_h.data_ptr<scalar_t>() + t * B, *ic = inv_c.data_ptr<scalar_t>() + t * B;
+      scalar_t *mx = mean_x.data_ptr<scalar_t>() + r, *ix = inv_x.data_ptr<scalar_t>() + r;
+      scalar_t *ih = inv_h.data_ptr<scalar_t>() + r, *ic = inv_c.data_ptr<scalar_t>() + r;
       scalar_t *cp = c_all.data_ptr<scalar_t>() + r1, *c = cp + B * H, *h = Hs[t + 1].data_ptr<scalar_t>();
       scalar_t *nc = n_c.data_ptr<scalar_t>() + r1, *tc = tanh_c.data_ptr<scalar_t>() + r1;
       rows(B, 4 * H, [&](int64_t b) {
         const int64_t o4 = b * 4 * H, o1 = b * H;
-        lnlstm_cell(x + o4, nh + o4, ih + b, gh, bh, gc, bc, cp + o1, g + o4, c + o1, nc + o1, ic + b, tc + o1,
+        lnlstm_cell(p, x + o4, mx + b, ix + b, nh + o4, ih + b, cp + o1, g + o4, c + o1, nc + o1, ic + b, tc + o1,
                     h + o1, H);
       });
     }
   });
-  return {h_all, c_all, gates, n_h, inv_h, n_c, inv_c, tanh_c};
+  return {h_all, c_all, gates, mean_x, inv_x, n_h, inv_h, n_c, inv_c, tanh_c};
 }
 
 // Backward, as LNLSTMRecurrence.bptt, with d_t = ∂L/∂h_t (total) and ∂n = ∂L/∂n of n = LN's
@@ -471,15 +485,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlst
 //   ∂ĉ_t = ∂L/∂LN_c(c_t) = d_t ⊙ o ⊙ (1 − tanh² LN_c(c_t));
 //   ∂L/∂c_t = ∂L/∂c_t|_{t+1} + normalise_backward(∂ĉ_t ⊙ g_c) [+ grad_cs_t, ∂L/∂c_t from outside];
 //   ∂L/∂a_t for [i f c̃ o]: ∂L/∂c_t ⊙ [c̃ i(1−i), c_{t-1} f(1−f), i (1−c̃²)], d_t ⊙ tanh(LN_c c_t) o(1−o);
-//   ∂L/∂c_{t-1}|_t = ∂L/∂c_t ⊙ f;  ∂z_t = ∂L/∂z_t = normalise_backward(∂L/∂a_t ⊙ g_h);
-//   d_{t-1} = g_{t-1} + ∂z_t W_hᵀ.
-// The layer norms' gradients, Σ over steps and rows: ∂g_h = Σ ∂L/∂a ⊙ n_h, ∂β_h = Σ ∂L/∂a,
-// ∂g_c = Σ ∂ĉ ⊙ n_c, ∂β_c = Σ ∂ĉ, summed step by step while the step's rows are in cache (the
-// products over all steps afterwards would be two more passes over (T, B, 4H), into fresh memory).
-// Returns d (T, B, H), ∂L/∂a (T, B, 4H), ∂z (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0, ∂g_h, ∂β_h, ∂g_c, ∂β_c.
+//   ∂L/∂c_{t-1}|_t = ∂L/∂c_t ⊙ f;  ∂z_t = ∂L/∂(h_{t-1} W_h) = normalise_backward(∂L/∂a_t ⊙ g_h);
+//   ∂zx_t = ∂L/∂(x_t W_x) = normalise_backward(∂L/∂a_t ⊙ g_x);  d_{t-1} = g_{t-1} + ∂z_t W_hᵀ.
+// The layer norms' gradients, Σ over steps and rows: ∂g_x = Σ ∂L/∂a ⊙ n_x, ∂g_h = Σ ∂L/∂a ⊙ n_h,
+// ∂β_x = ∂b = ∂β_h = Σ ∂L/∂a, ∂g_c = Σ ∂ĉ ⊙ n_c, ∂β_c = Σ ∂ĉ, summed step by step while the
+// step's rows are in cache.
+// Returns d (T, B, H), ∂zx and ∂z (T, B, 4H), ∂L/∂h_0, ∂L/∂c_0, and the gradients of g_x, β_x,
+// b, g_h, β_h, g_c, β_c.
 
-// sum_an += Σ_b a_b ⊙ n_b and sum_a += Σ_b a_b over the B rows (width len) of one step: the rows
-// in registers first, so that float32 sums grow step by step, not term by term.
+// sum_an += Σ_b a_b ⊙ n_b and, unless null, sum_a += Σ_b a_b over the B rows (width len) of one
+// step: the rows in registers first, so that float32 sums grow step by step, not term by term.
 template <typename T>
 void add_column_sums(const T* a, const T* n_, int64_t B, int64_t len, T* sum_an, T* sum_a) {
   chunks<T>(len, [&](int64_t j, int64_t n) {
@@ -488,14 +503,16 @@ void add_column_sums(const T* a, const T* n_, int64_t B, int64_t len, T* sum_an,
       auto x = load(a + b * len + j, n);
       s_an = at::vec::fmadd(x, load(n_ + b * len + j, n), s_an), s_a = s_a + x;
     }
-    (load(sum_an + j, n) + s_an).store(sum_an + j, n), (load(sum_a + j, n) + s_a).store(sum_a + j, n);
+    (load(sum_an + j, n) + s_an).store(sum_an + j, n);
+    if (sum_a) (load(sum_a + j, n) + s_a).store(sum_a + j, n);
   });
 }
 
+// One row of one step. `da` and `nx` (∂L/∂a_t and n_x, 4H) and `dchat` (H) are the step's scratch.
 template <typename T>
-void lnlstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* nc, T inv_c, const T* tc,
-                          const T* nh, T inv_h, const T* g_h, const T* g_c, const T* gcs, T* dc_carry, T* da,
-                          T* dchat, T* dz, int64_t H) {
+void lnlstm_cell_backward(const LayerNorms<T>& p, const T* d, const T* gate, const T* c_prev, const T* nc, T inv_c,
+                          const T* tc, const T* nh, T inv_h, const T* zx, T mean_x, T inv_x, const T* gcs,
+                          T* dc_carry, T* da, T* nx, T* dchat, T* dz, T* dzx, int64_t H) {
   using V = Vectorized<T>;
   const V one(T(1));
   // ∂ĉ, and the two means of normalise_backward over the H columns of c
@@ -504,65 +521,79 @@ void lnlstm_cell_backward(const T* d, const T* gate, const T* c_prev, const T* n
     auto o = load(gate + 3 * H + j, n), t = load(tc + j, n);
     auto dch = load(d + j, n) * o * (one - t * t);
     dch.store(dchat + j, n);
-    auto dn = dch * load(g_c + j, n);   // 0 in the tail: the loads fill it with 0
+    auto dn = dch * load(p.g_c + j, n);   // 0 in the tail: the loads fill it with 0
     s = s + dn, sn = at::vec::fmadd(dn, load(nc + j, n), sn);
   });
   const V mean_c(sum_lanes(s) / T(H)), mean_cn(sum_lanes(sn) / T(H));
-  // ∂L/∂c_t, ∂L/∂a_t, the carry, and the two means of normalise_backward over the 4H columns of z
-  V sz(T(0)), szn(T(0));
+  // ∂L/∂c_t, ∂L/∂a_t, the carry, and the means of normalise_backward for LN_h and LN_x (4H columns)
+  V sh(T(0)), shn(T(0)), sx(T(0)), sxn(T(0));
   chunks<T>(H, [&](int64_t j, int64_t n) {
     auto i = load(gate + j, n), f = load(gate + H + j, n);
     auto cc = load(gate + 2 * H + j, n), o = load(gate + 3 * H + j, n);
-    auto dh = load(d + j, n), dn = load(dchat + j, n) * load(g_c + j, n);
+    auto dh = load(d + j, n), dn = load(dchat + j, n) * load(p.g_c + j, n);
     auto dc = load(dc_carry + j, n) + (dn - mean_c - load(nc + j, n) * mean_cn) * V(inv_c);
     if (gcs) dc = dc + load(gcs + j, n);
     const V dak[4] = {dc * cc * (i * (one - i)), dc * load(c_prev + j, n) * (f * (one - f)),
                       dc * i * (one - cc * cc), dh * load(tc + j, n) * (o * (one - o))};
     for (int64_t k = 0; k < 4; ++k) {
-      dak[k].store(da + k * H + j, n);
-      auto dnz = head(dak[k] * load(g_h + k * H + j, n), n);
-      sz = sz + dnz, szn = at::vec::fmadd(dnz, load(nh + k * H + j, n), szn);
+      const int64_t col = k * H + j;
+      auto n_x = (load(zx + col, n) - V(mean_x)) * V(inv_x);
+      dak[k].store(da + col, n), n_x.store(nx + col, n);
+      auto dnh = head(dak[k] * load(p.g_h + col, n), n), dnx = head(dak[k] * load(p.g_x + col, n), n);
+      sh = sh + dnh, shn = at::vec::fmadd(dnh, load(nh + col, n), shn);
+      sx = sx + dnx, sxn = at::vec::fmadd(dnx, n_x, sxn);
     }
     (dc * f).store(dc_carry + j, n);
   });
-  const V mean_z(sum_lanes(sz) / T(4 * H)), mean_zn(sum_lanes(szn) / T(4 * H));
+  const V m_h(sum_lanes(sh) / T(4 * H)), m_hn(sum_lanes(shn) / T(4 * H));
+  const V m_x(sum_lanes(sx) / T(4 * H)), m_xn(sum_lanes(sxn) / T(4 * H));
   chunks<T>(4 * H, [&](int64_t j, int64_t n) {
-    auto dnz = load(da + j, n) * load(g_h + j, n);
-    ((dnz - mean_z - load(nh + j, n) * mean_zn) * V(inv_h)).store(dz + j, n);
+    auto a = load(da + j, n);
+    ((a * load(p.g_h + j, n) - m_h - load(nh + j, n) * m_hn) * V(inv_h)).store(dz + j, n);
+    ((a * load(p.g_x + j, n) - m_x - load(nx + j, n) * m_xn) * V(inv_x)).store(dzx + j, n);
   });
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lnlstm_backward(
-    Tensor grad_hs, Tensor gates, Tensor c_all, Tensor n_h, Tensor inv_h, Tensor n_c, Tensor inv_c,
-    Tensor tanh_c, Tensor W_h, Tensor g_h, Tensor g_c, std::optional<Tensor> grad_cs) {
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>
+lnlstm_backward(Tensor grad_hs, Tensor zx, Tensor gates, Tensor c_all, Tensor mean_x, Tensor inv_x, Tensor n_h,
+                Tensor inv_h, Tensor n_c, Tensor inv_c, Tensor tanh_c, Tensor W_h, Tensor g_x, Tensor g_h,
+                Tensor g_c, std::optional<Tensor> grad_cs) {
   NO_AUTOGRAD;
   const int64_t T = grad_hs.size(0), B = grad_hs.size(1), H = grad_hs.size(2);
-  grad_hs = grad_hs.contiguous(), g_h = g_h.contiguous(), g_c = g_c.contiguous();
+  grad_hs = grad_hs.contiguous(), zx = zx.contiguous();
+  g_x = g_x.contiguous(), g_h = g_h.contiguous(), g_c = g_c.contiguous();
   Tensor gcs = grad_cs.has_value() ? grad_cs->contiguous() : Tensor();
-  auto d = at::empty_like(grad_hs), da = at::empty_like(gates), dz = at::empty_like(gates);
-  auto dchat = grad_hs.new_empty({B, H});   // one step's ∂ĉ
+  auto d = at::empty_like(grad_hs), dzx = at::empty_like(gates), dz = at::empty_like(gates);
+  auto da = grad_hs.new_empty({B, 4 * H}), nx = grad_hs.new_empty({B, 4 * H}), dchat = grad_hs.new_empty({B, H});
   auto dh0 = grad_hs.new_empty({B, H}), dc_carry = at::zeros_like(dh0);
-  auto dg_h = at::zeros_like(g_h), dbeta_h = at::zeros_like(g_h), dg_c = at::zeros_like(g_c), dbeta_c = at::zeros_like(g_c);
+  auto dg_x = at::zeros_like(g_x), dg_h = at::zeros_like(g_h), dbeta = at::zeros_like(g_h);
+  auto dg_c = at::zeros_like(g_c), dbeta_c = at::zeros_like(g_c);
   d[T - 1].copy_(grad_hs[T - 1]);
   auto W_t = W_h.t();
   auto D = d.unbind(0), G = grad_hs.unbind(0), DZ = dz.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lnlstm_backward", [&] {
-    const scalar_t *gh = g_h.data_ptr<scalar_t>(), *gc = g_c.data_ptr<scalar_t>();
-    scalar_t *carry = dc_carry.data_ptr<scalar_t>(), *dch = dchat.data_ptr<scalar_t>();
+    const LayerNorms<scalar_t> p{g_x.data_ptr<scalar_t>(), g_h.data_ptr<scalar_t>(), nullptr,   // no biases:
+                                 g_c.data_ptr<scalar_t>(), nullptr};                           // ∂a/∂β = 1
+    scalar_t *carry = dc_carry.data_ptr<scalar_t>(), *da_ = da.data_ptr<scalar_t>(), *nx_ = nx.data_ptr<scalar_t>();
+    scalar_t* dch = dchat.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t r4 = t * B * 4 * H, r1 = t * B * H;
+      const int64_t r4 = t * B * 4 * H, r1 = t * B * H, r = t * B;
       const scalar_t *dt = D[t].data_ptr<scalar_t>(), *g = gates.data_ptr<scalar_t>() + r4;
       const scalar_t *cp = c_all.data_ptr<scalar_t>() + r1, *nc = n_c.data_ptr<scalar_t>() + r1;
       const scalar_t *tc = tanh_c.data_ptr<scalar_t>() + r1, *nh = n_h.data_ptr<scalar_t>() + r4;
-      const scalar_t *ih = inv_h.data_ptr<scalar_t>() + t * B, *ic = inv_c.data_ptr<scalar_t>() + t * B;
+      const scalar_t *x = zx.data_ptr<scalar_t>() + r4, *mx = mean_x.data_ptr<scalar_t>() + r;
+      const scalar_t *ix = inv_x.data_ptr<scalar_t>() + r, *ih = inv_h.data_ptr<scalar_t>() + r;
+      const scalar_t* ic = inv_c.data_ptr<scalar_t>() + r;
       const scalar_t* gcs_t = gcs.defined() ? gcs.data_ptr<scalar_t>() + r1 : nullptr;
-      scalar_t *dat = da.data_ptr<scalar_t>() + r4, *dzt = dz.data_ptr<scalar_t>() + r4;
+      scalar_t *dzt = dz.data_ptr<scalar_t>() + r4, *dzxt = dzx.data_ptr<scalar_t>() + r4;
       rows(B, 4 * H, [&](int64_t b) {
         const int64_t o4 = b * 4 * H, o1 = b * H;
-        lnlstm_cell_backward(dt + o1, g + o4, cp + o1, nc + o1, ic[b], tc + o1, nh + o4, ih[b], gh, gc,
-                             gcs_t ? gcs_t + o1 : nullptr, carry + o1, dat + o4, dch + o1, dzt + o4, H);
+        lnlstm_cell_backward(p, dt + o1, g + o4, cp + o1, nc + o1, ic[b], tc + o1, nh + o4, ih[b], x + o4, mx[b],
+                             ix[b], gcs_t ? gcs_t + o1 : nullptr, carry + o1, da_ + o4, nx_ + o4, dch + o1,
+                             dzt + o4, dzxt + o4, H);
       });
-      add_column_sums(dat, nh, B, 4 * H, dg_h.data_ptr<scalar_t>(), dbeta_h.data_ptr<scalar_t>());
+      add_column_sums(da_, nh, B, 4 * H, dg_h.data_ptr<scalar_t>(), dbeta.data_ptr<scalar_t>());
+      add_column_sums(da_, nx_, B, 4 * H, dg_x.data_ptr<scalar_t>(), static_cast<scalar_t*>(nullptr));
       add_column_sums(dch, nc, B, H, dg_c.data_ptr<scalar_t>(), dbeta_c.data_ptr<scalar_t>());
       if (t > 0)
         at::addmm_out(D[t - 1], G[t - 1], DZ[t], W_t);
@@ -570,7 +601,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tenso
         at::mm_out(dh0, DZ[0], W_t);
     }
   });
-  return {d, da, dz, dh0, dc_carry, dg_h, dbeta_h, dg_c, dbeta_c};
+  return {d, dzx, dz, dh0, dc_carry, dg_x, dbeta, dbeta.clone(), dg_h, dbeta.clone(), dg_c, dbeta_c};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -717,9 +748,12 @@ TORCH_LIBRARY(dynamics_recurrence, m) {
   m.def("lstm_forward(Tensor(a!) gates, Tensor h0, Tensor c0, Tensor W_h) -> (Tensor, Tensor, Tensor)", &lstm_forward);
   m.def("lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor W_h, Tensor? grad_cs)"
         " -> (Tensor, Tensor, Tensor, Tensor)", &lstm_backward);
-  m.def("lnlstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor W_h, Tensor g_h, Tensor beta_h, Tensor g_c,"
-        " Tensor beta_c) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_forward);
-  m.def("lnlstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor n_h, Tensor inv_h, Tensor n_c,"
-        " Tensor inv_c, Tensor tanh_c, Tensor W_h, Tensor g_h, Tensor g_c, Tensor? grad_cs)"
-        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_backward);
+  m.def("lnlstm_forward(Tensor zx, Tensor h0, Tensor c0, Tensor W_h, Tensor g_x, Tensor beta_x, Tensor b,"
+        " Tensor g_h, Tensor beta_h, Tensor g_c, Tensor beta_c)"
+        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_forward);
+  m.def("lnlstm_backward(Tensor grad_hs, Tensor zx, Tensor gates, Tensor c_all, Tensor mean_x, Tensor inv_x,"
+        " Tensor n_h, Tensor inv_h, Tensor n_c, Tensor inv_c, Tensor tanh_c, Tensor W_h, Tensor g_x, Tensor g_h,"
+        " Tensor g_c, Tensor? grad_cs)"
+        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+        &lnlstm_backward);
 }
