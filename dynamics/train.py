@@ -17,6 +17,7 @@ from . import config as cfg
 from . import probes
 from .models import compiled
 from .probes import CLIP_STATS, OMEGA_STATS
+from .allocator import keep_freed_memory
 from .checkpoint import checkpoint_path, load_checkpoint, save_atomic
 from .progress import progress_bar
 from .faults import memory_fault, os_fault
@@ -73,6 +74,8 @@ class Run:
         self.device = resolve_device(c.device)
         self.dtype = getattr(torch, c.dtype)
         torch.set_num_threads(threads_for(c))
+        if self.device.type == "cpu":
+            keep_freed_memory()
         compiled.use(c.backend)
         torch.manual_seed(c.seed)
         self.source = make_source(c, self.device, self.dtype)
