@@ -51,6 +51,21 @@ def test_compiled_equals_python(cell, activation, dtype, tol, T, B, H, state):
         assert ((a - b).abs().max() / b.abs().max()).item() <= tol
 
 
+@pytest.mark.parametrize("cell,activation", [("rnn", "tanh"), ("gru", "tanh"), ("lstm", "tanh"), ("lnlstm", "tanh")])
+@needs_toolchain
+def test_rows_split_over_two_threads_give_the_python_numbers(cell, activation):
+    """At B = 40, H = 64 each step's rows are split over the threads (blocks of 4096 values)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = one_step(cell, activation, torch.float64, "compiled", 6, 40, 64, True)
+        ref = one_step(cell, activation, torch.float64, "python", 6, 40, 64, True)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(ours, ref):
+        assert ((a - b).abs().max() / b.abs().max()).item() <= 1e-12
+
+
 def lnlstm_gradients(backend, dtype, loss_on_states):
     """Outputs, ∂L/∂h_t and every input's gradient of LNLSTMRecurrence with a loss on its cell
     states (as a decoder reading an encoder's c_t), and on its states too when `loss_on_states`."""
