@@ -4,15 +4,20 @@ The LayerNorm LSTM is timed against our own LSTM (rows "lnlstm/lstm": ours_ms is
 torch_ms our LSTM).
 
 Usage: python benchmarks/bench.py [--device cpu|cuda|all] [--threads N] [--repeats N] [--csv PATH]
-                                  [--clock wall|cpu] [--probes-only] [--own-model] [--startup]
+                                  [--clock wall|cpu] [--probes-only] [--own-model] [--lm] [--scaling]
+                                  [--startup]
 Both sides run interleaved in one process, so the ratio is measured under the same load. Then
-the cost of diagnostics_level = full against basic (one update, one check, one error surface).
+a 2×256 LSTM character language model on one thread and two (--lm: those lines alone, and where
+its step's time goes), the cost of the diagnostics, and of diagnostics_level = full against
+basic (one update, one check, one error surface). --scaling: time and peak memory of one step
+against T, H and B (CPU, and CUDA where there is a GPU).
 CPU threads default to 1, as in training (config key `threads`). On a machine shared with other
 work, `--clock cpu` times the CPU steps by this process's CPU time, which leaves out the time the
 process waits for a core (with one thread it equals the wall time of an idle machine).
 It ends with the start-up time of `dynamics --help` and `dynamics info` (alone: --startup).
 """
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -29,6 +34,7 @@ import dynamics
 import dynamics.nn as dnn
 import tasks.synthetic as tasks
 from dynamics import probes
+from dynamics.allocator import keep_freed_memory
 
 SHAPES = [(20, 50, 150), (1000, 50, 150), (64, 256, 128)]  # (B, H, T)
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -75,7 +81,7 @@ def timed(step, device):
     return now() - t
 
 
-def bench(cell, B, H, T, device, repeats):
+def bench(cell, B, H, T, device, repeats, warmup=3):
     torch.manual_seed(0)
     x = torch.randn(T, B, N_IN, device=device)
     y = torch.randint(N_OUT, (B,), device=device)
@@ -83,7 +89,7 @@ def bench(cell, B, H, T, device, repeats):
     ref = TorchModel(cell, H).to(device)
     steps = {"ours": step_fn(ours, x, y, True), "torch": step_fn(ref, x, y, False)}
     for s in steps.values():  # warm-up
-        for _ in range(3):
+        for _ in range(warmup):
             s()
     times = {k: [] for k in steps}
     for _ in range(repeats):  # interleaved: both see the same machine load
@@ -93,16 +99,18 @@ def bench(cell, B, H, T, device, repeats):
 
 
 class TorchLM(nn.Module):
-    """A character language model on torch.nn.LSTM: embedding → stacked LSTM → linear head."""
+    """A character language model on torch.nn.LSTM: embedding → stacked LSTM → linear head, with
+    dropout where dynamics' Model has it: after the embedding, between the layers, before the head."""
 
-    def __init__(self, vocab, H, layers):
+    def __init__(self, vocab, H, layers, dropout=0.0):
         super().__init__()
         self.embed = nn.Embedding(vocab, H)
-        self.rnn = nn.LSTM(H, H, layers)
+        self.rnn = nn.LSTM(H, H, layers, dropout=dropout)
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(H, vocab)
 
     def forward(self, x):
-        return self.head(self.rnn(self.embed(x))[0])
+        return self.head(self.drop(self.rnn(self.drop(self.embed(x)))[0]))
 
 
 def bench_lnlstm(B, H, T, device, repeats):
@@ -122,42 +130,161 @@ def bench_lnlstm(B, H, T, device, repeats):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_lm(device, repeats, vocab=65, H=256, layers=2, B=32, T=100):
-    """Characters per second of one Adam step of a 2-layer LSTM language model."""
-    torch.manual_seed(0)
-    x = torch.randint(vocab, (T, B), device=device)
-    y = torch.randint(vocab, (T, B), device=device)
-    ours = dynamics.build_model("lstm", H, H, vocab, "softmax", n_layers=layers, vocab_size=vocab, seed=0,
-                                device=device)
-    ref = TorchLM(vocab, H, layers).to(device)
+# The language model of the LM lines: 2×256 LSTM, characters (65), B = 32 streams of T = 100, Adam,
+# dropout 0.2 between the layers, clipping at 5 as the L presets, a check every 100 updates.
+LM = dict(vocab=65, H=256, layers=2, B=32, T=100, dropout=0.2, cutoff=5.0, check_every=100)
 
-    def step_fn(model, is_ours):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            logits = model(x).logits if is_ours else model(x)
-            nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1)).backward()
-            opt.step()
-        return step
-    steps = {"ours": step_fn(ours, True), "torch": step_fn(ref, False)}
-    for s in steps.values():
-        for _ in range(2):
+class LMSteps:
+    """One training step of the language model, ours (dynamics' Model, with what training records:
+    the gradient norms and clipping of probes.clip_gradients per update and, every `check_every`
+    updates, g_t and the histograms of both layers) and torch.nn's (clip_grad_norm_)."""
+
+    def __init__(self, device, vocab, H, layers, B, T, dropout, cutoff, check_every):
+        torch.manual_seed(0)
+        self.x = torch.randint(vocab, (T, B), device=device)
+        self.y = torch.randint(vocab, (T, B), device=device)
+        self.vocab, self.cutoff, self.check_every, self.chars = vocab, cutoff, check_every, B * T
+        self.ours = dynamics.build_model("lstm", H, H, vocab, "softmax", n_layers=layers, vocab_size=vocab,
+                                         dropout=dropout, seed=0, device=device)
+        self.ref = TorchLM(vocab, H, layers, dropout).to(device)
+        self.opt = {m: torch.optim.Adam(m.parameters(), lr=1e-3) for m in (self.ours, self.ref)}
+        self.edges = {part.name: probes.hist_edges(part) for part in self.ours.parts()}
+        self.pending = []
+
+    def loss(self, logits):
+        return nn.functional.cross_entropy(logits.reshape(-1, self.vocab), self.y.reshape(-1))
+
+    def step_ours(self):
+        model, opt = self.ours, self.opt[self.ours]
+        opt.zero_grad(set_to_none=True)
+        loss = self.loss(model(self.x).logits)
+        loss.backward()
+        params = [p for p in model.parameters()]
+        self.pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(params, None, self.cutoff,
+                                                                                     "rescale")]))
+        opt.step()
+
+    def check_ours(self):
+        """What a check reads of the last update: g_t and the histograms of every layer, to the host."""
+        torch.stack(self.pending).cpu()
+        self.pending = []
+        for part in self.ours.parts():
+            d = probes.layer_diagnostics(part, self.edges[part.name])
+            d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
+
+    def step_torch(self):
+        opt = self.opt[self.ref]
+        opt.zero_grad(set_to_none=True)
+        self.loss(self.ref(self.x)).backward()
+        nn.utils.clip_grad_norm_(self.ref.parameters(), self.cutoff)
+        opt.step()
+
+
+def bench_lm(device, repeats, threads=(1,)):
+    """Characters per second of the language model's step, ours (a check's cost spread over
+    `check_every` updates) and torch.nn's, at each thread count: all steps interleaved, so every
+    number sees the same machine load."""
+    lm = LMSteps(device, **LM)
+    steps = {(k, n): s for n in threads for k, s in (("ours", lm.step_ours), ("torch", lm.step_torch))}
+    times, checks = {k: [] for k in steps}, {n: [] for n in threads}
+    for _ in range(5):   # warm-up, also of the heap: its free blocks settle after a few steps
+        for (_, n), s in steps.items():
+            torch.set_num_threads(n)
             s()
-    times = {k: [] for k in steps}
     for _ in range(repeats):
-        for k, s in steps.items():
-            times[k].append(timed(s, device))
-    return {k: B * T / statistics.median(v) for k, v in times.items()}
+        for (k, n), s in steps.items():
+            torch.set_num_threads(n)
+            times[k, n].append(timed(s, device))
+            if k == "ours":
+                checks[n].append(timed(lm.check_ours, device))
+    out = {}
+    for (k, n), v in times.items():
+        step = statistics.median(v) + (statistics.median(checks[n]) / lm.check_every if k == "ours" else 0)
+        out[k, n] = lm.chars / step
+    out["check_ms"] = {n: 1e3 * statistics.median(v) for n, v in checks.items()}
+    return out
 
 
-def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20):
-    """Milliseconds per SGD step of one model with the probes on against off, in alternating blocks
-    of `check_freq` updates. On: what training records, i.e. per update the gradient norms and the
-    clipping and non-finite checks, and per block one check's g_t and histograms of every layer,
-    moved to the host. Off: forward, loss, backward (∂L/∂h_t falls out of BPTT either way), update.
-    The overhead is the median over adjacent (on, off) pairs of their ratio: on a shared machine
-    a pair sees the same load, while the medians of each side may come from different moments."""
+def profile_lm(device, repeats):
+    """Where the language model's step goes: each part timed alone (forward and backward where it has
+    one) on the shapes and tensors of the step, ours and torch.nn's, interleaved. `rest` is the step
+    less the parts: the autograd engine, zero_grad, the reshapes."""
+    lm = LMSteps(device, **LM)
+    ours, ref = lm.ours, lm.ref
+    T, B, H = lm.x.shape[0], lm.x.shape[1], LM["H"]
+    h = torch.randn(T, B, H, device=device, requires_grad=True)
+    upstream = torch.randn(T, B, H, device=device)
+
+    def backward_of(f):
+        return lambda: f().backward(upstream)
+
+    def ours_stack():
+        x = h
+        for layer in ours.layers:
+            x = layer(x)[0]
+        return x
+
+    def head_of(weight, bias):
+        return lambda: lm.loss(torch.matmul(h, weight) + bias).backward()
+
+    def drop3():   # after the embedding, between the layers, before the head
+        return sum(nn.functional.dropout(h, LM["dropout"]) for _ in range(3))
+
+    def adam(model):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        return lm.opt[model].step
+
+    params = {m: list(m.parameters()) for m in (ours, ref)}
+    lm.step_ours(), lm.step_torch()
+    parts = {
+        "recurrence (2 layers)": (backward_of(ours_stack), backward_of(lambda: ref.rnn(h)[0])),
+        "head and softmax": (head_of(ours.W_hy, ours.b_y), head_of(ref.head.weight.t(), ref.head.bias)),
+        "embedding": (backward_of(lambda: ours.embedding(lm.x)), backward_of(lambda: ref.embed(lm.x))),
+        "dropout (3 places)": (backward_of(drop3), backward_of(drop3)),
+        "optimiser (Adam)": (adam(ours), adam(ref)),
+        "clipping and norms": (lambda: probes.clip_gradients(params[ours], None, lm.cutoff, "rescale"),
+                               lambda: nn.utils.clip_grad_norm_(params[ref], lm.cutoff)),
+        "g_t and histograms (a check / 100)": (lm.check_ours, None),
+        "whole step": (lm.step_ours, lm.step_torch),
+    }
+    times = {(name, side): [] for name, pair in parts.items() for side, f in zip(("ours", "torch"), pair) if f}
+    for _ in range(repeats):
+        for name, pair in parts.items():
+            for side, f in zip(("ours", "torch"), pair):
+                if f:
+                    lm.pending.append(torch.zeros(5))   # check_ours reads what the updates recorded
+                    times[name, side].append(timed(f, device))
+    out = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    out["g_t and histograms (a check / 100)", "ours"] /= lm.check_every
+    for side in ("ours", "torch"):
+        out["sum of the parts", side] = sum(v for (name, s), v in out.items() if s == side and name != "whole step")
+    return out
+
+
+def print_profile(device, repeats):
+    rows = {}
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        for (name, side), v in profile_lm(device, repeats).items():
+            rows.setdefault(name, {})[side, n] = v
+    print(f"{device:6} where the LM step's time goes (ms; each part alone, median of {repeats}), one and two threads:")
+    print(f"  {'part':36} {'ours 1':>8} {'torch 1':>8} {'ours 2':>8} {'torch 2':>8}")
+    for name, v in rows.items():
+        cells = " ".join(f"{v[k]:8.1f}" if k in v else f"{'-':>8}" for k in (("ours", 1), ("torch", 1), ("ours", 2),
+                                                                              ("torch", 2)))
+        print(f"  {name:36} {cells}", flush=True)
+    torch.set_num_threads(1)
+
+
+def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150):
+    """The cost of what training records, on a small LSTM step (a large one only makes it smaller):
+    per update the gradient norms and the clipping and non-finite checks (the median ratio of
+    adjacent updates with and without: a pair sees the same machine load), and per check g_t and the
+    histograms of every layer moved to the host, timed alone and spread over the updates between
+    checks. The overhead at the presets' rate (a check every 100 updates; some check every 200) and
+    at the `check_freq` default, 20."""
     torch.manual_seed(0)
     x = torch.randn(T, B, N_IN, device=device)
     y = torch.randint(N_OUT, (B,), device=device)
@@ -165,31 +292,35 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, check_freq=20)
     params = list(model.parameters())
     opt = torch.optim.SGD(params, lr=0.01)
     edges = {part.name: probes.hist_edges(part) for part in model.parts()}
+    pending = []
 
-    def block(on):
-        pending = []
-        for _ in range(check_freq):
-            opt.zero_grad(set_to_none=False)
-            out = model(x)
-            loss = nn.functional.cross_entropy(out.logits, y)
-            loss.backward()
-            if on:
-                pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(params, None, 1.0, "none")]))
-            opt.step()
-        if on:
-            torch.stack(pending).cpu()
-            for part in model.parts():
-                d = probes.layer_diagnostics(part, edges[part.name])
-                d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
+    def step(record):
+        opt.zero_grad(set_to_none=False)
+        loss = nn.functional.cross_entropy(model(x).logits, y)
+        loss.backward()
+        if record:
+            pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(params, None, 1.0, "none")]))
+        opt.step()
 
-    block(True), block(False)  # warm-up
-    times = {True: [], False: []}
-    for _ in range(max(5, repeats // 2)):
-        for on in (True, False):
-            times[on].append(timed(lambda: block(on), device) / check_freq)
-    out = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    out["overhead"] = statistics.median(a / b for a, b in zip(times[True], times[False])) - 1
-    return out
+    def check():
+        torch.stack(pending).cpu()
+        pending.clear()
+        for part in model.parts():
+            d = probes.layer_diagnostics(part, edges[part.name])
+            d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
+
+    for record in (True, False, True):  # warm-up
+        step(record)
+    times, checks = {True: [], False: []}, []
+    for i in range(10 * repeats):
+        for record in (True, False) if i % 2 else (False, True):
+            times[record].append(timed(lambda: step(record), device))
+        if i % 10 == 9:
+            checks.append(timed(check, device))
+    off, check_s = statistics.median(times[False]), statistics.median(checks)
+    per_update = statistics.median(a / b for a, b in zip(times[True], times[False])) - 1
+    return {"step_ms": off * 1e3, "update": per_update, "check_ms": check_s * 1e3,
+            **{every: per_update + check_s / (every * off) for every in (100, 20)}}
 
 
 def bench_dropin(cell, B, H, T, device, repeats):
@@ -247,6 +378,83 @@ def bench_recorder(device, repeats, check_every=100, vocab=65, H=256, layers=2, 
     per_update = statistics.median(a / b for a, b in zip(times[True], times[False])) - 1   # paired, as above
     return {"step_ms": off * 1e3, "update": per_update, "check_ms": check * 1e3,
             "overhead": per_update + check / (check_every * off)}
+
+
+# The scaling table: one layer of 8 inputs, a softmax head on the last step, one thread (CPU).
+SCALING = {"T": [(100, 256, 32), (1000, 256, 32), (10000, 256, 32)],
+           "H": [(100, H, 32) for H in (64, 128, 256, 512, 1024)],
+           "B": [(100, 256, B) for B in (1, 8, 32, 128, 512)]}
+CUDA_GOAL = (256, 1024, 128)   # (T, H, B) at which the CUDA path aims for at most 1.5x cuDNN's time
+
+
+def peak_memory(side, T, H, B, device):
+    """The peak memory of one step of one model above the model and data, in a fresh process (so
+    that the high-water mark is the step's): CPU, the growth of the process's peak resident size
+    (VmHWM: getrusage's maxrss would start from the parent's); CUDA, torch's peak allocation."""
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)   # as the timed steps (scaling)
+    y = torch.randint(N_OUT, (B,), device=device)
+
+    def model_step(T):
+        x = torch.randn(T, B, N_IN, device=device)
+        model = (dynamics.build_model("lstm", N_IN, H, N_OUT, "last_softmax", seed=0, device=device) if side == "ours"
+                 else TorchModel("lstm", H).to(device))
+        return step_fn(model, x, y, side == "ours")
+    model_step(2)()   # the kernels loaded, outside the measurement
+    step = model_step(T)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    def high_water():
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) * 1024
+    base = high_water()
+    step()
+    return (high_water() - base) / 2 ** 20
+
+
+def stored_mb(T, H, B):
+    """What our LSTM keeps for its backward, in float32: h_t and c_t (T+1 each), tanh c_t and the four
+    gates per step, i.e. 7·T·B·H values, and in the backward ∂L/∂h_t, ∂L/∂a_t (4) and the head's
+    gradient, 6 more; ∂L/∂h_t of the step before is kept until this one's replaces it."""
+    return 4 * (7 + 6 + 1) * T * B * H / 2 ** 20
+
+
+def scaling(device):
+    """The table: time and peak memory of one step against T, H and B, ours and torch.nn.LSTM: the
+    times side by side in this process, the memory of each side in a process of its own (`--point`).
+    Denormal floats are flushed to zero on both sides: a gradient that vanishes through a thousand
+    steps reaches them, and x86 computes with them tens of times slower, on both sides alike."""
+    if device == "cuda" and not torch.cuda.is_available():
+        print("cuda   scaling: skipped (no CUDA device here: torch.cuda.is_available() is False)", flush=True)
+        return []
+    grid = {**SCALING, **({"goal": [CUDA_GOAL]} if device == "cuda" else {})}
+    print(f"{device:6} scaling of one step (1 layer, softmax on the last step, one thread; each point a fresh "
+          f"process): time ms and peak memory MB above the model and data", flush=True)
+    print(f"  {'varied':6} {'T':>6} {'H':>5} {'B':>4} {'ours ms':>9} {'torch ms':>9} {'ratio':>6} {'ours MB':>8} "
+          f"{'torch MB':>8} {'14·TBH·4 B':>10}")
+    rows = []
+    torch.set_flush_denormal(True)
+    try:
+        for varied, points in grid.items():
+            for T, H, B in points:
+                t = bench("lstm", B, H, T, device, 3 if T * H * B > 10 ** 8 else 7, warmup=1)
+                mb = {}
+                for side in ("ours", "torch"):
+                    out = subprocess.run([sys.executable, __file__, "--point", f"{side},{T},{H},{B},{device}"],
+                                         capture_output=True, text=True)
+                    mb[side] = float(out.stdout.split()[-1]) if out.returncode == 0 else float("nan")
+                ratio = t["ours"] / t["torch"]
+                rows.append((device, f"scaling-{varied}", B, H, T, t["ours"] * 1e3, t["torch"] * 1e3, ratio))
+                print(f"  {varied:6} {T:6d} {H:5d} {B:4d} {t['ours'] * 1e3:9.1f} {t['torch'] * 1e3:9.1f} {ratio:5.2f}x "
+                      f"{mb['ours']:8.0f} {mb['torch']:8.0f} {stored_mb(T, H, B):10.0f}", flush=True)
+    finally:
+        torch.set_flush_denormal(False)
+    return rows
 
 
 def bench_tasks(repeats, B=1000, T=200):
@@ -334,6 +542,25 @@ def print_levels(repeats):
           f"slice (T={p['T']}) {p['surface']:.0f} ms", flush=True)
 
 
+def lm_lines(device, args, rows):
+    """The language model: ours against torch.nn in characters per second, on one thread and (where
+    the machine has them) two."""
+    # CPU time counts every thread's, so a second thread is timed by the wall clock only
+    more = args.threads == 1 and len(os.sched_getaffinity(0)) >= 2 and args.clock == "wall"
+    counts = (args.threads, 2) if more else (args.threads,)
+    lm = bench_lm(device, max(5, args.repeats // 3), counts)
+    one = counts[0]
+    for n in counts:
+        ratio = lm["ours", n] / lm["torch", n]
+        rows.append((device, f"lm-lstm-{n}t", 32, 256, 100, 1e3 * 3200 / lm["ours", n], 1e3 * 3200 / lm["torch", n],
+                     1 / ratio))
+        gain = "" if n == one else (f"; {lm['ours', n] / lm['ours', one]:.2f}x / {lm['torch', n] / lm['torch', one]:.2f}x "
+                                    f"the speed of {one} thread")
+        print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100, dropout 0.2, clipping, g_t every 100 updates, {n} "
+              f"thread{'s' * (n > 1)}: ours {lm['ours', n]:,.0f} chars/s, torch.nn {lm['torch', n]:,.0f} chars/s "
+              f"({ratio:.2f}x its speed{gain})", flush=True)
+
+
 def own_model(device, args, rows):
     """The lines of a model of one's own: the drop-in modules and the recorder."""
     for cell in args.cells.split(","):
@@ -363,7 +590,14 @@ def main():
     p.add_argument("--clock", default="wall", choices=list(CLOCK), help="cpu: CPU time of the process (CPU steps)")
     p.add_argument("--probes-only", action="store_true", help="only the line on diagnostics_level full")
     p.add_argument("--own-model", action="store_true", help="only the lines of dynamics.nn and dynamics.Recorder")
+    p.add_argument("--lm", action="store_true", help="only the language model's lines and where its step goes")
+    p.add_argument("--scaling", action="store_true", help="only the table of time and memory against T, H and B")
+    p.add_argument("--point", help=argparse.SUPPRESS)   # one point of the scaling table: side,T,H,B,device
     args = p.parse_args()
+    keep_freed_memory()   # as training does (dynamics/allocator.py): both sides reuse freed memory
+    if args.point:
+        side, T, H, B, device = args.point.split(",")
+        return print(peak_memory(side, int(T), int(H), int(B), device))
     if args.startup:
         return print_startup(args.repeats)
     global clock
@@ -375,6 +609,13 @@ def main():
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     if args.own_model:
         return [own_model(device, args, []) for device in devices]
+    if args.scaling:
+        return [scaling(device) for device in ("cpu", "cuda")]
+    if args.lm:
+        for device in devices:
+            lm_lines(device, args, [])
+            print_profile(device, max(5, args.repeats // 3))
+        return
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps, {args.clock} clock")
     print(f"{'device':6} {'cell':5} {'B':>5} {'H':>4} {'T':>4} {'ours ms':>9} {'torch.nn ms':>12} {'ratio':>6}")
@@ -393,16 +634,13 @@ def main():
             rows.append((device, "lnlstm/lstm", B, H, T, t["lnlstm"] * 1e3, t["lstm"] * 1e3, ratio))
             print(f"{device:6} LN-LSTM against our LSTM, B={B} H={H} T={T}: {t['lnlstm'] * 1e3:.2f} ms against "
                   f"{t['lstm'] * 1e3:.2f} ms ({ratio:.2f}x the time)", flush=True)
-        lm = bench_lm(device, max(5, args.repeats // 3))
-        ratio = lm["torch"] / lm["ours"]
-        rows.append((device, "lm-lstm", 32, 256, 100, 1e3 * 3200 / lm["ours"], 1e3 * 3200 / lm["torch"], ratio))
-        print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100: ours {lm['ours']:,.0f} chars/s, "
-              f"torch.nn {lm['torch']:,.0f} chars/s ({ratio:.2f}x the time)", flush=True)
+        lm_lines(device, args, rows)
         pr = bench_probes(device, args.repeats)
-        rows.append((device, "probes-lstm", 20, 50, 150, pr[True], pr[False], 1 + pr["overhead"]))
-        print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150, a check every 20 updates: probes on "
-              f"{pr[True]:.2f} ms/step, off {pr[False]:.2f} ms/step ({100 * pr['overhead']:+.1f}%, the median "
-              f"of paired blocks)", flush=True)
+        rows.append((device, "probes-lstm", 20, 50, 150, pr["step_ms"] * (1 + pr[100]), pr["step_ms"], 1 + pr[100]))
+        print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150 (a step {pr['step_ms']:.2f} ms): "
+              f"{100 * pr['update']:+.1f}% per update (norms, clipping; the median of paired updates), "
+              f"{pr['check_ms']:.2f} ms per check (g_t, histograms): {100 * pr[100]:+.1f}% of the step in all at "
+              f"a check every 100 updates (the presets), {100 * pr[20]:+.1f}% every 20 (the default)", flush=True)
         own_model(device, args, rows)
     print_levels(args.repeats)
     gen = bench_tasks(args.repeats)
