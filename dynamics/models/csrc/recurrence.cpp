@@ -722,17 +722,23 @@ Tensor clip_gradients(at::TensorList grads, std::optional<Tensor> W_rec, std::op
   });
   const bool bad = !std::isfinite(n) || n > big;
   const bool clipped = rescale && !bad && n > limit;
-  Tensor after = norm;
+  double n_after = n;
   if (clipped) {
     at::_foreach_mul_(grads, norm.reciprocal() * cutoff);
-    after = global_norm();
+    n_after = global_norm().item<double>();
   } else if (bad) {
     for (const Tensor& g : grads) const_cast<Tensor&>(g).zero_();
     if (W_rec.has_value()) W_rec_grad->add_(*W_rec * at::scalar_tensor(0.02, at::kFloat));
-    after = global_norm();
+    n_after = global_norm().item<double>();
   }
-  return at::stack({norm, after, at::scalar_tensor(double(clipped), norm.options()),
-                    at::scalar_tensor(double(bad), norm.options())});
+  // the four values written into one new tensor: values of the gradients' dtype, so exact
+  auto out = at::empty({4}, norm.options());
+  AT_DISPATCH_FLOATING_TYPES(norm.scalar_type(), "clip_gradients", [&] {
+    scalar_t* o = out.data_ptr<scalar_t>();
+    o[0] = static_cast<scalar_t>(n), o[1] = static_cast<scalar_t>(n_after);
+    o[2] = clipped, o[3] = bad;
+  });
+  return out;
 }
 
 }  // namespace
