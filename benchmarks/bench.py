@@ -185,15 +185,15 @@ def bench_lm(device, repeats, threads=(1,)):
     """Characters per second of the language model's step, ours (a check's cost spread over
     `check_every` updates) and torch.nn's, at each thread count: all steps interleaved, so every
     number sees the same machine load."""
-    lm = LMSteps(device, **LM)
+    lm, before = LMSteps(device, **LM), torch.get_num_threads()
     steps = {(k, n): s for n in threads for k, s in (("ours", lm.step_ours), ("torch", lm.step_torch))}
     times, checks = {k: [] for k in steps}, {n: [] for n in threads}
     for _ in range(5):   # warm-up, also of the heap: its free blocks settle after a few steps
         for (_, n), s in steps.items():
             torch.set_num_threads(n)
             s()
-    for _ in range(repeats):
-        for (k, n), s in steps.items():
+    for i in range(repeats):
+        for (k, n), s in list(steps.items())[::(-1) ** i]:   # alternating order: neither side always first
             torch.set_num_threads(n)
             times[k, n].append(timed(s, device))
             if k == "ours":
@@ -203,6 +203,7 @@ def bench_lm(device, repeats, threads=(1,)):
         step = statistics.median(v) + (statistics.median(checks[n]) / lm.check_every if k == "ours" else 0)
         out[k, n] = lm.chars / step
     out["check_ms"] = {n: 1e3 * statistics.median(v) for n, v in checks.items()}
+    torch.set_num_threads(before)
     return out
 
 
@@ -250,9 +251,9 @@ def profile_lm(device, repeats):
         "whole step": (lm.step_ours, lm.step_torch),
     }
     times = {(name, side): [] for name, pair in parts.items() for side, f in zip(("ours", "torch"), pair) if f}
-    for _ in range(repeats):
+    for i in range(repeats):
         for name, pair in parts.items():
-            for side, f in zip(("ours", "torch"), pair):
+            for side, f in list(zip(("ours", "torch"), pair))[::(-1) ** i]:
                 if f:
                     lm.pending.append(torch.zeros(5))   # check_ours reads what the updates recorded
                     times[name, side].append(timed(f, device))
@@ -264,7 +265,7 @@ def profile_lm(device, repeats):
 
 
 def print_profile(device, repeats):
-    rows = {}
+    rows, before = {}, torch.get_num_threads()
     for n in (1, 2):
         torch.set_num_threads(n)
         for (name, side), v in profile_lm(device, repeats).items():
@@ -275,16 +276,19 @@ def print_profile(device, repeats):
         cells = " ".join(f"{v[k]:8.1f}" if k in v else f"{'-':>8}" for k in (("ours", 1), ("torch", 1), ("ours", 2),
                                                                               ("torch", 2)))
         print(f"  {name:36} {cells}", flush=True)
-    torch.set_num_threads(1)
+    torch.set_num_threads(before)
 
 
-def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150):
-    """The cost of what training records, on a small LSTM step (a large one only makes it smaller):
-    per update the gradient norms and the clipping and non-finite checks (the median ratio of
-    adjacent updates with and without: a pair sees the same machine load), and per check g_t and the
+def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, cutoff=1e9):
+    """The cost of what training records, on a small LSTM step (a large one only makes it smaller).
+    Per update, the gradient norms and the clipping and non-finite checks (probes.clip_gradients)
+    and the row they make: without clipping against nothing (the 5 presets that do not clip, where
+    the norms are for the record only), and with clipping against torch's clip_grad_norm_ (the
+    other 41, where training needs the norm anyway); each the median ratio of adjacent updates,
+    in alternating order, so that a pair sees the same machine load. Per check, g_t and the
     histograms of every layer moved to the host, timed alone and spread over the updates between
-    checks. The overhead at the presets' rate (a check every 100 updates; some check every 200) and
-    at the `check_freq` default, 20."""
+    checks: a check every 100 updates (the presets' rate; some check every 200) and every 20
+    (the `check_freq` default). `cutoff` is never reached, so that all variants take the same steps."""
     torch.manual_seed(0)
     x = torch.randn(T, B, N_IN, device=device)
     y = torch.randint(N_OUT, (B,), device=device)
@@ -294,12 +298,17 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150):
     edges = {part.name: probes.hist_edges(part) for part in model.parts()}
     pending = []
 
-    def step(record):
+    def record(clip):
+        return lambda loss: pending.append(torch.cat([loss.detach().view(1),
+                                                      probes.clip_gradients(params, None, cutoff, clip)]))
+    variants = {"off": lambda loss: None, "records": record("none"), "records, clipping": record("rescale"),
+                "clip_grad_norm_": lambda loss: nn.utils.clip_grad_norm_(params, cutoff)}
+
+    def step(after_backward):
         opt.zero_grad(set_to_none=False)
         loss = nn.functional.cross_entropy(model(x).logits, y)
         loss.backward()
-        if record:
-            pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(params, None, 1.0, "none")]))
+        after_backward(loss)
         opt.step()
 
     def check():
@@ -309,18 +318,24 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150):
             d = probes.layer_diagnostics(part, edges[part.name])
             d["grad_time"].cpu(), [v.cpu() for v in d["hist"].values()]
 
-    for record in (True, False, True):  # warm-up
-        step(record)
-    times, checks = {True: [], False: []}, []
+    for f in list(variants.values()) * 3:  # warm-up
+        step(f)
+    times, checks = {k: [] for k in variants}, []
     for i in range(10 * repeats):
-        for record in (True, False) if i % 2 else (False, True):
-            times[record].append(timed(lambda: step(record), device))
+        for k in list(variants)[::(-1) ** i]:
+            times[k].append(timed(lambda: step(variants[k]), device))
         if i % 10 == 9:
             checks.append(timed(check, device))
-    off, check_s = statistics.median(times[False]), statistics.median(checks)
-    per_update = statistics.median(a / b for a, b in zip(times[True], times[False])) - 1
-    return {"step_ms": off * 1e3, "update": per_update, "check_ms": check_s * 1e3,
-            **{every: per_update + check_s / (every * off) for every in (100, 20)}}
+
+    def extra(k, base):
+        return statistics.median(a / b for a, b in zip(times[k], times[base])) - 1
+    off, check_s = statistics.median(times["off"]), statistics.median(checks)
+    out = {"step_ms": off * 1e3, "check_ms": check_s * 1e3, "update": extra("records", "off"),
+           "update_clipping": extra("records, clipping", "clip_grad_norm_")}
+    for every in (100, 20):
+        out[every] = out["update"] + check_s / (every * off)
+        out[every, "clipping"] = out["update_clipping"] + check_s / (every * off)
+    return out
 
 
 def bench_dropin(cell, B, H, T, device, repeats):
@@ -542,6 +557,17 @@ def print_levels(repeats):
           f"slice (T={p['T']}) {p['surface']:.0f} ms", flush=True)
 
 
+def print_diagnostics(device, args, rows):
+    pr = bench_probes(device, args.repeats)
+    rows.append((device, "probes-lstm", 20, 50, 150, pr["step_ms"] * (1 + pr[100]), pr["step_ms"], 1 + pr[100]))
+    print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150 (a step {pr['step_ms']:.2f} ms), per update (norms, "
+          f"clipping checks; the median of paired updates) {100 * pr['update']:+.1f}% without clipping, "
+          f"{100 * pr['update_clipping']:+.1f}% with it against clip_grad_norm_; {pr['check_ms']:.2f} ms per "
+          f"check (g_t, histograms). In all, at a check every 100 updates (the presets): "
+          f"{100 * pr[100]:+.1f}% / {100 * pr[100, 'clipping']:+.1f}%; every 20 (the default): "
+          f"{100 * pr[20]:+.1f}% / {100 * pr[20, 'clipping']:+.1f}%", flush=True)
+
+
 def lm_lines(device, args, rows):
     """The language model: ours against torch.nn in characters per second, on one thread and (where
     the machine has them) two."""
@@ -589,12 +615,17 @@ def main():
     p.add_argument("--startup", action="store_true", help="only the start-up times of the commands")
     p.add_argument("--clock", default="wall", choices=list(CLOCK), help="cpu: CPU time of the process (CPU steps)")
     p.add_argument("--probes-only", action="store_true", help="only the line on diagnostics_level full")
+    p.add_argument("--diagnostics", action="store_true", help="only the line on the cost of the diagnostics")
     p.add_argument("--own-model", action="store_true", help="only the lines of dynamics.nn and dynamics.Recorder")
     p.add_argument("--lm", action="store_true", help="only the language model's lines and where its step goes")
     p.add_argument("--scaling", action="store_true", help="only the table of time and memory against T, H and B")
+    p.add_argument("--malloc", default="kept", choices=["kept", "default"],
+                   help="kept: freed memory kept for reuse, as training does (dynamics/allocator.py); "
+                        "default: glibc's defaults, as a plain torch loop runs")
     p.add_argument("--point", help=argparse.SUPPRESS)   # one point of the scaling table: side,T,H,B,device
     args = p.parse_args()
-    keep_freed_memory()   # as training does (dynamics/allocator.py): both sides reuse freed memory
+    if args.malloc == "kept":
+        keep_freed_memory()   # as training does (dynamics/allocator.py): both sides reuse freed memory
     if args.point:
         side, T, H, B, device = args.point.split(",")
         return print(peak_memory(side, int(T), int(H), int(B), device))
@@ -609,6 +640,8 @@ def main():
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     if args.own_model:
         return [own_model(device, args, []) for device in devices]
+    if args.diagnostics:
+        return [print_diagnostics(device, args, []) for device in devices]
     if args.scaling:
         return [scaling(device) for device in ("cpu", "cuda")]
     if args.lm:
@@ -617,7 +650,8 @@ def main():
             print_profile(device, max(5, args.repeats // 3))
         return
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps, {args.clock} clock")
+          f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps, {args.clock} clock, freed memory "
+          f"{'kept' if args.malloc == 'kept' else 'returned (glibc defaults)'}")
     print(f"{'device':6} {'cell':5} {'B':>5} {'H':>4} {'T':>4} {'ours ms':>9} {'torch.nn ms':>12} {'ratio':>6}")
     rows = []
     for device in devices:
@@ -635,12 +669,7 @@ def main():
             print(f"{device:6} LN-LSTM against our LSTM, B={B} H={H} T={T}: {t['lnlstm'] * 1e3:.2f} ms against "
                   f"{t['lstm'] * 1e3:.2f} ms ({ratio:.2f}x the time)", flush=True)
         lm_lines(device, args, rows)
-        pr = bench_probes(device, args.repeats)
-        rows.append((device, "probes-lstm", 20, 50, 150, pr["step_ms"] * (1 + pr[100]), pr["step_ms"], 1 + pr[100]))
-        print(f"{device:6} diagnostics, LSTM B=20 H=50 T=150 (a step {pr['step_ms']:.2f} ms): "
-              f"{100 * pr['update']:+.1f}% per update (norms, clipping; the median of paired updates), "
-              f"{pr['check_ms']:.2f} ms per check (g_t, histograms): {100 * pr[100]:+.1f}% of the step in all at "
-              f"a check every 100 updates (the presets), {100 * pr[20]:+.1f}% every 20 (the default)", flush=True)
+        print_diagnostics(device, args, rows)
         own_model(device, args, rows)
     print_levels(args.repeats)
     gen = bench_tasks(args.repeats)
