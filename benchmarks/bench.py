@@ -448,10 +448,11 @@ def scaling(device):
         print("cuda   scaling: skipped (no CUDA device here: torch.cuda.is_available() is False)", flush=True)
         return []
     grid = {**SCALING, **({"goal": [CUDA_GOAL]} if device == "cuda" else {})}
-    print(f"{device:6} scaling of one step (1 layer, softmax on the last step, one thread; each point a fresh "
-          f"process): time ms and peak memory MB above the model and data", flush=True)
+    print(f"{device:6} scaling of one step (1 layer, softmax on the last step, one thread): time ms, side by "
+          f"side; peak memory MB above the model and data, each side in a process of its own; what BPTT keeps "
+          f"by count (14 values per step, unit and sequence)", flush=True)
     print(f"  {'varied':6} {'T':>6} {'H':>5} {'B':>4} {'ours ms':>9} {'torch ms':>9} {'ratio':>6} {'ours MB':>8} "
-          f"{'torch MB':>8} {'14·TBH·4 B':>10}")
+          f"{'torch MB':>8} {'count MB':>10}")
     rows = []
     torch.set_flush_denormal(True)
     try:
