@@ -159,14 +159,16 @@ def test_threads_take_a_count_or_auto(tmp_path, capsys):
     assert threads_for(lm) == len(os.sched_getaffinity(0))   # by default, the cores this process may use
 
 
-def test_threads_auto_sets_the_run_and_a_sweep_keeps_one_per_worker(tmp_path):
+def test_threads_auto_sets_the_run_and_a_sweep_keeps_one_per_worker(tmp_path, monkeypatch):
     import os
 
     import torch
 
     from dynamics.runfile import read_only
-    from dynamics.sweep.execute import run_task
+    from dynamics.sweep import execute
     from dynamics.train import Run
+    monkeypatch.setattr(execute, "stopping", lambda sweep_id: False)   # whatever sweeps ran before here
+    run_task = execute.run_task
     c = cfg.make({"threads": "auto", "n_hidden": 128, "batch_size": 20, "out_dir": str(tmp_path), "max_iters": 4,
                   "check_freq": 2, "eval_batch_size": 20, "chunk_batch_size": 20})
     try:
