@@ -24,7 +24,7 @@ def info_text(snap):
     out.append(f"status    {status}")
     if snap.error:
         out.append(f"error     {' '.join(snap.error.split())}")
-    for key in ("command", "created", "finished", "device", "torch_version", "git_commit"):
+    for key in ("command", "created", "finished", "device", "threads", "torch_version", "git_commit"):
         value = snap.attrs.get(key)
         if value:
             out.append(f"{key:<9} {value}")

@@ -105,6 +105,7 @@ class RunFile:
             f.attrs.update(dict(schema=SCHEMA, name=config.name, status="running", config=config.to_json(),
                                 command=command, created=now(), finished="", torch_version=str(torch.__version__),
                                 dynamics_version=version(), git_commit=git_commit(), device=config.device,
+                                threads=torch.get_num_threads(),
                                 error="", cell=config.cell, task=config.task, family=source.family,
                                 parts=json.dumps(list(parts)),
                                 recurrent_matrix=RECURRENT_MATRIX.get(config.cell, "W_hh")) | source.attrs)
@@ -158,7 +159,7 @@ class RunFile:
             for name in (*CHECK_COLUMNS, *columns):
                 if name not in f["check"]:
                     growing(f["check"], name).resize(n_checks, axis=0)
-            f.attrs.update(status="running", error="", finished="")
+            f.attrs.update(status="running", error="", finished="", threads=torch.get_num_threads())
             if "final" in f:
                 del f["final"]
         self._open()

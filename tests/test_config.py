@@ -179,6 +179,13 @@ def test_threads_auto_sets_the_run_and_a_sweep_keeps_one_per_worker(tmp_path, mo
         assert torch.get_num_threads() == 1
         with read_only(c.run_path) as f:
             import json
-            assert json.loads(f.attrs["config"])["threads"] == 1    # what the run had: one thread
+            assert json.loads(f.attrs["config"])["threads"] == 1 and f.attrs["threads"] == 1   # what the run had
+        from dynamics.train import train
+        import dataclasses
+        alone = dataclasses.replace(c, name="alone")
+        train(alone, progress=False)
+        with read_only(alone.run_path) as f:   # a run of its own: `auto` resolved, and recorded
+            assert json.loads(f.attrs["config"])["threads"] == "auto"
+            assert f.attrs["threads"] == len(os.sched_getaffinity(0))
     finally:
         torch.set_num_threads(1)
