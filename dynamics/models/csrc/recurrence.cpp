@@ -712,7 +712,16 @@ Tensor histogram(Tensor values, Tensor edges, int64_t transform) {
 Tensor clip_gradients(at::TensorList grads, std::optional<Tensor> W_rec, std::optional<Tensor> W_rec_grad,
                       double cutoff, bool rescale) {
   NO_AUTOGRAD;
-  auto global_norm = [&] { return at::linalg_vector_norm(at::stack(at::_foreach_norm(grads)), 2); };
+  // ‖g‖ as the Python path computes it: each gradient's norm (what _foreach_norm computes on the
+  // CPU, one linalg_vector_norm each) into one vector, then that vector's norm
+  auto global_norm = [&] {
+    auto norms = at::empty({int64_t(grads.size())}, grads[0].options());
+    AT_DISPATCH_FLOATING_TYPES(norms.scalar_type(), "global_norm", [&] {
+      scalar_t* v = norms.data_ptr<scalar_t>();
+      for (size_t i = 0; i < grads.size(); ++i) v[i] = at::linalg_vector_norm(grads[i], 2).item<scalar_t>();
+    });
+    return at::linalg_vector_norm(norms, 2);
+  };
   const Tensor norm = global_norm();
   const double n = norm.item<double>();   // exact: a float32 or float64 value
   // the Python path compares in the gradients' dtype, so the thresholds are rounded to it first
