@@ -588,6 +588,28 @@ def lm_lines(device, args, rows):
               f"({ratio:.2f}x its speed{gain})", flush=True)
 
 
+def thread_gains(device, repeats, shapes=((20, 50, 150), (20, 128, 150), (64, 256, 128))):
+    """Our LSTM's step on two threads against one, at small to large (B, H, T): the steps at each
+    count interleaved, so both see the same load. Where `threads = auto` shares a step (B·H ≥ 2048)."""
+    before, out = torch.get_num_threads(), {}
+    for B, H, T in shapes:
+        torch.manual_seed(0)
+        x, y = torch.randn(T, B, N_IN, device=device), torch.randint(N_OUT, (B,), device=device)
+        step = step_fn(dynamics.build_model("lstm", N_IN, H, N_OUT, "last_softmax", seed=0, device=device), x, y, True)
+        times = {1: [], 2: []}
+        for i in range(3 + repeats):
+            for n in (1, 2) if i % 2 else (2, 1):
+                torch.set_num_threads(n)
+                t = timed(step, device)
+                if i >= 3:
+                    times[n].append(t)
+        out[B, H, T] = statistics.median(times[1]) / statistics.median(times[2])
+    torch.set_num_threads(before)
+    print(f"{device:6} our LSTM's step on 2 threads against 1, at (B, H, T): " + ", ".join(
+        f"({B}, {H}, {T}) {g:.2f}x" for (B, H, T), g in out.items()), flush=True)
+    return out
+
+
 def own_model(device, args, rows):
     """The lines of a model of one's own: the drop-in modules and the recorder."""
     for cell in args.cells.split(","):
@@ -649,6 +671,8 @@ def main():
         for device in devices:
             lm_lines(device, args, [])
             print_profile(device, max(5, args.repeats // 3))
+            if device == "cpu" and len(os.sched_getaffinity(0)) >= 2:
+                thread_gains(device, max(5, args.repeats // 3))
         return
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads; median of {args.repeats} SGD steps, {args.clock} clock, freed memory "
