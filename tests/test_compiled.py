@@ -102,7 +102,10 @@ def test_lnlstm_cell_state_gradients(loss_on_states):
 def test_selection(monkeypatch):
     cpu, other = torch.zeros(1), torch.zeros(1, device="meta")
     monkeypatch.setenv("DYNAMICS_BACKEND", "python")
+    compiled.use("auto")               # a run's choice reads the environment
     assert compiled.ops_for(cpu) is None
+    monkeypatch.setenv("DYNAMICS_BACKEND", "compiled")
+    assert compiled.ops_for(cpu) is None   # ... once, not at every call
     compiled.use("compiled")           # the config key wins over the environment
     try:
         assert compiled.backend() == "compiled"
@@ -110,8 +113,11 @@ def test_selection(monkeypatch):
     finally:
         compiled.use("auto")
     monkeypatch.setenv("DYNAMICS_BACKEND", "fast")
+    compiled.use("auto")
     with pytest.raises(InputError, match="DYNAMICS_BACKEND"):
         compiled.ops_for(cpu)
+    monkeypatch.delenv("DYNAMICS_BACKEND")
+    compiled.use("auto")
     with pytest.raises(InputError, match="backend"):
         cfg.make({"backend": "gpu"})
     assert cfg.make({"backend": "python"}).backend == "python"
@@ -128,6 +134,7 @@ def test_failed_build_falls_back(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(compiled, "_failure", None)
     monkeypatch.setenv("DYNAMICS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DYNAMICS_BACKEND", raising=False)
+    compiled.use("auto")
     model = dynamics.build_model("lstm", 3, 6, 2, "last_softmax", seed=0, dtype=torch.float64)
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     out = model(x)

@@ -5,7 +5,8 @@ Which path runs (CPU tensors only; CUDA always takes the Python loops of recurre
 - `python`: the Python loops; `compiled`: the C++ loops, and an error if they cannot be built;
 - `auto` (default): compiled when they build, else the Python loops, with one warning line.
 The config key `backend` picks; when it says `auto`, the environment variable DYNAMICS_BACKEND
-may force either path. The build cache is $DYNAMICS_CACHE, or ~/.cache/dynamics, one folder
+may force either path (read when a run chooses its path, `use`, or at the first choice of a
+process: a check per call would cost each update a lookup in os.environ). The build cache is $DYNAMICS_CACHE, or ~/.cache/dynamics, one folder
 per version of the source and of torch.
 """
 import hashlib
@@ -23,31 +24,35 @@ from tasks.errors import bad_value
 BACKENDS = ("auto", "compiled", "python")
 SOURCE = Path(__file__).parent / "csrc" / "recurrence.cpp"
 _configured = "auto"
+_environment = None  # DYNAMICS_BACKEND as read at the last choice (None: read it at the next)
 _ops = None          # torch.ops.dynamics_recurrence once loaded
 _failure = None      # why the build failed, once it has
 
 
 def use(backend):
-    """Select the path for this process (the config key `backend`)."""
-    global _configured
+    """Select the path for this process (the config key `backend`); DYNAMICS_BACKEND is read anew."""
+    global _configured, _environment
     if backend not in BACKENDS:
         raise bad_value("backend", backend, ", ".join(BACKENDS))
-    _configured = backend
+    _configured, _environment = backend, None
 
 
 def backend():
     """The path asked for: the configured one, or DYNAMICS_BACKEND when that is `auto`."""
+    global _environment
     if _configured != "auto":
         return _configured
-    env = os.environ.get("DYNAMICS_BACKEND", "auto").strip().lower() or "auto"
-    if env not in BACKENDS:
-        raise bad_value("DYNAMICS_BACKEND", env, ", ".join(BACKENDS))
-    return env
+    if _environment is None:
+        env = os.environ.get("DYNAMICS_BACKEND", "auto").strip().lower() or "auto"
+        if env not in BACKENDS:
+            raise bad_value("DYNAMICS_BACKEND", env, ", ".join(BACKENDS))
+        _environment = env
+    return _environment
 
 
 def ops_for(tensor):
     """The compiled ops when `tensor` should take them, else None (use the Python loops)."""
-    if tensor.device.type != "cpu" or backend() == "python":
+    if not tensor.is_cpu or backend() == "python":
         return None
     if _ops is None and _failure is None:
         _build()
