@@ -88,11 +88,17 @@ def bench(cell, B, H, T, device, repeats, warmup=3):
     ours = dynamics.build_model(cell, N_IN, H, N_OUT, "last_softmax", seed=0, device=device)
     ref = TorchModel(cell, H).to(device)
     steps = {"ours": step_fn(ours, x, y, True), "torch": step_fn(ref, x, y, False)}
-    for s in steps.values():  # warm-up
+    return side_by_side(steps, device, repeats, warmup)
+
+
+def side_by_side(steps, device, repeats, warmup=3):
+    """The median time of each named step after `warmup` calls of each, the steps interleaved in
+    every repeat, so that all see the same machine load."""
+    for s in steps.values():
         for _ in range(warmup):
             s()
     times = {k: [] for k in steps}
-    for _ in range(repeats):  # interleaved: both see the same machine load
+    for _ in range(repeats):
         for k, s in steps.items():
             times[k].append(timed(s, device))
     return {k: statistics.median(v) for k, v in times.items()}
@@ -120,14 +126,7 @@ def bench_lnlstm(B, H, T, device, repeats):
     y = torch.randint(N_OUT, (B,), device=device)
     steps = {cell: step_fn(dynamics.build_model(cell, N_IN, H, N_OUT, "last_softmax", seed=0, device=device),
                            x, y, True) for cell in ("lnlstm", "lstm")}
-    for s in steps.values():
-        for _ in range(3):
-            s()
-    times = {k: [] for k in steps}
-    for _ in range(repeats):
-        for k, s in steps.items():
-            times[k].append(timed(s, device))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return side_by_side(steps, device, repeats)
 
 
 # The language model of the LM lines: 2×256 LSTM, characters (65), B = 32 streams of T = 100, Adam,
@@ -148,6 +147,7 @@ class LMSteps:
         self.ours = dynamics.build_model("lstm", H, H, vocab, "softmax", n_layers=layers, vocab_size=vocab,
                                          dropout=dropout, seed=0, device=device)
         self.ref = TorchLM(vocab, H, layers, dropout).to(device)
+        self.params = list(self.ours.parameters())
         self.opt = {m: torch.optim.Adam(m.parameters(), lr=1e-3) for m in (self.ours, self.ref)}
         self.edges = {part.name: probes.hist_edges(part) for part in self.ours.parts()}
         self.pending = []
@@ -160,8 +160,7 @@ class LMSteps:
         opt.zero_grad(set_to_none=True)
         loss = self.loss(model(self.x).logits)
         loss.backward()
-        params = [p for p in model.parameters()]
-        self.pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(params, None, self.cutoff,
+        self.pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(self.params, None, self.cutoff,
                                                                                      "rescale")]))
         opt.step()
 
@@ -237,7 +236,7 @@ def profile_lm(device, repeats):
             p.grad = torch.zeros_like(p)
         return lm.opt[model].step
 
-    params = {m: list(m.parameters()) for m in (ours, ref)}
+    ref_params = list(ref.parameters())
     lm.step_ours(), lm.step_torch()
     parts = {
         "recurrence (2 layers)": (backward_of(ours_stack), backward_of(lambda: ref.rnn(h)[0])),
@@ -245,8 +244,8 @@ def profile_lm(device, repeats):
         "embedding": (backward_of(lambda: ours.embedding(lm.x)), backward_of(lambda: ref.embed(lm.x))),
         "dropout (3 places)": (backward_of(drop3), backward_of(drop3)),
         "optimiser (Adam)": (adam(ours), adam(ref)),
-        "clipping and norms": (lambda: probes.clip_gradients(params[ours], None, lm.cutoff, "rescale"),
-                               lambda: nn.utils.clip_grad_norm_(params[ref], lm.cutoff)),
+        "clipping and norms": (lambda: probes.clip_gradients(lm.params, None, lm.cutoff, "rescale"),
+                               lambda: nn.utils.clip_grad_norm_(ref_params, lm.cutoff)),
         "g_t and histograms (a check / 100)": (lm.check_ours, None),
         "whole step": (lm.step_ours, lm.step_torch),
     }
@@ -347,15 +346,9 @@ def bench_dropin(cell, B, H, T, device, repeats):
     ref = TorchModel(cell, H).to(device)
     ours = dnn.convert(TorchModel(cell, H).to(device))
     steps = {"ours": step_fn(ours, x, y, False), "torch": step_fn(ref, x, y, False)}
-    for s in steps.values():
-        for _ in range(3):
-            s()
+    times = side_by_side(steps, device, repeats)
     assert ours.rnn.hidden_grad() is not None
-    times = {k: [] for k in steps}
-    for _ in range(repeats):
-        for k, s in steps.items():
-            times[k].append(timed(s, device))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def bench_recorder(device, repeats, check_every=100, vocab=65, H=256, layers=2, B=32, T=100):

@@ -72,6 +72,9 @@ CLIPS = ("none", "rescale")
 DTYPES = ("float32", "float64")
 BATCHING = ("stream", "random")
 BACKENDS = ("auto", "compiled", "python")
+# threads = auto: below this batch_size x width a step is too small to share between cores (at
+# (B, H) = (20, 50) a second thread gives nothing; at (20, 128) it gives 1.4x: make bench --lm)
+SHARED_STEP = 2048
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,8 @@ class Config:
                     Range(0, 2**32 - 1))
     device: str = key("cpu", "model", "cpu, cuda or cuda:N")
     threads: int = key(1, "model", "CPU threads of one run; auto: the cores this process may use where a step "
-                       "has the work to share them (batch_size x width >= 2048), else 1; a sweep runs one "
-                       "thread per worker", COUNT, words=("auto",))
+                       f"has the work to share them (batch_size x width >= {SHARED_STEP}), else 1; a sweep runs "
+                       "one thread per worker", COUNT, words=("auto",))
     dtype: str = key("float32", "model", "floating-point type of weights and activations", choices=DTYPES)
     backend: str = key("auto", "model", "CPU loops of the recurrences: compiled C++ (built on first use), "
                        "python, or auto (compiled where it builds; DYNAMICS_BACKEND may force either)",

@@ -45,11 +45,6 @@ def make_optimizer(config, params):
     return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
 
 
-# threads = auto: below this batch_size x width a step is too small to share between cores (at
-# (B, H) = (20, 50) a second thread costs more than it gives; at (20, 128) it gives 1.3x)
-SHARED_STEP = 2048
-
-
 def threads_for(c, cores=None):
     """The CPU threads of one run: the key `threads`, or for `auto` the cores this process may use
     when a step has the work to share them, else 1. The recurrence itself stays sequential in
@@ -57,7 +52,7 @@ def threads_for(c, cores=None):
     if c.threads != "auto":
         return c.threads
     width = c.d_model if c.cell == "transformer" else c.n_hidden
-    return (cores or len(os.sched_getaffinity(0))) if c.batch_size * width >= SHARED_STEP else 1
+    return (cores or len(os.sched_getaffinity(0))) if c.batch_size * width >= cfg.SHARED_STEP else 1
 
 
 def resolve_device(name):

@@ -143,7 +143,8 @@ def test_lyapunov_k_is_checked_only_where_it_is_used():
 def test_threads_take_a_count_or_auto(tmp_path, capsys):
     """`threads = auto`: the cores this process may use where a step has the work to share them,
     else 1; a count is taken as it is; anything else is refused with what is allowed."""
-    from dynamics.train import SHARED_STEP, threads_for
+    from dynamics.config import SHARED_STEP
+    from dynamics.train import threads_for
     assert cfg.allowed("threads") == "an integer >= 1, or auto"
     assert cfg.make({"threads": " Auto "}).threads == "auto" and cfg.make({"threads": "3"}).threads == 3
     for bad in ("autp", "0", "1.5"):

@@ -5,9 +5,9 @@ Which path runs (CPU tensors only; CUDA always takes the Python loops of recurre
 - `python`: the Python loops; `compiled`: the C++ loops, and an error if they cannot be built;
 - `auto` (default): compiled when they build, else the Python loops, with one warning line.
 The config key `backend` picks; when it says `auto`, the environment variable DYNAMICS_BACKEND
-may force either path (read when a run chooses its path, `use`, or at the first choice of a
-process: a check per call would cost each update a lookup in os.environ). The build cache is $DYNAMICS_CACHE, or ~/.cache/dynamics, one folder
-per version of the source and of torch.
+may force either path (read when a run chooses its path, `use`, or at a process's first choice:
+a lookup in os.environ at every call would cost each update). The build cache is
+$DYNAMICS_CACHE, or ~/.cache/dynamics, one folder per version of the source and of torch.
 """
 import hashlib
 import os
