@@ -1,5 +1,5 @@
 """The compiled recurrence loops (dynamics/models/csrc/recurrence.cpp): built with the system's C++
-compiler on first use, cached per user, and loaded as torch.ops.dynamics_recurrence.
+compiler on first use, cached per user, and imported as a Python module (pybind11).
 
 Which path runs (CPU tensors only; CUDA always takes the Python loops of recurrence.py):
 - `python`: the Python loops; `compiled`: the C++ loops, and an error if they cannot be built;
@@ -25,7 +25,7 @@ BACKENDS = ("auto", "compiled", "python")
 SOURCE = Path(__file__).parent / "csrc" / "recurrence.cpp"
 _configured = "auto"
 _environment = None  # DYNAMICS_BACKEND as read at the last choice (None: read it at the next)
-_ops = None          # torch.ops.dynamics_recurrence once loaded
+_ops = None          # the compiled module once loaded
 _failure = None      # why the build failed, once it has
 
 
@@ -99,11 +99,11 @@ def _build():
             print(f"dynamics: compiling the recurrence loops once into {cache} (up to a minute) ...",
                   file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        cpp_extension.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(cache),
-                           is_python_module=False, verbose=False)
+        module = cpp_extension.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(cache),
+                                    is_python_module=True, verbose=False)
         if not built:
             print(f"dynamics: compiled in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        _ops = torch.ops.dynamics_recurrence
+        _ops = module
     except Exception as e:  # a failed build must not stop a run: the Python loops give the same numbers
         _failure = " ".join(str(e).split())[:300] or type(e).__name__
         if backend() != "compiled":

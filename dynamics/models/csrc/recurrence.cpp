@@ -8,7 +8,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
-#include <torch/library.h>
+#include <torch/extension.h>
 
 #include <algorithm>
 #include <cmath>
@@ -709,7 +709,7 @@ Tensor histogram(Tensor values, Tensor edges, int64_t transform) {
 // so the same numbers; on the host the branches are free, and in the common case (nothing
 // clipped, nothing untrusted) the gradients are unchanged, so their norm after is the norm.
 
-Tensor clip_gradients(at::TensorList grads, std::optional<Tensor> W_rec, std::optional<Tensor> W_rec_grad,
+Tensor clip_gradients(const std::vector<Tensor>& grads, std::optional<Tensor> W_rec, std::optional<Tensor> W_rec_grad,
                       double cutoff, bool rescale) {
   NO_AUTOGRAD;
   // ‖g‖ as the Python path computes it: each gradient's norm (what _foreach_norm computes on the
@@ -752,24 +752,17 @@ Tensor clip_gradients(at::TensorList grads, std::optional<Tensor> W_rec, std::op
 
 }  // namespace
 
-TORCH_LIBRARY(dynamics_recurrence, m) {
-  m.def("rnn_forward(Tensor xp, Tensor h0, Tensor W_hh, str activation) -> Tensor", &rnn_forward);
-  m.def("rnn_backward(Tensor grad_hs, Tensor states, Tensor W_hh, str activation) -> (Tensor, Tensor)", &rnn_backward);
-  m.def("gru_forward(Tensor xp, Tensor h0, Tensor W_hzr, Tensor W_hh) -> (Tensor, Tensor, Tensor, Tensor)", &gru_forward);
-  m.def("gru_backward(Tensor grad_hs, Tensor states, Tensor zr, Tensor cand, Tensor W_hzr, Tensor W_hh)"
-        " -> (Tensor, Tensor, Tensor, Tensor)", &gru_backward);
-  m.def("histogram(Tensor values, Tensor edges, int transform) -> Tensor", &histogram);
-  m.def("clip_gradients(Tensor(a!)[] grads, Tensor? W_rec, Tensor(b!)? W_rec_grad, float cutoff, bool rescale)"
-        " -> Tensor", &clip_gradients);
-  m.def("lstm_forward(Tensor(a!) gates, Tensor h0, Tensor c0, Tensor W_h) -> (Tensor, Tensor, Tensor)", &lstm_forward);
-  m.def("lstm_backward(Tensor grad_hs, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor W_h, Tensor? grad_cs)"
-        " -> (Tensor, Tensor, Tensor, Tensor)", &lstm_backward);
-  m.def("lnlstm_forward(Tensor zx, Tensor h0, Tensor c0, Tensor W_h, Tensor g_x, Tensor beta_x, Tensor b,"
-        " Tensor g_h, Tensor beta_h, Tensor g_c, Tensor beta_c)"
-        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lnlstm_forward);
-  m.def("lnlstm_backward(Tensor grad_hs, Tensor zx, Tensor gates, Tensor c_all, Tensor mean_x, Tensor inv_x,"
-        " Tensor n_h, Tensor inv_h, Tensor n_c, Tensor inv_c, Tensor tanh_c, Tensor W_h, Tensor g_x, Tensor g_h,"
-        " Tensor g_c, Tensor? grad_cs)"
-        " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
-        &lnlstm_backward);
+// Bound for Python directly (pybind11): a call costs a few µs less than through the dispatcher
+// (torch.ops), and tens of µs less from the cold caches that a backward leaves behind.
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("rnn_forward", &rnn_forward);
+  m.def("rnn_backward", &rnn_backward);
+  m.def("gru_forward", &gru_forward);
+  m.def("gru_backward", &gru_backward);
+  m.def("histogram", &histogram);
+  m.def("clip_gradients", &clip_gradients);
+  m.def("lstm_forward", &lstm_forward);
+  m.def("lstm_backward", &lstm_backward);
+  m.def("lnlstm_forward", &lnlstm_forward);
+  m.def("lnlstm_backward", &lnlstm_backward);
 }
