@@ -119,6 +119,12 @@ class TorchLM(nn.Module):
         return self.head(self.drop(self.rnn(self.drop(self.embed(x)))[0]))
 
 
+def to_host(pending):
+    """What a check does with the updates' records (dynamics/train.py): one table, to the host."""
+    losses, stats = zip(*pending)
+    return torch.cat([torch.stack(losses)[:, None], torch.stack(stats)], 1).double().cpu()
+
+
 def bench_lnlstm(B, H, T, device, repeats):
     """One SGD step of our LayerNorm LSTM against our plain LSTM, same shapes and head."""
     torch.manual_seed(0)
@@ -160,13 +166,12 @@ class LMSteps:
         opt.zero_grad(set_to_none=True)
         loss = self.loss(model(self.x).logits)
         loss.backward()
-        self.pending.append(torch.cat([loss.detach().view(1), probes.clip_gradients(self.params, None, self.cutoff,
-                                                                                     "rescale")]))
+        self.pending.append((loss.detach(), probes.clip_gradients(self.params, None, self.cutoff, "rescale")))
         opt.step()
 
     def check_ours(self):
         """What a check reads of the last update: g_t and the histograms of every layer, to the host."""
-        torch.stack(self.pending).cpu()
+        to_host(self.pending)
         self.pending = []
         for part in self.ours.parts():
             d = probes.layer_diagnostics(part, self.edges[part.name])
@@ -254,7 +259,7 @@ def profile_lm(device, repeats):
         for name, pair in parts.items():
             for side, f in list(zip(("ours", "torch"), pair))[::(-1) ** i]:
                 if f:
-                    lm.pending.append(torch.zeros(5))   # check_ours reads what the updates recorded
+                    lm.pending.append((torch.zeros(()), torch.zeros(4)))   # check_ours reads what the updates recorded
                     times[name, side].append(timed(f, device))
     out = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     out["g_t and histograms (a check / 100)", "ours"] /= lm.check_every
@@ -297,9 +302,8 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, cutoff=1e9):
     edges = {part.name: probes.hist_edges(part) for part in model.parts()}
     pending = []
 
-    def record(clip):
-        return lambda loss: pending.append(torch.cat([loss.detach().view(1),
-                                                      probes.clip_gradients(params, None, cutoff, clip)]))
+    def record(clip):   # as the training loop keeps them: joined at the check
+        return lambda loss: pending.append((loss.detach(), probes.clip_gradients(params, None, cutoff, clip)))
     variants = {"off": lambda loss: None, "records": record("none"), "records, clipping": record("rescale"),
                 "clip_grad_norm_": lambda loss: nn.utils.clip_grad_norm_(params, cutoff)}
 
@@ -311,7 +315,7 @@ def bench_probes(device, repeats, cell="lstm", B=20, H=50, T=150, cutoff=1e9):
         opt.step()
 
     def check():
-        torch.stack(pending).cpu()
+        to_host(pending)
         pending.clear()
         for part in model.parts():
             d = probes.layer_diagnostics(part, edges[part.name])

@@ -121,13 +121,15 @@ class Run:
         for hook in self.after_update:
             hook()
         self.iters += 1
-        self.pending.append(torch.cat([loss.detach().view(1), clip_stats, omega_past]))
+        self.pending.append((loss.detach(), clip_stats, omega_past))   # joined at the check, not per update
         self.host.append((x.shape[0], self.opt.param_groups[0]["lr"], time.perf_counter() - t0))
         return out
 
     # -- one check --------------------------------------------------------------------------
     def check(self, t_start, c_start=None):
-        rows = torch.stack(self.pending).double().cpu().numpy()   # the one transfer of the interval
+        losses, clip_stats, omegas = zip(*self.pending)
+        rows = torch.cat([torch.stack(losses)[:, None], torch.stack(clip_stats), torch.stack(omegas)], 1)
+        rows = rows.double().cpu().numpy()   # the one transfer of the interval
         host = np.asarray(self.host, dtype=float)
         self.pending, self.host = [], []
         iter_columns = {**dict(zip(DEVICE_COLUMNS, rows.T)), **dict(zip(HOST_COLUMNS, host.T))}
