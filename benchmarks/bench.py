@@ -233,8 +233,8 @@ def profile_lm(device, repeats):
     def head_of(weight, bias):
         return lambda: lm.loss(torch.matmul(h, weight) + bias).backward()
 
-    def drop3():   # after the embedding, between the layers, before the head
-        return sum(nn.functional.dropout(h, LM["dropout"]) for _ in range(3))
+    def drop3(module):   # after the embedding, between the layers, before the head
+        return lambda: sum(module(h) for _ in range(3))
 
     def adam(model):
         for p in model.parameters():
@@ -247,7 +247,7 @@ def profile_lm(device, repeats):
         "recurrence (2 layers)": (backward_of(ours_stack), backward_of(lambda: ref.rnn(h)[0])),
         "head and softmax": (head_of(ours.W_hy, ours.b_y), head_of(ref.head.weight.t(), ref.head.bias)),
         "embedding": (backward_of(lambda: ours.embedding(lm.x)), backward_of(lambda: ref.embed(lm.x))),
-        "dropout (3 places)": (backward_of(drop3), backward_of(drop3)),
+        "dropout (3 places)": (backward_of(drop3(ours.drop)), backward_of(drop3(ref.drop))),
         "optimiser (Adam)": (adam(ours), adam(ref)),
         "clipping and norms": (lambda: probes.clip_gradients(lm.params, None, lm.cutoff, "rescale"),
                                lambda: nn.utils.clip_grad_norm_(ref_params, lm.cutoff)),

@@ -129,7 +129,7 @@ def test_failed_build_falls_back(tmp_path, monkeypatch, capsys):
     the same numbers; `compiled` raises."""
     broken = tmp_path / "recurrence.cpp"
     broken.write_text("#error this source does not compile\n")
-    monkeypatch.setattr(compiled, "SOURCE", broken)
+    monkeypatch.setattr(compiled, "SOURCES", (broken,))
     monkeypatch.setattr(compiled, "_ops", None)
     monkeypatch.setattr(compiled, "_failure", None)
     monkeypatch.setenv("DYNAMICS_CACHE", str(tmp_path / "cache"))

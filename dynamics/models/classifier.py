@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..schema import RECURRENT_MATRIX
+from .dropout import Dropout
 from .init import initialise, uniform
 from .recurrent import Output, Recurrent
 from .pooling import last_step, pool
@@ -57,7 +58,7 @@ class Classifier(nn.Module):
         self.embedding = nn.Embedding(vocab_size, n_embed)
         self.layers = nn.ModuleList(Recurrent(cell, n_embed if l == 0 else D * n_hidden, n_hidden, activation)
                                     for l in range(n_layers) for _ in self.directions)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.query = nn.Parameter(torch.zeros(D * n_hidden)) if pooling == "attention" else None
         self.W_1 = nn.Parameter(torch.zeros(D * n_hidden, n_hidden))   # head: tanh(p W_1 + b_1) W_hy + b_y
         self.b_1 = nn.Parameter(torch.zeros(n_hidden))

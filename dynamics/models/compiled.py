@@ -1,5 +1,6 @@
-"""The compiled recurrence loops (dynamics/models/csrc/recurrence.cpp): built with the system's C++
-compiler on first use, cached per user, and imported as a Python module (pybind11).
+"""The compiled loops (dynamics/models/csrc: the recurrences, clipping and histograms, dropout):
+built with the system's C++ compiler on first use, cached per user, and imported as one Python
+module (pybind11).
 
 Which path runs (CPU tensors only; CUDA always takes the Python loops of recurrence.py):
 - `python`: the Python loops; `compiled`: the C++ loops, and an error if they cannot be built;
@@ -22,7 +23,9 @@ from tasks.errors import bad_value
 
 # what the config key `backend` and DYNAMICS_BACKEND may say: a path, or auto (compiled where it builds)
 BACKENDS = ("auto", "compiled", "python")
-SOURCE = Path(__file__).parent / "csrc" / "recurrence.cpp"
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = tuple(CSRC / name for name in ("recurrence.cpp", "dropout.cpp", "module.cpp"))
+HEADERS = (CSRC / "ops.h",)
 _configured = "auto"
 _environment = None  # DYNAMICS_BACKEND as read at the last choice (None: read it at the next)
 _ops = None          # the compiled module once loaded
@@ -86,7 +89,8 @@ def cpu_flags():
 def _build():
     global _ops, _failure
     flags = ["-O3"] + cpu_flags()
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags + [torch.__version__]).encode()).hexdigest()[:12]
+    code = b"".join(path.read_bytes() for path in SOURCES + HEADERS)
+    key = hashlib.sha256(code + " ".join(flags + [torch.__version__]).encode()).hexdigest()[:12]
     name = f"dynamics_recurrence_{key}"
     cache = Path(os.environ.get("DYNAMICS_CACHE") or Path.home() / ".cache" / "dynamics") / name
     built = (cache / f"{name}.so").exists()
@@ -99,8 +103,8 @@ def _build():
             print(f"dynamics: compiling the recurrence loops once into {cache} (up to a minute) ...",
                   file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        module = cpp_extension.load(name, [str(SOURCE)], extra_cflags=flags, build_directory=str(cache),
-                                    is_python_module=True, verbose=False)
+        module = cpp_extension.load(name, [str(path) for path in SOURCES], extra_cflags=flags,
+                                    build_directory=str(cache), is_python_module=True, verbose=False)
         if not built:
             print(f"dynamics: compiled in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         _ops = module

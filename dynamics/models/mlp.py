@@ -21,6 +21,7 @@ from torch import nn
 
 from tasks.errors import bad_value
 
+from .dropout import Dropout
 from .recurrent import Output
 from .part import Part
 
@@ -46,7 +47,7 @@ class WindowMLP(nn.Module):
         sizes = [window * n_embed] + [n_hidden] * n_layers
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.head = nn.Linear(n_hidden, vocab_size)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.final_state = None
         self.layer_outputs = []       # (h, grad holder) of the last forward, per hidden layer
         self.hidden_grads = [None] * n_layers

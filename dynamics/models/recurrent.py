@@ -13,6 +13,7 @@ from torch import nn
 from tasks.errors import bad_value
 
 from ..schema import RECURRENT_MATRIX
+from .dropout import Dropout
 from .init import initialise
 from . import lnlstm
 from .recurrence import ACTIVATIONS, GRURecurrence, LSTMRecurrence, RNNRecurrence
@@ -101,7 +102,7 @@ class Model(nn.Module):
         self.embedding = nn.Embedding(vocab_size, n_in) if vocab_size else None
         self.layers = nn.ModuleList(
             Recurrent(cell, n_in if l == 0 else n_hidden, n_hidden, activation) for l in range(n_layers))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.W_hy = nn.Parameter(torch.zeros(n_hidden, n_out))
         self.b_y = nn.Parameter(torch.zeros(n_out))
         if tie_weights:

@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from .dropout import Dropout
 from .recurrent import Output
 from .part import Part
 
@@ -29,7 +30,7 @@ class SelfAttention(nn.Module):
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.weights = None          # (B, heads, T, T) of the last forward
 
     def forward(self, x, padding=None):
@@ -56,7 +57,7 @@ class Block(nn.Module):
         self.attn = SelfAttention(d_model, n_heads, dropout)
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model),
-                                 nn.Dropout(dropout))
+                                 Dropout(dropout))
 
     def forward(self, x, padding=None):
         x = x + self.attn(self.ln1(x), padding)
@@ -91,7 +92,7 @@ class Transformer(nn.Module):
             self.pos = nn.Parameter(torch.zeros(block_size, d_model))
         else:
             self.register_buffer("pos", sinusoidal(block_size, d_model).float(), persistent=False)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, n_out)

@@ -30,6 +30,7 @@ from torch import nn
 
 from tasks.errors import InputError
 
+from .dropout import Dropout
 from .seq2seq import Memory, Output
 from .transformer import Block, SelfAttention, initialise, sinusoidal
 from .part import Part
@@ -79,7 +80,7 @@ class CrossAttention(nn.Module):
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.proj = nn.Linear(d_model, d_model)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.weights = None             # (B, heads, T, S) of the last forward
 
     def keys_values(self, memory):
@@ -105,7 +106,7 @@ class DecoderBlock(nn.Module):
         self.cross = CrossAttention(d_model, n_heads, dropout)
         self.ln3 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model),
-                                 nn.Dropout(dropout))
+                                 Dropout(dropout))
 
     def forward(self, y, keys_values, padding, cache=None):
         a, cache = self.attn(self.ln1(y), cache)
@@ -133,7 +134,7 @@ class TransformerSeq2Seq(nn.Module):
         else:
             self.register_buffer("src_pos", sinusoidal(src_size, d_model).float(), persistent=False)
             self.register_buffer("tgt_pos", sinusoidal(tgt_size, d_model).float(), persistent=False)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.enc_blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
         self.ln_enc = nn.LayerNorm(d_model)
         self.dec_blocks = nn.ModuleList(DecoderBlock(d_model, n_heads, dropout) for _ in range(n_layers))

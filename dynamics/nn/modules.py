@@ -23,11 +23,11 @@ the training pass's alone.
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from tasks.errors import InputError
 
+from ..models.dropout import dropout
 from ..models.part import Part
 from ..models.recurrence import LSTMRecurrence, RNNRecurrence, TorchGRURecurrence
 from ..models.recurrent import spectral_radius
@@ -108,7 +108,7 @@ class DropIn:
             if lengths is not None:   # the steps beyond a sequence's end are zeros, as torch.nn pads them
                 x = x * (torch.arange(x.shape[0], device=x.device)[:, None] < lengths[None, :]).unsqueeze(2)
             if self.dropout and self.training and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout, True)
+                x = dropout(x, self.dropout)
         if torch.is_grad_enabled():   # an evaluation without gradients leaves the training pass's diagnostics
             self._traces, self._lengths = traces, lengths
         h_n = tuple(torch.stack(f) for f in zip(*finals))

@@ -8,7 +8,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
-#include <torch/extension.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,10 +15,11 @@
 #include <utility>
 #include <vector>
 
-using at::Tensor;
+#include "ops.h"
+
 using at::vec::Vectorized;
 
-namespace {
+namespace dynamics {
 
 // e^x, σ and tanh. For float64 these are ATen's (SLEEF, within 1 ulp). For float32 SLEEF's exp and
 // tanh, out-of-line calls, cost more than the rest of an LSTM step; the inline versions below keep
@@ -750,19 +750,4 @@ Tensor clip_gradients(const std::vector<Tensor>& grads, std::optional<Tensor> W_
   return out;
 }
 
-}  // namespace
-
-// Bound for Python directly (pybind11): a call costs a few µs less than through the dispatcher
-// (torch.ops), and tens of µs less from the cold caches that a backward leaves behind.
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("rnn_forward", &rnn_forward);
-  m.def("rnn_backward", &rnn_backward);
-  m.def("gru_forward", &gru_forward);
-  m.def("gru_backward", &gru_backward);
-  m.def("histogram", &histogram);
-  m.def("clip_gradients", &clip_gradients);
-  m.def("lstm_forward", &lstm_forward);
-  m.def("lstm_backward", &lstm_backward);
-  m.def("lnlstm_forward", &lnlstm_forward);
-  m.def("lnlstm_backward", &lnlstm_backward);
-}
+}  // namespace dynamics
