@@ -185,11 +185,11 @@ class LMSteps:
         opt.step()
 
 
-def bench_lm(device, repeats, threads=(1,)):
+def bench_lm(device, repeats, threads=(1,), dropout=LM["dropout"]):
     """Characters per second of the language model's step, ours (a check's cost spread over
     `check_every` updates) and torch.nn's, at each thread count: all steps interleaved, so every
     number sees the same machine load."""
-    lm, before = LMSteps(device, **LM), torch.get_num_threads()
+    lm, before = LMSteps(device, **{**LM, "dropout": dropout}), torch.get_num_threads()
     steps = {(k, n): s for n in threads for k, s in (("ours", lm.step_ours), ("torch", lm.step_torch))}
     times, checks = {k: [] for k in steps}, {n: [] for n in threads}
     for _ in range(5):   # warm-up, also of the heap: its free blocks settle after a few steps
@@ -230,6 +230,13 @@ def profile_lm(device, repeats):
             x = layer(x)[0]
         return x
 
+    def ref_stack():   # without the dropout torch.nn.LSTM applies between its layers: that is a part below
+        ref.rnn.dropout = 0.0
+        try:
+            return ref.rnn(h)[0]
+        finally:
+            ref.rnn.dropout = LM["dropout"]
+
     def head_of(weight, bias):
         return lambda: lm.loss(torch.matmul(h, weight) + bias).backward()
 
@@ -244,7 +251,7 @@ def profile_lm(device, repeats):
     ref_params = list(ref.parameters())
     lm.step_ours(), lm.step_torch()
     parts = {
-        "recurrence (2 layers)": (backward_of(ours_stack), backward_of(lambda: ref.rnn(h)[0])),
+        "recurrence (2 layers)": (backward_of(ours_stack), backward_of(ref_stack)),
         "head and softmax": (head_of(ours.W_hy, ours.b_y), head_of(ref.head.weight.t(), ref.head.bias)),
         "embedding": (backward_of(lambda: ours.embedding(lm.x)), backward_of(lambda: ref.embed(lm.x))),
         "dropout (3 places)": (backward_of(drop3(ours.drop)), backward_of(drop3(ref.drop))),
@@ -567,22 +574,23 @@ def print_diagnostics(device, args, rows):
 
 
 def lm_lines(device, args, rows):
-    """The language model: ours against torch.nn in characters per second, on one thread and (where
-    the machine has them) two."""
+    """The language model: ours against torch.nn in characters per second, with dropout 0.2 on one
+    thread and (where the machine has them) two, and without dropout (the config's default) on one."""
     # CPU time counts every thread's, so a second thread is timed by the wall clock only
     more = args.threads == 1 and len(os.sched_getaffinity(0)) >= 2 and args.clock == "wall"
     counts = (args.threads, 2) if more else (args.threads,)
-    lm = bench_lm(device, max(5, args.repeats // 3), counts)
     one = counts[0]
-    for n in counts:
-        ratio = lm["ours", n] / lm["torch", n]
-        rows.append((device, f"lm-lstm-{n}t", 32, 256, 100, 1e3 * 3200 / lm["ours", n], 1e3 * 3200 / lm["torch", n],
-                     1 / ratio))
-        gain = "" if n == one else (f"; {lm['ours', n] / lm['ours', one]:.2f}x / {lm['torch', n] / lm['torch', one]:.2f}x "
-                                    f"the speed of {one} thread")
-        print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100, dropout 0.2, clipping, g_t every 100 updates, {n} "
-              f"thread{'s' * (n > 1)}: ours {lm['ours', n]:,.0f} chars/s, torch.nn {lm['torch', n]:,.0f} chars/s "
-              f"({ratio:.2f}x its speed{gain})", flush=True)
+    for dropout, threads in ((LM["dropout"], counts), (0.0, (one,))):
+        lm = bench_lm(device, max(5, args.repeats // 3), threads, dropout)
+        for n in threads:
+            ratio = lm["ours", n] / lm["torch", n]
+            rows.append((device, f"lm-lstm-dropout{dropout:g}-{n}t", 32, 256, 100, 1e3 * 3200 / lm["ours", n],
+                         1e3 * 3200 / lm["torch", n], 1 / ratio))
+            gain = "" if n == one else (f"; {lm['ours', n] / lm['ours', one]:.2f}x / "
+                                        f"{lm['torch', n] / lm['torch', one]:.2f}x the speed of {one} thread")
+            print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100, dropout {dropout:g}, clipping, g_t every 100 updates, "
+                  f"{n} thread{'s' * (n > 1)}: ours {lm['ours', n]:,.0f} chars/s, torch.nn {lm['torch', n]:,.0f} "
+                  f"chars/s ({ratio:.2f}x its speed{gain})", flush=True)
 
 
 def thread_gains(device, repeats, shapes=((20, 50, 150), (20, 128, 150), (64, 256, 128))):
