@@ -100,7 +100,7 @@ def _build():
             raise RuntimeError(missing_toolchain())
         cache.mkdir(parents=True, exist_ok=True)
         if not built:
-            print(f"dynamics: compiling the recurrence loops once into {cache} (up to a minute) ...",
+            print(f"dynamics: compiling the recurrence and dropout loops once into {cache} (up to a minute) ...",
                   file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         module = cpp_extension.load(name, [str(path) for path in SOURCES], extra_cflags=flags,
