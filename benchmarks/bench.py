@@ -17,6 +17,7 @@ process waits for a core (with one thread it equals the wall time of an idle mac
 It ends with the start-up time of `dynamics --help` and `dynamics info` (alone: --startup).
 """
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -230,13 +231,6 @@ def profile_lm(device, repeats):
             x = layer(x)[0]
         return x
 
-    def ref_stack():   # without the dropout torch.nn.LSTM applies between its layers: that is a part below
-        ref.rnn.dropout = 0.0
-        try:
-            return ref.rnn(h)[0]
-        finally:
-            ref.rnn.dropout = LM["dropout"]
-
     def head_of(weight, bias):
         return lambda: lm.loss(torch.matmul(h, weight) + bias).backward()
 
@@ -248,10 +242,12 @@ def profile_lm(device, repeats):
             p.grad = torch.zeros_like(p)
         return lm.opt[model].step
 
+    ref_stack = copy.deepcopy(ref.rnn)
+    ref_stack.dropout = 0.0   # the dropout torch.nn.LSTM applies between its layers is a part of its own below
     ref_params = list(ref.parameters())
     lm.step_ours(), lm.step_torch()
     parts = {
-        "recurrence (2 layers)": (backward_of(ours_stack), backward_of(ref_stack)),
+        "recurrence (2 layers)": (backward_of(ours_stack), backward_of(lambda: ref_stack(h)[0])),
         "head and softmax": (head_of(ours.W_hy, ours.b_y), head_of(ref.head.weight.t(), ref.head.bias)),
         "embedding": (backward_of(lambda: ours.embedding(lm.x)), backward_of(lambda: ref.embed(lm.x))),
         "dropout (3 places)": (backward_of(drop3(ours.drop)), backward_of(drop3(ref.drop))),
@@ -584,8 +580,9 @@ def lm_lines(device, args, rows):
         lm = bench_lm(device, max(5, args.repeats // 3), threads, dropout)
         for n in threads:
             ratio = lm["ours", n] / lm["torch", n]
-            rows.append((device, f"lm-lstm-dropout{dropout:g}-{n}t", 32, 256, 100, 1e3 * 3200 / lm["ours", n],
-                         1e3 * 3200 / lm["torch", n], 1 / ratio))
+            step_ms = {k: 1e3 * LM["B"] * LM["T"] / lm[k, n] for k in ("ours", "torch")}
+            rows.append((device, f"lm-lstm-dropout{dropout:g}-{n}t", LM["B"], LM["H"], LM["T"], step_ms["ours"],
+                         step_ms["torch"], 1 / ratio))
             gain = "" if n == one else (f"; {lm['ours', n] / lm['ours', one]:.2f}x / "
                                         f"{lm['torch', n] / lm['torch', one]:.2f}x the speed of {one} thread")
             print(f"{device:6} char LM, 2x256 LSTM, B=32, T=100, dropout {dropout:g}, clipping, g_t every 100 updates, "
